@@ -1,0 +1,93 @@
+"""The method registry: `register_method`, `list_methods`, `get_method`, `build_model`.
+
+A *layer* method is a factory
+    (in_channels, out_channels, *, dim, causal, size, **hparams) -> nn.Module
+mapping (B, C, L) or (B, C, H, W) to the same spatial size; `build_model` drops it
+into the shared backbones (methods/backbones.py). A *model* method is a factory
+    (task: TaskSpec, **hparams) -> nn.Module
+that builds the whole network. Optional hooks a module may have are listed in
+methods/hooks.py. Importing this package imports no method's code: built-ins are
+registered lazily (methods/_builtin.py) and plugins through the entry-point group
+`lksbench.methods` or `--plugin`.
+"""
+
+from __future__ import annotations
+
+import inspect
+from typing import Any, Callable
+
+from bench.errors import UserError
+from bench.registry import Entry, Registry
+from methods._builtin import BUILTIN_METHODS
+from methods.card import MethodCard
+from methods.task import TaskSpec
+
+__all__ = [
+    "MethodCard",
+    "TaskSpec",
+    "build_model",
+    "get_method",
+    "list_methods",
+    "register_method",
+    "skip_reason",
+    "METHODS",
+]
+
+METHODS = Registry("method", "lksbench.methods", BUILTIN_METHODS)
+
+
+def register_method(name: str, kind: str = "layer", **card: Any) -> Callable:
+    """Decorator: register a layer or model factory under `name` with its card."""
+    full = MethodCard.make(kind=kind, **card)  # validates the card's keys and values
+    return METHODS.register(name, card=full)
+
+
+def list_methods(pattern: str | None = None) -> list[str]:
+    return METHODS.list(pattern)
+
+
+def get_method(name: str) -> Entry:
+    """The registry entry: `.obj` (the factory) and `.card` (its MethodCard)."""
+    return METHODS.get(name)
+
+
+def card_of(name: str) -> MethodCard:
+    return get_method(name).card
+
+
+def skip_reason(name: str, task: TaskSpec) -> str | None:
+    """Why `name` cannot run on `task` (from its card), or None if it can."""
+    return card_of(name).skip_reason(task)
+
+
+def _accepted(fn: Callable, hparams: dict[str, Any], what: str) -> None:
+    params = inspect.signature(fn).parameters
+    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values()):
+        return
+    unknown = sorted(set(hparams) - set(params))
+    if unknown:
+        valid = sorted(n for n, p in params.items() if p.kind is inspect.Parameter.KEYWORD_ONLY or p.default is not inspect.Parameter.empty)
+        valid = [n for n in valid if n not in ("dim", "causal", "size")]
+        raise UserError(f"{what} does not take hyperparameter(s) {', '.join(unknown)}; it takes: {', '.join(valid) or 'none'}")
+
+
+def build_model(method: str, task: TaskSpec, **hparams: Any):
+    """Build the network for `task`: a model method builds it itself, a layer method goes into a backbone."""
+    from methods import backbones  # imported here: torch is not needed to list methods
+
+    entry = get_method(method)
+    card: MethodCard = entry.card
+    reason = card.skip_reason(task)
+    if reason:
+        raise UserError(f"method {method!r} cannot run on this task: {reason}")
+    hparams = {k: v for k, v in hparams.items() if v is not None}  # as timm: None means "use the default"
+    hparams = {**card.defaults, **hparams}
+    if card.kind == "model":
+        _accepted(entry.obj, hparams, f"method {method!r}")
+        model = entry.obj(task, **hparams)
+    else:
+        backbone_hp = {k: hparams.pop(k) for k in backbones.BACKBONE_HPARAMS if k in hparams}
+        _accepted(entry.obj, hparams, f"layer method {method!r}")
+        model = backbones.build_backbone(entry.obj, task, layer_hparams=hparams, **backbone_hp)
+    model.task = task
+    return model
