@@ -14,7 +14,8 @@ registered lazily (methods/_builtin.py) and plugins through the entry-point grou
 from __future__ import annotations
 
 import inspect
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from bench.errors import UserError
 from bench.registry import Entry, Registry
@@ -66,9 +67,15 @@ def _accepted(fn: Callable, hparams: dict[str, Any], what: str) -> None:
         return
     unknown = sorted(set(hparams) - set(params))
     if unknown:
-        valid = sorted(n for n, p in params.items() if p.kind is inspect.Parameter.KEYWORD_ONLY or p.default is not inspect.Parameter.empty)
+        valid = sorted(
+            n
+            for n, p in params.items()
+            if p.kind is inspect.Parameter.KEYWORD_ONLY or p.default is not inspect.Parameter.empty
+        )
         valid = [n for n in valid if n not in ("dim", "causal", "size")]
-        raise UserError(f"{what} does not take hyperparameter(s) {', '.join(unknown)}; it takes: {', '.join(valid) or 'none'}")
+        raise UserError(
+            f"{what} does not take hyperparameter(s) {', '.join(unknown)}; it takes: {', '.join(valid) or 'none'}"
+        )
 
 
 def build_model(method: str, task: TaskSpec, **hparams: Any):

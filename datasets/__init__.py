@@ -1,0 +1,67 @@
+"""The dataset registry: `register_dataset`, `list_datasets`, `get_dataset`.
+
+A loader is a function `(*, seed, data_root, **options) -> Loaded` (see datasets/base.py).
+`get_dataset` checks the options, calls the loader, and carves a validation split from
+the training data (seeded, identical for every method) unless the dataset has its own.
+Built-ins are registered lazily (datasets/_builtin.py); plugins use the entry-point group
+`lksbench.datasets` or `--plugin`.
+"""
+
+from __future__ import annotations
+
+import inspect
+import os
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from bench.errors import UserError
+from bench.registry import Entry, Registry
+from datasets._builtin import BUILTIN_DATASETS
+from datasets.base import DatasetCard, DataSplits, Loaded
+
+__all__ = ["DataSplits", "DatasetCard", "Loaded", "DATASETS", "get_dataset", "list_datasets", "register_dataset"]
+
+DATASETS = Registry("dataset", "lksbench.datasets", BUILTIN_DATASETS)
+
+
+def register_dataset(name: str, **card: Any) -> Callable:
+    """Decorator: register a loader under `name`; card fields are DatasetCard's."""
+    return DATASETS.register(name, card=DatasetCard.make(**card))
+
+
+def list_datasets(pattern: str | None = None) -> list[str]:
+    return DATASETS.list(pattern)
+
+
+def get_entry(name: str) -> Entry:
+    return DATASETS.get(name)
+
+
+def default_data_root() -> Path:
+    return Path(os.environ.get("LKSBENCH_DATA", "./data"))
+
+
+def get_dataset(
+    name: str, *, seed: int = 0, val_fraction: float = 0.1, data_root: str | Path | None = None, **options: Any
+) -> DataSplits:
+    """Train/val/test splits and the TaskSpec of dataset `name`."""
+    from datasets.splits import carve_validation  # torch is imported only when data is built
+
+    entry = get_entry(name)
+    if not 0 < val_fraction < 1:
+        raise UserError(f"val_fraction must be in (0, 1), got {val_fraction}")
+    params = inspect.signature(entry.obj).parameters
+    unknown = sorted(set(options) - set(params))
+    if unknown and not any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values()):
+        valid = sorted(n for n in params if n not in ("seed", "data_root"))
+        raise UserError(
+            f"dataset {name!r} has no option(s) {', '.join(unknown)}; its options: {', '.join(valid) or 'none'}"
+        )
+    root = Path(data_root) if data_root is not None else default_data_root()
+    loaded: Loaded = entry.obj(seed=seed, data_root=root, **options)
+    if loaded.val is not None:
+        train, val = loaded.train, loaded.val
+    else:
+        train, val = carve_validation(loaded.train, val_fraction, seed)
+    return DataSplits(train, val, loaded.test, loaded.task, loaded.augment, dict(loaded.info))

@@ -1,0 +1,49 @@
+"""What a loader returns (Loaded), what get_dataset returns (DataSplits), and a dataset's card."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field, fields
+from typing import Any, NamedTuple
+
+from methods.task import TaskSpec
+
+
+@dataclass
+class Loaded:
+    train: Any  # a torch Dataset yielding (x, y); TensorDataset gets a fast path
+    test: Any
+    task: TaskSpec
+    val: Any = None  # a dataset's own validation split; else get_dataset carves one
+    augment: Callable | None = None  # batch -> batch, applied to training batches only
+    info: dict[str, Any] = field(default_factory=dict)  # stored in the run file (e.g. the pMNIST permutation seed)
+
+
+class DataSplits(NamedTuple):
+    train: Any
+    val: Any
+    test: Any
+    task: TaskSpec
+    augment: Callable | None = None
+    info: dict[str, Any] = {}
+
+
+@dataclass(frozen=True)
+class DatasetCard:
+    description: str = ""
+    dim: int = 1
+    shape: str = ""  # one sample, e.g. "784 x 1" or "3 x 32 x 32"
+    classes: int | None = None  # None for regression
+    source: str = "embedded"  # "embedded" (no download), "download", or "manual" (the user fetches it)
+    paper_name: str = ""  # how the papers' tables name it (sMNIST, CIFAR-10, ...)
+
+    @classmethod
+    def make(cls, **card: Any) -> DatasetCard:
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(card) - known)
+        if unknown:
+            raise ValueError(f"unknown dataset-card field(s) {unknown}; valid: {sorted(known)}")
+        return cls(**card)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
