@@ -30,6 +30,8 @@ def adding_samples(n: int, length: int, generator: torch.Generator):
     dim=1,
     shape="2 x 1000 (option length)",
     classes=None,
+    causal=True,
+    metric="mse",
 )
 def adding(*, seed, data_root, length: int = 1000, n_train: int = 5000, n_test: int = 1000):
     if length < 2 or n_train < 10 or n_test < 1:

@@ -36,6 +36,13 @@ class DatasetCard:
     classes: int | None = None  # None for regression
     source: str = "embedded"  # "embedded" (no download), "download", or "manual" (the user fetches it)
     paper_name: str = ""  # how the papers' tables name it (sMNIST, CIFAR-10, ...)
+    causal: bool = False  # a sequence task read out at the last step (must match the loader's TaskSpec)
+    metric: str = "accuracy"  # "accuracy" or "mse" (must match the loader's TaskSpec)
+
+    def task_stub(self) -> TaskSpec:
+        """A TaskSpec with this card's dim, causality and metric, for checking method support without loading data."""
+        size = 8 if self.dim == 1 else (8, 8)
+        return TaskSpec(self.dim, 1, self.classes or 1, size, self.causal, self.metric)
 
     @classmethod
     def make(cls, **card: Any) -> DatasetCard:

@@ -40,6 +40,7 @@ def digits(*, seed, data_root):
     dim=1,
     shape="1 x 64",
     classes=10,
+    causal=True,
 )
 def sdigits(*, seed, data_root):
     xtr, ytr, xte, yte = digit_images()
