@@ -26,7 +26,9 @@ from methods.task import TaskSpec
 __all__ = [
     "MethodCard",
     "TaskSpec",
+    "accepted_hparams",
     "build_model",
+    "check_hparams",
     "get_method",
     "list_methods",
     "register_method",
@@ -61,20 +63,26 @@ def skip_reason(name: str, task: TaskSpec) -> str | None:
     return card_of(name).skip_reason(task)
 
 
-def _accepted(fn: Callable, hparams: dict[str, Any], what: str) -> None:
-    params = inspect.signature(fn).parameters
+def accepted_hparams(name: str) -> set[str] | None:
+    """The hparams `build_model(name, ...)` takes, or None when its factory takes any (**kwargs)."""
+    from methods.backbones import BACKBONE_HPARAMS
+
+    entry = get_method(name)
+    params = inspect.signature(entry.obj).parameters
     if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values()):
-        return
-    unknown = sorted(set(hparams) - set(params))
+        return None
+    own = {n for n, p in params.items() if p.default is not inspect.Parameter.empty}
+    own -= {"dim", "causal", "size"}
+    return own | set(BACKBONE_HPARAMS) if entry.card.kind == "layer" else own
+
+
+def check_hparams(name: str, hparams: dict[str, Any]) -> None:
+    accepted = accepted_hparams(name)
+    unknown = sorted(set(hparams) - accepted) if accepted is not None else []
     if unknown:
-        valid = sorted(
-            n
-            for n, p in params.items()
-            if p.kind is inspect.Parameter.KEYWORD_ONLY or p.default is not inspect.Parameter.empty
-        )
-        valid = [n for n in valid if n not in ("dim", "causal", "size")]
         raise UserError(
-            f"{what} does not take hyperparameter(s) {', '.join(unknown)}; it takes: {', '.join(valid) or 'none'}"
+            f"method {name!r} does not take hyperparameter(s) {', '.join(unknown)}; "
+            f"it takes: {', '.join(sorted(accepted)) or 'none'}"
         )
 
 
@@ -89,12 +97,11 @@ def build_model(method: str, task: TaskSpec, **hparams: Any):
         raise UserError(f"method {method!r} cannot run on this task: {reason}")
     hparams = {k: v for k, v in hparams.items() if v is not None}  # as timm: None means "use the default"
     hparams = {**card.defaults, **hparams}
+    check_hparams(method, hparams)
     if card.kind == "model":
-        _accepted(entry.obj, hparams, f"method {method!r}")
         model = entry.obj(task, **hparams)
     else:
         backbone_hp = {k: hparams.pop(k) for k in backbones.BACKBONE_HPARAMS if k in hparams}
-        _accepted(entry.obj, hparams, f"layer method {method!r}")
         model = backbones.build_backbone(entry.obj, task, layer_hparams=hparams, **backbone_hp)
     model.task = task
     return model

@@ -39,12 +39,13 @@ def conv(cin, cout, *, dim, causal, size, kernel_size: int = 3):
 
 @register_method(
     "conv33",
-    description="fixed large kernel: 33 x 33 on images, the full input length on sequences",
+    description="fixed kernel as large as FlexConv's horizon: 33 x 33 on 32-px images (H+1), full length on sequences",
     paper="FlexConv (Romero et al., 2022) baseline",
     year=2022,
 )
 def conv33(cin, cout, *, dim, causal, size):
-    length = size if dim == 1 else 33
+    # the paper's "k=33" row on 32-px CIFAR is FlexConv's horizon H+1; generalised to any size as such
+    length = size if dim == 1 else max(size) + 1 - max(size) % 2
     if dim == 1 and not causal and length % 2 == 0:
         length += 1  # a centred kernel must be odd; one past the length still covers it all
     return Conv(cin, cout, length, dim, causal)

@@ -1,0 +1,137 @@
+"""The command line behind run_all.py: `run` (default), `list`, `report`."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from bench.errors import UserError
+
+EPILOG = """examples:
+  python run_all.py                                   # the quick suite on embedded data, then tables and plots
+  python run_all.py --suite smoke                     # a 1-minute check of every method
+  python run_all.py --methods 'flexconv*,conv' --datasets sdigits --seeds 0-2 --epochs 5
+  python run_all.py --set train.lr=0.01 --set model.width=16
+  python run_all.py list                              # methods and datasets
+  python run_all.py report                            # rebuild tables and plots from stored runs
+"""
+
+
+class Parser(argparse.ArgumentParser):
+    def error(self, message):  # one line and exit 2, like every other bad input
+        raise UserError(message)
+
+
+def make_parser() -> Parser:
+    p = Parser(prog="run_all.py", description="LKSBench: learned kernel sizes, one protocol.", epilog=EPILOG,
+               formatter_class=argparse.RawDescriptionHelpFormatter)  # fmt: skip
+    p.add_argument("command", nargs="?", default="run", choices=["run", "list", "report"])
+    p.add_argument("--suite", default="quick", help="named suite (default: quick); see `list`")
+    p.add_argument("--methods", help="comma list of method names or globs")
+    p.add_argument("--datasets", help="comma list of dataset names or globs")
+    p.add_argument("--seeds", help="e.g. 0,1,2 or 0-4 (default: the suite's)")
+    p.add_argument("--epochs", type=int, help="override the suite's epochs")
+    p.add_argument("--budget", type=float, default=1.0, help="fraction of the suite's epochs (rows are marked)")
+    p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N (default: auto)")
+    p.add_argument("--out", default="results", help="results folder (default: results/)")
+    p.add_argument("--data-root", help="where real datasets live (default: $LKSBENCH_DATA or ./data)")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                   help="override train.*, model.* or data.* settings (repeatable)")  # fmt: skip
+    p.add_argument("--plugin", action="append", default=[], help="a .py file or module that registers methods/datasets")
+    p.add_argument("--dry-run", action="store_true", help="print the grid and exit")
+    p.add_argument("--force", action="store_true", help="redo runs that already finished")
+    p.add_argument("--no-report", action="store_true", help="do not rebuild tables and plots after running")
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+    return p
+
+
+def _split(text: str | None) -> list[str] | None:
+    return [t.strip() for t in text.split(",") if t.strip()] if text else None
+
+
+def cmd_list() -> None:
+    import datasets
+    import methods
+    from bench.suites import SUITES
+
+    print("Methods:")
+    for name in methods.list_methods():
+        c = methods.card_of(name)
+        dims = "/".join(f"{d}D" for d in c.dims)
+        flags = ", ".join(f for f, on in [("causal", c.causal and 1 in c.dims), ("learned size", c.learned_size),
+                                         ("any resolution", c.resolution_change)] if on)  # fmt: skip
+        print(f"  {name:<18} {c.kind:<5} {dims:<6} {c.description}" + (f" [{flags}]" if flags else ""))
+    print("\nDatasets:")
+    for name in datasets.list_datasets():
+        c = datasets.get_entry(name).card
+        classes = f"{c.classes} classes" if c.classes else "regression"
+        print(f"  {name:<14} {c.shape:<26} {classes:<12} {c.source:<9} {c.description}")
+    print("\nSuites:")
+    for name, suite in SUITES.items():
+        print(f"  {name:<18} {suite.description}")
+
+
+def cmd_run(args) -> int:
+    from bench.config import parse_overrides
+    from bench.env import resolve_device
+    from bench.grid import build_grid, parse_seeds
+    from bench.suites import get_suite
+
+    device = resolve_device(args.device)
+    grid = build_grid(
+        get_suite(args.suite),
+        methods_sel=_split(args.methods),
+        datasets_sel=_split(args.datasets),
+        seeds=parse_seeds(args.seeds) if args.seeds else None,
+        epochs=args.epochs,
+        overrides=parse_overrides(args.overrides),
+        budget=args.budget,
+    )
+    for method, dataset, reason in grid.unsupported:
+        print(f"  skip {method} on {dataset}: {reason}")
+    if args.dry_run:
+        for cfg in grid.runs:
+            print(f"{cfg.run_id}  {cfg.method:<18} {cfg.dataset:<12} seed {cfg.seed}  model={cfg.model} "
+                  f"epochs={max(1, round(cfg.train.epochs * cfg.budget))}")  # fmt: skip
+        print(f"{len(grid.runs)} runs, {len(grid.unsupported)} unsupported method/dataset pairs")
+        return 0
+    from bench.runner import run_grid
+
+    print(f"{len(grid.runs)} runs on {device}, results in {args.out}/runs/")
+    summary = run_grid(grid.runs, args.out, device, data_root=args.data_root, force=args.force,
+                       progress=not args.quiet)  # fmt: skip
+    print(summary.line())
+    if summary.interrupted:
+        return 130
+    if not args.no_report:
+        cmd_report(args)
+    return 0
+
+
+def cmd_report(args) -> None:
+    from bench.report import build_report
+
+    for line in build_report(args.out):
+        print(line)
+
+
+def main(argv: list[str] | None = None) -> int:
+    try:
+        args = make_parser().parse_args(argv)
+        from bench.plugins import load_plugin
+
+        for spec in args.plugin:
+            load_plugin(spec)
+        if args.command == "list":
+            cmd_list()
+            return 0
+        if args.command == "report":
+            cmd_report(args)
+            return 0
+        return cmd_run(args)
+    except UserError as exc:
+        print(f"run_all.py: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130

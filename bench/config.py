@@ -1,0 +1,147 @@
+"""The run configuration: frozen dataclasses, dotted `--set` overrides, and the run id.
+
+A run is fully described by a RunConfig; its id is a hash of that config (never of
+paths, devices or timestamps), so the same command finds its finished runs again.
+"""
+
+from __future__ import annotations
+
+import ast
+import hashlib
+import json
+from dataclasses import asdict, dataclass, field, fields, replace
+from typing import Any
+
+from bench.errors import UserError
+
+PROTOCOL_VERSION = 1  # bump when the training protocol changes what a finished run means
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """One protocol for every method: AdamW, linear warm-up then cosine, selection on validation."""
+
+    epochs: int = 10
+    batch_size: int = 64
+    lr: float = 1e-3
+    weight_decay: float = 0.0
+    warmup_epochs: float = 1.0
+    min_lr_factor: float = 0.0  # cosine ends at lr * this
+    grad_clip: float = 0.0  # max gradient norm; 0 turns clipping off
+    max_steps_per_epoch: int = 0  # 0: whole epochs (the smoke suite caps them)
+    eval_batch_size: int = 256
+    val_fraction: float = 0.1  # carved from the training split, fixed by the seed
+    amp: bool = True  # bf16 autocast, used only on CUDA
+    deterministic: bool = False  # torch.use_deterministic_algorithms (slower on CUDA)
+
+    def validate(self) -> None:
+        checks = [
+            (self.epochs >= 1, "epochs must be >= 1"),
+            (self.batch_size >= 1, "batch_size must be >= 1"),
+            (self.eval_batch_size >= 1, "eval_batch_size must be >= 1"),
+            (self.lr > 0, "lr must be > 0"),
+            (self.weight_decay >= 0, "weight_decay must be >= 0"),
+            (self.warmup_epochs >= 0, "warmup_epochs must be >= 0"),
+            (0 <= self.min_lr_factor <= 1, "min_lr_factor must be in [0, 1]"),
+            (self.grad_clip >= 0, "grad_clip must be >= 0"),
+            (self.max_steps_per_epoch >= 0, "max_steps_per_epoch must be >= 0"),
+            (0 < self.val_fraction < 1, "val_fraction must be in (0, 1)"),
+        ]
+        for ok, message in checks:
+            if not ok:
+                raise UserError(f"train.{message}")
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    method: str
+    dataset: str
+    seed: int = 0
+    model: dict[str, Any] = field(default_factory=dict)  # hparams for build_model
+    data: dict[str, Any] = field(default_factory=dict)  # options for get_dataset
+    train: TrainConfig = field(default_factory=TrainConfig)
+    budget: float = 1.0  # fraction of the suite's epochs actually run (paper suites)
+    tags: tuple[str, ...] = ()  # e.g. ("smoke",): rows that never enter a paper table unmarked
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["tags"] = list(self.tags)
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> RunConfig:
+        d = dict(d)
+        d["train"] = TrainConfig(**d.get("train", {}))
+        d["tags"] = tuple(d.get("tags", ()))
+        return cls(**d)
+
+    @property
+    def run_id(self) -> str:
+        blob = json.dumps({"protocol": PROTOCOL_VERSION, **self.to_dict()}, sort_keys=True, default=str)
+        return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+    @property
+    def label(self) -> str:
+        return f"{self.method} on {self.dataset} (seed {self.seed})"
+
+
+def parse_value(text: str) -> Any:
+    """A Python literal if it reads as one (3, 0.1, True, [1, 2]), else the string itself."""
+    try:
+        return ast.literal_eval(text)
+    except (ValueError, SyntaxError):
+        return text
+
+
+def _coerce(name: str, value: Any, kind: type) -> Any:
+    if kind is bool:
+        if isinstance(value, bool):
+            return value
+        if isinstance(value, str) and value.lower() in ("true", "false", "yes", "no", "1", "0"):
+            return value.lower() in ("true", "yes", "1")
+    elif kind is int:
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+    elif kind is float:
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return float(value)
+    elif isinstance(value, kind):
+        return value
+    raise UserError(f"--set {name}: expected {kind.__name__}, got {value!r}")
+
+
+TRAIN_TYPES = {"int": int, "float": float, "bool": bool, "str": str}
+
+
+def parse_overrides(items: list[str]) -> dict[str, dict[str, Any]]:
+    """`train.lr=0.01 model.width=16 data.length=200` -> {"train": {...}, "model": {...}, "data": {...}}.
+
+    train.* keys are checked against TrainConfig (name and type); model.* and data.* keys are
+    checked against the chosen methods' and datasets' signatures when the grid is built.
+    """
+    out: dict[str, dict[str, Any]] = {"train": {}, "model": {}, "data": {}}
+    train_fields = {f.name: TRAIN_TYPES[str(f.type)] for f in fields(TrainConfig)}
+    for item in items:
+        key, sep, raw = item.partition("=")
+        section, dot, name = key.strip().partition(".")
+        if not sep or not dot or not name:
+            raise UserError(f"--set expects section.key=value (e.g. train.lr=0.01), got {item!r}")
+        if section not in out:
+            raise UserError(f"--set {key}: unknown section {section!r}; use train., model. or data.")
+        value = parse_value(raw.strip())
+        if section == "train":
+            if name not in train_fields:
+                import difflib
+
+                close = difflib.get_close_matches(name, train_fields, n=1)
+                hint = f" Did you mean train.{close[0]}?" if close else ""
+                raise UserError(f"--set {key}: unknown training setting.{hint} Known: {', '.join(train_fields)}")
+            value = _coerce(key, value, train_fields[name])
+        out[section][name] = value
+    return out
+
+
+def with_train(train: TrainConfig, **changes: Any) -> TrainConfig:
+    new = replace(train, **changes)
+    new.validate()
+    return new

@@ -1,0 +1,118 @@
+"""The grid: a suite plus the command line's selection, expanded into RunConfigs.
+
+Pairs a method cannot run (its card says so) are listed with the reason, not run.
+Order is dataset, seed, method, so one dataset stays loaded while every method trains on it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import datasets
+import methods
+from bench.config import RunConfig, TrainConfig, with_train
+from bench.errors import UserError
+from bench.suites import Suite
+
+
+@dataclass
+class Grid:
+    runs: list[RunConfig] = field(default_factory=list)
+    unsupported: list[tuple[str, str, str]] = field(default_factory=list)  # (method, dataset, reason)
+
+
+def expand_datasets(patterns: tuple[str, ...] | list[str]) -> list[str]:
+    names: list[str] = []
+    for pat in patterns:
+        if pat == "@embedded":
+            hits = [n for n in datasets.list_datasets() if datasets.get_entry(n).card.source == "embedded"]
+        else:
+            hits = datasets.DATASETS.select([pat])
+        names += [n for n in hits if n not in names]
+    return names
+
+
+def parse_seeds(text: str) -> tuple[int, ...]:
+    """`0,1,2` or `0-4` (or a mix: `0-2,7`)."""
+    seeds: list[int] = []
+    try:
+        for part in text.split(","):
+            lo, dash, hi = part.strip().partition("-")
+            seeds += list(range(int(lo), int(hi) + 1)) if dash else [int(lo)]
+    except ValueError:
+        raise UserError(f"--seeds expects e.g. 0,1,2 or 0-4, got {text!r}") from None
+    if not seeds or any(s < 0 for s in seeds):
+        raise UserError(f"--seeds must name at least one non-negative seed, got {text!r}")
+    return tuple(dict.fromkeys(seeds))
+
+
+def _apply_user(section: str, user: dict[str, Any], targets: list[str], accepts) -> dict[str, dict[str, Any]]:
+    """User overrides go to every target that takes them; a key that no target takes is an error."""
+    applied: dict[str, dict[str, Any]] = {t: {} for t in targets}
+    for key, value in user.items():
+        takers = [t for t in targets if accepts(t, key)]
+        if not takers:
+            raise UserError(f"--set {section}.{key}: none of {', '.join(targets)} takes {key!r}")
+        for t in takers:
+            applied[t][key] = value
+    return applied
+
+
+def _method_takes(name: str, key: str) -> bool:
+    accepted = methods.accepted_hparams(name)
+    return accepted is None or key in accepted
+
+
+def _dataset_takes(name: str, key: str) -> bool:
+    import inspect
+
+    params = inspect.signature(datasets.get_entry(name).obj).parameters
+    return key in params and key not in ("seed", "data_root")
+
+
+def build_grid(
+    suite: Suite,
+    *,
+    methods_sel: list[str] | None = None,
+    datasets_sel: list[str] | None = None,
+    seeds: tuple[int, ...] | None = None,
+    epochs: int | None = None,
+    overrides: dict[str, dict[str, Any]] | None = None,
+    budget: float = 1.0,
+) -> Grid:
+    overrides = overrides or {"train": {}, "model": {}, "data": {}}
+    if not 0 < budget <= 1:
+        raise UserError(f"--budget must be in (0, 1], got {budget}")
+    if epochs is not None and epochs < 1:
+        raise UserError(f"--epochs must be >= 1, got {epochs}")
+    method_names = methods.METHODS.select(methods_sel or list(suite.methods))
+    dataset_names = expand_datasets(datasets_sel or list(suite.datasets))
+    if not method_names or not dataset_names:
+        raise UserError("the selection is empty: no method or no dataset chosen")
+    user_model = _apply_user("model", overrides["model"], method_names, _method_takes)
+    user_data = _apply_user("data", overrides["data"], dataset_names, _dataset_takes)
+    base_train = with_train(TrainConfig(), **suite.train)
+    tags = tuple(suite.tags) + (("budget",) if budget < 1 else ())
+
+    grid = Grid()
+    for dname in dataset_names:
+        card = datasets.get_entry(dname).card
+        stub = card.task_stub()
+        train = with_train(base_train, **suite.train_by_dataset.get(dname, {}), **overrides["train"])
+        if epochs is not None:
+            train = with_train(train, epochs=epochs)
+        data = {**suite.data.get(dname, {}), **user_data[dname]}
+        for seed in seeds or suite.seeds:
+            for mname in method_names:
+                reason = methods.skip_reason(mname, stub)
+                if reason:
+                    if seed == (seeds or suite.seeds)[0]:
+                        grid.unsupported.append((mname, dname, reason))
+                    continue
+                suite_hp = {**suite.model_by_dim.get(card.dim, {}), **suite.model_by_method.get(mname, {})}
+                hp = {k: v for k, v in suite_hp.items() if _method_takes(mname, k)}
+                hp.update(user_model[mname])
+                methods.check_hparams(mname, hp)
+                grid.runs.append(RunConfig(mname, dname, seed, hp, data, train, budget, tags))
+    return grid

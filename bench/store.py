@@ -1,0 +1,78 @@
+"""The results store: one JSON file per run under <out>/runs/, written atomically.
+
+A file is named by the run id (a hash of the run's config), so rerunning a command finds
+the runs it already finished. Corrupt or truncated files are reported by name and skipped.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+
+def runs_dir(out: str | Path) -> Path:
+    return Path(out) / "runs"
+
+
+def run_path(out: str | Path, run_id: str) -> Path:
+    return runs_dir(out) / f"{run_id}.json"
+
+
+def _clean(value: Any) -> Any:
+    """JSON has no NaN or inf: store them as strings so the file stays standard JSON."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return str(value)
+    if isinstance(value, dict):
+        return {k: _clean(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_clean(v) for v in value]
+    return value
+
+
+def write_run(out: str | Path, record: dict[str, Any]) -> Path:
+    """Write atomically: a temporary file in the same folder, then a rename (never a half-written row)."""
+    path = run_path(out, record["run_id"])
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{record['run_id']}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w") as f:
+            json.dump(_clean(record), f, indent=1, sort_keys=True, allow_nan=False)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def read_run(path: Path) -> dict[str, Any]:
+    record = json.loads(path.read_text())
+    if not isinstance(record, dict) or "run_id" not in record or "status" not in record or "config" not in record:
+        raise ValueError("not a run record (needs run_id, status and config)")
+    return record
+
+
+def status_of(out: str | Path, run_id: str) -> str | None:
+    path = run_path(out, run_id)
+    if not path.exists():
+        return None
+    try:
+        return read_run(path)["status"]
+    except (ValueError, OSError):
+        return None  # corrupt: treat as not done, it will be rerun and overwritten
+
+
+def load_runs(out: str | Path) -> tuple[list[dict[str, Any]], list[str]]:
+    """All readable run records, and one problem line per unreadable file."""
+    records, problems = [], []
+    for path in sorted(runs_dir(out).glob("*.json")):
+        try:
+            records.append(read_run(path))
+        except (ValueError, OSError) as exc:
+            problems.append(f"{path}: unreadable run file, skipped ({exc})")
+    return records, problems

@@ -1,0 +1,74 @@
+"""Named suites: which methods, datasets and seeds to run, and with which settings.
+
+A suite is data, not code: the grid (bench/grid.py) turns a suite plus the command-line
+selection into RunConfigs. Model hparams are given per task dim ({1: ..., 2: ...}) and
+per method; suite-level hparams a method does not take are dropped for that method,
+while the user's own `--set model.x=...` must be accepted by every chosen method.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from bench.errors import UserError
+
+
+@dataclass(frozen=True)
+class Suite:
+    name: str
+    description: str
+    methods: tuple[str, ...] = ("*",)
+    datasets: tuple[str, ...] = ("@embedded",)  # "@embedded": every dataset whose card says source=embedded
+    seeds: tuple[int, ...] = (0,)
+    train: dict[str, Any] = field(default_factory=dict)  # TrainConfig overrides
+    model_by_dim: dict[int, dict[str, Any]] = field(default_factory=dict)
+    model_by_method: dict[str, dict[str, Any]] = field(default_factory=dict)
+    data: dict[str, dict[str, Any]] = field(default_factory=dict)  # per-dataset loader options
+    train_by_dataset: dict[str, dict[str, Any]] = field(default_factory=dict)
+    tags: tuple[str, ...] = ()
+
+
+SUITES: dict[str, Suite] = {}
+
+
+def add_suite(suite: Suite) -> Suite:
+    if suite.name in SUITES:
+        raise ValueError(f"suite {suite.name!r} already exists")
+    SUITES[suite.name] = suite
+    return suite
+
+
+def get_suite(name: str) -> Suite:
+    if name not in SUITES:
+        import difflib
+
+        close = difflib.get_close_matches(name, SUITES, n=2)
+        hint = f" Did you mean {', '.join(close)}?" if close else ""
+        raise UserError(f"unknown suite {name!r}.{hint} Known: {', '.join(SUITES)}")
+    return SUITES[name]
+
+
+# Tiny backbones so that every method x every embedded dataset fits in 10 minutes on 2 CPU cores.
+QUICK_MODELS = {1: dict(arch="flextcn2", width=16, dropout=0.1), 2: dict(arch="flexnet3", width=8, dropout=0.1)}
+
+add_suite(
+    Suite(
+        name="quick",
+        description="every method x every embedded dataset, 1 seed, tiny models (default; < 10 min on 2 CPU cores)",
+        train=dict(epochs=4, batch_size=64, lr=3e-3, warmup_epochs=0.5),
+        model_by_dim=QUICK_MODELS,
+        data={"adding": dict(length=200, n_train=2000)},
+    )
+)
+
+add_suite(
+    Suite(
+        name="smoke",
+        description="every method on digits and sdigits, a few steps of a tiny model (< 60 s; used by the tests)",
+        datasets=("digits", "sdigits"),
+        train=dict(epochs=1, batch_size=32, max_steps_per_epoch=3, eval_batch_size=512),
+        model_by_dim={1: dict(arch="flextcn2", width=4, dropout=0.0), 2: dict(arch="flexnet3", width=4, dropout=0.0)},
+        tags=("smoke",),
+    )
+)
