@@ -1,6 +1,7 @@
 import pytest
 
 from bench.cli import main
+
 from conftest import run_cli
 
 

@@ -7,6 +7,7 @@ import pytest
 import methods
 from bench.errors import UserError
 from bench.registry import Registry
+
 from conftest import REPO
 
 

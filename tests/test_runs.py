@@ -11,6 +11,7 @@ import time
 from bench import store
 from bench.config import RunConfig, TrainConfig
 from bench.runner import run_grid
+
 from conftest import REPO, run_cli
 
 FAULTY_PLUGIN = textwrap.dedent("""
