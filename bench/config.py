@@ -61,6 +61,7 @@ class RunConfig:
     data: dict[str, Any] = field(default_factory=dict)  # options for get_dataset
     train: TrainConfig = field(default_factory=TrainConfig)
     budget: float = 1.0  # fraction of the suite's epochs actually run (paper suites)
+    crossres: dict[str, Any] = field(default_factory=dict)  # cross-resolution protocol settings (bench/crossres.py)
     tags: tuple[str, ...] = ()  # e.g. ("smoke",): rows that never enter a paper table unmarked
 
     def to_dict(self) -> dict[str, Any]:

@@ -57,10 +57,22 @@ def _status_of(exc: BaseException) -> str:
     return "failed"
 
 
-def execute(cfg: RunConfig, device: str, cache: DataCache, progress: bool = True, after_train=None) -> dict:
+# Steps run after training, each `fn(cfg, model, data, record, device)` adding to the record
+# (cost measures, cross-resolution evaluation); named "module:function", imported when used.
+POST_TRAIN_STEPS: list[str] = []
+
+
+def post_train(cfg: RunConfig, model, data, record: dict, device: str) -> None:
+    import importlib
+
+    for step in POST_TRAIN_STEPS:
+        module, _, name = step.partition(":")
+        getattr(importlib.import_module(module), name)(cfg, model, data, record, device)
+
+
+def execute(cfg: RunConfig, device: str, cache: DataCache, progress: bool = True) -> dict:
     """Train one run and return its record; an exception inside training becomes a failure record.
 
-    `after_train(model, data, record)` may add to the record (cost measures, cross-resolution).
     A UserError (bad input, missing data) is not a failure of the method: it propagates.
     """
     from bench.protocol import train_run
@@ -77,8 +89,7 @@ def execute(cfg: RunConfig, device: str, cache: DataCache, progress: bool = True
         results = train_run(cfg, data, device, progress)
         model = results.pop("model")
         record.update(status="ok", **results, data_info=data.info)
-        if after_train is not None:
-            after_train(model, data, record)
+        post_train(cfg, model, data, record, device)
     except (UserError, KeyboardInterrupt):
         raise
     except Exception as exc:  # the grid goes on: the failure is a row
@@ -101,7 +112,7 @@ def summary_line(record: dict) -> str:
 
 
 def run_grid(runs: list[RunConfig], out: str | Path, device: str, *, data_root=None, force: bool = False,
-             progress: bool = True, after_train=None) -> Summary:  # fmt: skip
+             progress: bool = True) -> Summary:  # fmt: skip
     summary, cache = Summary(), DataCache(data_root)
     todo = [cfg for cfg in runs if force or store.status_of(out, cfg.run_id) != "ok"]
     summary.counts["cached"] = len(runs) - len(todo)
@@ -111,7 +122,7 @@ def run_grid(runs: list[RunConfig], out: str | Path, device: str, *, data_root=N
     try:
         for cfg in bar:
             bar.set_postfix_str(f"{cfg.method}/{cfg.dataset}/s{cfg.seed}")
-            record = execute(cfg, device, cache, progress, after_train)
+            record = execute(cfg, device, cache, progress)
             store.write_run(out, record)
             summary.counts[record["status"]] += 1
             tqdm.write(summary_line(record))
