@@ -1,0 +1,22 @@
+"""The README's plugin example is run exactly as written."""
+
+import re
+
+from bench import store
+
+from conftest import REPO, run_cli
+
+
+def test_readme_plugin_example_runs_as_written(tmp_path):
+    readme = (REPO / "README.md").read_text()
+    block = re.search(r"<!-- plugin-example:start -->\n```python\n(.*?)```\n<!-- plugin-example:end -->", readme, re.S)
+    assert block, "the README lost its plugin example"
+    code = block.group(1)
+    assert len(code.strip().splitlines()) <= 15
+    plugin = tmp_path / "my_method.py"
+    plugin.write_text(code)
+    command = re.search(r"python run_all.py --plugin my_method.py (.*)\n", readme).group(1).split()
+    proc = run_cli("--plugin", str(plugin), *command, "--suite", "smoke", "--out", str(tmp_path / "out"), "--quiet")
+    assert proc.returncode == 0, proc.stderr
+    records, _ = store.load_runs(tmp_path / "out")
+    assert {(r["method"], r["status"]) for r in records} == {("my_sepconv", "ok"), ("conv", "ok")}
