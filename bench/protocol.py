@@ -11,16 +11,20 @@ from __future__ import annotations
 import math
 import random
 import time
+from pathlib import Path
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
+from bench import checkpoint
 from bench.batches import batches
 from bench.config import RunConfig
 from bench.errors import Diverged
 from methods import build_model, hooks
+
+LOOP_STATE = ("best", "best_state", "best_epoch", "history", "train_time", "samples")
 
 
 def seed_everything(seed: int) -> torch.Generator:
@@ -59,8 +63,11 @@ def lr_lambda(warmup_steps: int, total_steps: int, min_factor: float):
     return factor
 
 
-def train_run(cfg: RunConfig, data, device: str, progress: bool = True) -> dict:
-    """Train one run; returns the run record's results (metrics, history, kernel sizes, timings)."""
+def train_run(cfg: RunConfig, data, device: str, progress: bool = True, ckpt: Path | None = None) -> dict:
+    """Train one run; returns the run record's results (metrics, history, kernel sizes, timings).
+
+    With `ckpt`, the state is saved after every epoch and a run killed mid-way resumes there.
+    """
     tc, metric = cfg.train, data.task.metric
     gen = seed_everything(cfg.seed)
     model = build_model(cfg.method, data.task, **cfg.model).to(device)
@@ -79,8 +86,11 @@ def train_run(cfg: RunConfig, data, device: str, progress: bool = True) -> dict:
 
     higher_better = metric == "accuracy"
     best, best_state, best_epoch, history = None, None, -1, []
-    train_time, samples = 0.0, 0
-    for epoch in tqdm(range(epochs), desc=cfg.label, leave=False, disable=not progress):
+    train_time, samples, first_epoch = 0.0, 0, 0
+    if ckpt and (saved := checkpoint.load(ckpt, model, optimizer, schedule, gen)):
+        best, best_state, best_epoch, history, train_time, samples = (saved[k] for k in LOOP_STATE)
+        first_epoch = len(history)
+    for epoch in tqdm(range(first_epoch, epochs), desc=cfg.label, leave=False, disable=not progress):
         model.train()
         start, loss_sum, seen = time.perf_counter(), 0.0, 0
         for step, (x, y) in enumerate(batches(data.train, tc.batch_size, shuffle=True, generator=gen, device=device)):
@@ -113,6 +123,9 @@ def train_run(cfg: RunConfig, data, device: str, progress: bool = True) -> dict:
         if best is None or (val["metric"] > best if higher_better else val["metric"] < best):
             best, best_epoch = val["metric"], epoch
             best_state = {k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()}
+        if ckpt:
+            loop = (best, best_state, best_epoch, history, train_time, samples)
+            checkpoint.save(ckpt, model, optimizer, schedule, gen, dict(zip(LOOP_STATE, loop)))
     model.load_state_dict(best_state)
     splits = {"train": data.train, "val": data.val, "test": data.test}
     final = {name: evaluate(model, ds, metric, tc.eval_batch_size, device, autocast) for name, ds in splits.items()}
@@ -123,6 +136,7 @@ def train_run(cfg: RunConfig, data, device: str, progress: bool = True) -> dict:
         **{f"{name}_loss": r["loss"] for name, r in final.items()},
         "best_epoch": best_epoch,
         "epochs_run": epochs,
+        "resumed_at_epoch": first_epoch or None,
         "history": history,
         "kernel_sizes": hooks.kernel_sizes(model),
         "params": sum(p.numel() for p in model.parameters() if p.requires_grad),

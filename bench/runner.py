@@ -70,10 +70,11 @@ def post_train(cfg: RunConfig, model, data, record: dict, device: str) -> None:
         getattr(importlib.import_module(module), name)(cfg, model, data, record, device)
 
 
-def execute(cfg: RunConfig, device: str, cache: DataCache, progress: bool = True) -> dict:
+def execute(cfg: RunConfig, device: str, cache: DataCache, progress: bool = True, out: Path | None = None) -> dict:
     """Train one run and return its record; an exception inside training becomes a failure record.
 
     A UserError (bad input, missing data) is not a failure of the method: it propagates.
+    With `out`, the run checkpoints every epoch under <out>/checkpoints/ and resumes from there.
     """
     from bench.protocol import train_run
 
@@ -85,8 +86,9 @@ def execute(cfg: RunConfig, device: str, cache: DataCache, progress: bool = True
     torch.use_deterministic_algorithms(cfg.train.deterministic, warn_only=True)
     if torch.device(device).type == "cuda":
         torch.cuda.reset_peak_memory_stats()
+    ckpt = Path(out) / "checkpoints" / f"{cfg.run_id}.pt" if out is not None else None
     try:
-        results = train_run(cfg, data, device, progress)
+        results = train_run(cfg, data, device, progress, ckpt)
         model = results.pop("model")
         record.update(status="ok", **results, data_info=data.info)
         post_train(cfg, model, data, record, device)
@@ -95,6 +97,8 @@ def execute(cfg: RunConfig, device: str, cache: DataCache, progress: bool = True
     except Exception as exc:  # the grid goes on: the failure is a row
         record.update(status=_status_of(exc), error=f"{type(exc).__name__}: {exc}",
                       traceback=traceback.format_exc(limit=8))  # fmt: skip
+    if ckpt is not None:
+        ckpt.unlink(missing_ok=True)  # the run file is about to hold everything that matters
     record["wall_time_s"] = time.perf_counter() - start
     record["finished_at"] = dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
     return record
@@ -122,7 +126,7 @@ def run_grid(runs: list[RunConfig], out: str | Path, device: str, *, data_root=N
     try:
         for cfg in bar:
             bar.set_postfix_str(f"{cfg.method}/{cfg.dataset}/s{cfg.seed}")
-            record = execute(cfg, device, cache, progress)
+            record = execute(cfg, device, cache, progress, out)
             store.write_run(out, record)
             summary.counts[record["status"]] += 1
             tqdm.write(summary_line(record))

@@ -135,3 +135,32 @@ def test_corrupt_run_file_is_reported_and_skipped(tmp_path):
     assert len(records) == 1 and len(problems) == 2 and "deadbeef.json" in problems[0]
     proc = run_cli("report", "--out", str(tmp_path))
     assert proc.returncode == 0 and "deadbeef.json: unreadable run file, skipped" in proc.stdout
+
+
+def test_run_killed_mid_way_resumes_from_its_last_epoch(tmp_path, monkeypatch):
+    """A checkpoint per epoch: the resumed run ends exactly where an uninterrupted one does."""
+    from methods import hooks
+
+    cfg = RunConfig("conv", "digits", 1, {"arch": "flexnet3", "width": 4, "dropout": 0.2}, {},
+                    TrainConfig(epochs=3, batch_size=64, max_steps_per_epoch=4))  # fmt: skip
+    run_grid([cfg], tmp_path / "clean", "cpu", progress=False)
+    (clean,), _ = store.load_runs(tmp_path / "clean")
+
+    real, calls = hooks.post_step, []
+
+    def dies_in_epoch_two(model):
+        calls.append(1)
+        if len(calls) == 6:  # step 2 of epoch 2 (4 steps an epoch)
+            raise KeyboardInterrupt
+        real(model)
+
+    monkeypatch.setattr(hooks, "post_step", dies_in_epoch_two)
+    assert run_grid([cfg], tmp_path / "killed", "cpu", progress=False).interrupted
+    assert (tmp_path / "killed" / "checkpoints" / f"{cfg.run_id}.pt").exists()
+    monkeypatch.setattr(hooks, "post_step", real)
+    run_grid([cfg], tmp_path / "killed", "cpu", progress=False)
+    (resumed,), _ = store.load_runs(tmp_path / "killed")
+    assert resumed["resumed_at_epoch"] == 1 and clean["resumed_at_epoch"] is None
+    assert [h["train_loss"] for h in resumed["history"]] == [h["train_loss"] for h in clean["history"]]
+    assert resumed["test_accuracy"] == clean["test_accuracy"] and resumed["test_loss"] == clean["test_loss"]
+    assert not (tmp_path / "killed" / "checkpoints" / f"{cfg.run_id}.pt").exists()
