@@ -12,7 +12,7 @@ from pathlib import Path
 import torch
 from tqdm.auto import tqdm
 
-from bench import store
+from bench import measure, store
 from bench.config import RunConfig
 from bench.env import environment
 from bench.errors import Diverged, UserError
@@ -59,7 +59,7 @@ def _status_of(exc: BaseException) -> str:
 
 # Steps run after training, each `fn(cfg, model, data, record, device)` adding to the record
 # (cost measures, cross-resolution evaluation); named "module:function", imported when used.
-POST_TRAIN_STEPS: list[str] = []
+POST_TRAIN_STEPS: list[str] = ["bench.measure:add_cost"]
 
 
 def post_train(cfg: RunConfig, model, data, record: dict, device: str) -> None:
@@ -84,8 +84,7 @@ def execute(cfg: RunConfig, device: str, cache: DataCache, progress: bool = True
     start = time.perf_counter()
     data = cache.get(cfg)
     torch.use_deterministic_algorithms(cfg.train.deterministic, warn_only=True)
-    if torch.device(device).type == "cuda":
-        torch.cuda.reset_peak_memory_stats()
+    measure.reset_peak_memory(device)
     ckpt = Path(out) / "checkpoints" / f"{cfg.run_id}.pt" if out is not None else None
     try:
         results = train_run(cfg, data, device, progress, ckpt)
