@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 
 from bench.errors import UserError
@@ -42,7 +43,22 @@ def make_parser() -> Parser:
     p.add_argument("--force", action="store_true", help="redo runs that already finished")
     p.add_argument("--no-report", action="store_true", help="do not rebuild tables and plots after running")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
+    p.add_argument("--compile", action="store_true", help="torch.compile models whose shapes are fixed (CUDA only)")
+    g = p.add_argument_group("launchers (see docs: running on several GPUs or a SLURM cluster)")
+    g.add_argument("--launcher", default="local", help="local (default), local-gpus, slurm, or a plugin's")
+    g.add_argument("--gpus", help="local-gpus: GPU ids, one worker each, e.g. 0,1,2,3 (default: all); cpu,cpu on CPU")
+    g.add_argument("--slurm-cluster", help="slurm (default) or local (the same jobs as local processes)")
+    g.add_argument("--slurm-partition", help="SLURM partition")
+    g.add_argument("--slurm-time", help="time limit per job: minutes or SLURM's [d-]h:mm:ss (default: 240)")
+    g.add_argument("--slurm-gpus", type=int, help="GPUs per job (default: 1)")
+    g.add_argument("--slurm-array-parallelism", type=int, help="jobs of an array running at once")
+    g.add_argument("--slurm-set", action="append", metavar="KEY=VALUE",
+                   help="any other submitit/SLURM job setting, e.g. account=proj, qos=high, mem_gb=32 (repeatable)")  # fmt: skip
     return p
+
+
+LAUNCHER_FLAGS = ("gpus", "slurm_cluster", "slurm_partition", "slurm_time", "slurm_gpus", "slurm_array_parallelism",
+                  "slurm_set")  # fmt: skip
 
 
 def _split(text: str | None) -> list[str] | None:
@@ -69,15 +85,25 @@ def cmd_list() -> None:
     print("\nSuites:")
     for name, suite in SUITES.items():
         print(f"  {name:<18} {suite.description}")
+    from bench.launchers import LAUNCHERS
+
+    print("\nLaunchers:")
+    for entry in LAUNCHERS.load_all():
+        print(f"  {entry.name:<18} {entry.card.description}")
 
 
 def cmd_run(args) -> int:
     from bench.config import parse_overrides
     from bench.env import resolve_device
     from bench.grid import build_grid, parse_seeds
+    from bench.launchers import LAUNCHERS, LaunchContext, launch
     from bench.suites import get_suite
 
-    device = resolve_device(args.device)
+    LAUNCHERS.get(args.launcher)  # an unknown name fails before anything runs
+    if args.launcher == "local":
+        resolve_device(args.device)
+    if args.compile:
+        os.environ["LKSBENCH_COMPILE"] = "1"  # read by bench/fastpath.py, in this process and in every worker
     grid = build_grid(
         get_suite(args.suite),
         methods_sel=_split(args.methods),
@@ -95,11 +121,9 @@ def cmd_run(args) -> int:
                   f"epochs={max(1, round(cfg.train.epochs * cfg.budget))}")  # fmt: skip
         print(f"{len(grid.runs)} runs, {len(grid.unsupported)} unsupported method/dataset pairs")
         return 0
-    from bench.runner import run_grid
-
-    print(f"{len(grid.runs)} runs on {device}, results in {args.out}/runs/")
-    summary = run_grid(grid.runs, args.out, device, data_root=args.data_root, force=args.force,
-                       progress=not args.quiet)  # fmt: skip
+    options = {k: getattr(args, k) for k in LAUNCHER_FLAGS if getattr(args, k) is not None}
+    ctx = LaunchContext(args.out, args.device, args.data_root, args.force, not args.quiet, tuple(args.plugin), options)
+    summary = launch(args.launcher, grid.runs, ctx)
     print(summary.line())
     if summary.interrupted:
         return 130

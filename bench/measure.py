@@ -119,13 +119,9 @@ def _extra_formulas() -> dict:
         aten.grid_sampler_2d_backward: grid_sampler_2d_backward_flop,
         **{op: _complex_aware(op) for op in (aten.mm, aten.bmm, aten.addmm, aten.baddbmm)},
     }
-    try:
-        import torchvision  # noqa: F401  (registers torch.ops.torchvision.*)
-
+    if "torchvision" in sys.modules:  # a model using its ops has imported it; importing it here costs seconds
         formulas[torch.ops.torchvision.deform_conv2d] = deform_conv2d_flop
         formulas[torch.ops.torchvision._deform_conv2d_backward] = deform_conv2d_backward_flop
-    except (ImportError, AttributeError, RuntimeError):
-        pass
     return formulas
 
 

@@ -1,0 +1,209 @@
+"""`--launcher slurm`: one SLURM array task per run, through submitit (optional: pip install submitit).
+
+- Runs are grouped by their resources and each group is submitted as one job array. Resources
+  come from, in increasing precedence: the defaults below, the method card's `resources` hints
+  (gpus, time_min, mem_gb, cpus, partition), and the --slurm-* flags the user gave.
+- A job writes its run's file itself. On preemption or timeout submitit calls `RunJob.checkpoint`
+  and requeues the job; the run resumes from its last finished epoch (bench/checkpoint.py).
+- The driver waits and prints one line per run; if it is stopped, the jobs go on. Rerun the same
+  command once they are over to resume whatever did not finish (runs already submitted and still
+  queued would be submitted twice, so wait for `squeue` to empty first).
+- `--slurm-cluster local` runs the same jobs as local processes (submitit's local executor), at
+  most --slurm-array-parallelism at once: for trying the path out, and for the tests.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import os
+import shutil
+import time
+from pathlib import Path
+
+from bench.errors import UserError
+from bench.launchers import LaunchContext, prepare_worker, register_launcher, run_and_store
+
+REPO = Path(__file__).resolve().parents[2]
+DEFAULTS = {"timeout_min": 240, "gpus_per_node": 1, "cpus_per_task": 4, "slurm_array_parallelism": 256}
+LOCAL_PARALLELISM = 2  # --slurm-cluster local: jobs at once unless --slurm-array-parallelism says otherwise
+MAX_REQUEUES_ON_TIMEOUT = 10  # each requeue resumes at the last finished epoch, so they make progress
+CARD_KEYS = {"gpus": "gpus_per_node", "time_min": "timeout_min", "mem_gb": "mem_gb", "cpus": "cpus_per_task",
+             "partition": "slurm_partition"}  # fmt: skip
+GENERIC = {"name", "timeout_min", "mem_gb", "nodes", "cpus_per_task", "gpus_per_node", "tasks_per_node"}
+OPTIONS = ("slurm_cluster", "slurm_partition", "slurm_time", "slurm_gpus", "slurm_array_parallelism", "slurm_set")
+
+
+def _submitit():
+    try:
+        import submitit
+    except ImportError:
+        raise UserError(
+            "--launcher slurm needs submitit: pip install submitit (or pip install -r requirements-slurm.txt)"
+        ) from None
+    return submitit
+
+
+def parse_time(text: str) -> int:
+    """Minutes from a SLURM time: `90` (minutes), `mm:ss`, `h:mm:ss`, `d-h`, `d-h:mm` or `d-h:mm:ss`."""
+    try:
+        days, dash, clock = text.strip().partition("-") if "-" in text else ("0", "", text.strip())
+        parts = [int(p) for p in clock.split(":")]
+        if len(parts) > 3:
+            raise ValueError
+        if dash:
+            hours, mins, secs = (parts + [0, 0])[:3]
+        else:
+            hours, mins, secs = parts if len(parts) == 3 else (0, *(parts + [0])[:2])
+        minutes = int(days) * 1440 + hours * 60 + mins + math.ceil(secs / 60)
+    except ValueError:
+        raise UserError(
+            f"--slurm-time expects minutes or a SLURM time like 4:00:00 or 1-12:00:00, got {text!r}"
+        ) from None
+    if minutes < 1:
+        raise UserError(f"--slurm-time must be at least a minute, got {text!r}")
+    return minutes
+
+
+def job_parameters(method: str, options: dict) -> dict:
+    """submitit parameters for one run of `method`: defaults < the card's hints < the user's flags."""
+    from bench.config import parse_value
+    from methods import card_of
+
+    params = dict(DEFAULTS, name=f"lksbench-{method}")
+    for key, value in card_of(method).resources.items():
+        if key not in CARD_KEYS:
+            raise UserError(f"method {method!r}: unknown resource hint {key!r}; known: {', '.join(CARD_KEYS)}")
+        params[CARD_KEYS[key]] = value
+    given = {"slurm_partition": options.get("slurm_partition"), "gpus_per_node": options.get("slurm_gpus"),
+             "slurm_array_parallelism": options.get("slurm_array_parallelism")}  # fmt: skip
+    if options.get("slurm_time"):
+        given["timeout_min"] = parse_time(options["slurm_time"])
+    params.update({k: v for k, v in given.items() if v is not None})
+    for item in options.get("slurm_set") or []:
+        key, sep, raw = item.partition("=")
+        if not sep or not key.strip():
+            raise UserError(f"--slurm-set expects key=value (e.g. account=myproject), got {item!r}")
+        key = key.strip()
+        params[key if key in GENERIC else f"slurm_{key.removeprefix('slurm_')}"] = parse_value(raw.strip())
+    return params
+
+
+class RunJob:
+    """What an array task runs: one run, written to its file. Requeued on preemption and timeout."""
+
+    def __init__(self, threads: int | None = None):
+        self.threads = threads  # None: the CPUs SLURM gave the job
+
+    def __call__(self, cfg: dict, ctx: LaunchContext) -> tuple[str, str]:
+        import platform
+
+        import submitit
+        import torch
+
+        from bench.config import RunConfig
+        from bench.env import resolve_device
+        from bench.runner import DataCache, summary_line
+
+        # torch would otherwise start a thread per core of the node, not per CPU of the job
+        cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+        torch.set_num_threads(self.threads or cpus or 1)
+        prepare_worker(ctx)
+        device = resolve_device(ctx.device)
+        where = {"name": "slurm", "job_id": submitit.JobEnvironment().job_id, "host": platform.node()}
+        record = run_and_store(RunConfig.from_dict(cfg), ctx, device, DataCache(ctx.data_root), where)
+        return ("cached", "") if record is None else (record["status"], summary_line(record))
+
+    def checkpoint(self, *args, **kwargs):
+        """Called by submitit on the job's timeout/preemption signal: requeue the same call."""
+        from submitit.helpers import DelayedSubmission
+
+        return DelayedSubmission(self, *args, **kwargs)
+
+
+def _absolute(ctx: LaunchContext) -> LaunchContext:
+    """Jobs may start in another directory: paths must not depend on where the driver ran."""
+    plugins = tuple(str(Path(p).resolve()) if p.endswith(".py") or os.sep in p else p for p in ctx.plugins)
+    root = str(Path(ctx.data_root).resolve()) if ctx.data_root else None
+    return dataclasses.replace(ctx, out=str(Path(ctx.out).resolve()), data_root=root, plugins=plugins)
+
+
+def _executor(submitit, cluster: str, folder: Path, params: dict):
+    params = dict(params)
+    max_timeouts = params.pop("slurm_max_num_timeout", MAX_REQUEUES_ON_TIMEOUT)
+    executor = submitit.AutoExecutor(folder=folder, cluster=cluster, slurm_max_num_timeout=max_timeouts,
+                                     local_max_num_timeout=max_timeouts)  # fmt: skip
+    try:
+        executor.update_parameters(**params)
+    except (NameError, ValueError, AssertionError) as exc:
+        raise UserError(f"--launcher slurm: bad job parameter: {str(exc).splitlines()[0]}") from None
+    return executor
+
+
+@register_launcher("slurm", "SLURM job arrays via submitit (--slurm-cluster local: local processes)", OPTIONS)
+def slurm(runs: list, ctx: LaunchContext):
+    from bench.runner import Summary
+
+    submitit = _submitit()
+    cluster = ctx.options.get("slurm_cluster") or "slurm"
+    if cluster not in ("slurm", "local"):
+        raise UserError(f"--slurm-cluster must be slurm or local, got {cluster!r}")
+    if not (ctx.device in ("auto", "cpu") or ctx.device.startswith("cuda")):
+        raise UserError(f"unknown device {ctx.device!r}; use auto, cpu, cuda or cuda:N")
+    if cluster == "slurm" and shutil.which("sbatch") is None:
+        raise UserError("sbatch not found: run this on a SLURM login node, or try --slurm-cluster local")
+    params = {cfg.run_id: job_parameters(cfg.method, ctx.options) for cfg in runs}  # validates before submitting
+    summary = Summary()
+    if not runs:
+        return summary
+    ctx = _absolute(ctx)
+    folder = Path(ctx.out) / "slurm"
+    os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")]))
+    groups: dict[str, list] = {}
+    for cfg in runs:
+        groups.setdefault(repr(sorted(params[cfg.run_id].items())), []).append(cfg)
+
+    parallel = int(ctx.options.get("slurm_array_parallelism") or LOCAL_PARALLELISM)
+    threads = None if cluster == "slurm" else max(1, (os.cpu_count() or 1) // parallel)  # local jobs share this machine
+
+    def submit(cfgs):
+        executor = _executor(submitit, cluster, folder, params[cfgs[0].run_id])
+        with executor.batch():
+            jobs = [executor.submit(RunJob(threads), cfg.to_dict(), ctx) for cfg in cfgs]
+        return [(job, cfg) for job, cfg in zip(jobs, cfgs)]
+
+    waiting, pending = [], []
+    if cluster == "slurm":
+        for cfgs in groups.values():
+            waiting += submit(cfgs)
+        ids = sorted({job.job_id.split("_")[0] for job, _ in waiting})
+        print(f"submitted {len(runs)} runs as job array(s) {', '.join(ids)}; logs in {folder}/")
+        parallel, poll = len(runs), 30.0
+    else:
+        pending = [[cfg] for cfgs in groups.values() for cfg in cfgs]
+        poll = 0.2
+        print(f"{len(runs)} runs as local jobs, {parallel} at a time; logs in {folder}/")
+    try:
+        while waiting or pending:
+            while pending and len(waiting) < parallel:
+                waiting += submit(pending.pop(0))
+            finished = [(job, cfg) for job, cfg in waiting if job.done()]
+            if not finished:
+                time.sleep(poll)
+                continue
+            for job, cfg in finished:
+                waiting.remove((job, cfg))
+                try:
+                    status, line = job.result()
+                except Exception as exc:  # the job itself failed (node failure, bad input): say where to look
+                    status = "failed"
+                    line = f"  failed  {cfg.label}: job {job.job_id}: {str(exc).strip().splitlines()[-1][:300]}"
+                    line += f" (log: {job.paths.stderr})"
+                summary.counts[status] += 1
+                if line:
+                    print(line, flush=True)
+    except KeyboardInterrupt:
+        summary.interrupted = True
+        if cluster == "slurm":
+            print(f"stopped waiting: {len(waiting)} jobs go on and write their run files; rerun when they are over")
+    return summary
