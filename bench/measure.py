@@ -30,6 +30,7 @@ import math
 import re
 import resource
 import sys
+from contextlib import nullcontext
 from pathlib import Path
 
 import torch
@@ -144,8 +145,10 @@ def count_flops(model: nn.Module, sample: torch.Tensor, backward: bool = False) 
     was_training = model.training
     model.eval()
     counter = flop_counter.FlopCounterMode(display=False, custom_mapping=_extra_formulas())
+    # count the eager ops, also for a model compiled by the fast path (--compile)
+    eager = torch.compiler.set_stance("force_eager") if hasattr(torch.compiler, "set_stance") else nullcontext()
     try:
-        with counter, torch.set_grad_enabled(backward):
+        with eager, counter, torch.set_grad_enabled(backward):
             out = model(sample)
             if backward:
                 out = out[0] if isinstance(out, (tuple, list)) else out

@@ -18,7 +18,7 @@ import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
-from bench import checkpoint
+from bench import checkpoint, fastpath
 from bench.batches import batches
 from bench.config import RunConfig
 from bench.errors import Diverged
@@ -71,6 +71,7 @@ def train_run(cfg: RunConfig, data, device: str, progress: bool = True, ckpt: Pa
     tc, metric = cfg.train, data.task.metric
     gen = seed_everything(cfg.seed)
     model = build_model(cfg.method, data.task, **cfg.model).to(device)
+    model, data, fast = fastpath.prepare(cfg, model, data, device)  # CUDA: TF32, cudnn.benchmark, data on GPU
     optimizer = torch.optim.AdamW(hooks.param_groups(model, tc.lr, tc.weight_decay))
     epochs = max(1, round(tc.epochs * cfg.budget))
     steps = math.ceil(len(data.train) / tc.batch_size)
@@ -144,5 +145,6 @@ def train_run(cfg: RunConfig, data, device: str, progress: bool = True, ckpt: Pa
         "throughput_train_samples_s": samples / train_time if train_time > 0 else None,
         "epoch_time_s": train_time / epochs,
         "peak_gpu_mem_mb": torch.cuda.max_memory_allocated() / 2**20 if cuda else None,
+        "fastpath": fast,
         "model": model,
     }

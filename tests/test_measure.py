@@ -10,7 +10,7 @@ from torch import nn
 from bench import measure, store
 from bench.config import RunConfig, TrainConfig
 from bench.runner import run_grid
-from methods.functional import conv_fft
+from methods.functional import _fft_size, conv_fft
 
 
 def test_conv_flops_match_the_analytic_count():
@@ -60,9 +60,10 @@ def test_fft_convolution_is_counted_with_complex_products():
 
     fwd, ops = measure.count_flops(FFTConv(), x)
     assert ops["_fft_r2c"] > 0 and ops["_fft_c2r"] > 0
-    n = 200  # fft size for 100 + 101 - 1 = 200 points (2^3 * 5^2)
-    bins = n // 2 + 1
-    assert ops["bmm"] == 4 * 2 * bins * 6 * 4  # complex multiply-adds: 4 real ones each
+    bins = _fft_size(100 + 101 - 1) // 2 + 1
+    # per frequency bin a (1 x 4) @ (4 x 6) complex product, 4 real multiply-adds each (the same
+    # count whether it runs as a complex matmul or as its real 2x2 block form)
+    assert ops["bmm"] == 4 * 2 * bins * 6 * 4
     assert measure._source(ops) == "flop_counter+fft"
 
 
