@@ -1,0 +1,189 @@
+"""CIFAR-10 and CIFAR-100 as images (`cifar10`, `cifar100`) and as sequences (`scifar10`, `npcifar10`).
+
+Files: torchvision's layout under the data root (cifar-10-batches-py/, cifar-100-python/: the
+pickled batches of the official tar.gz), downloaded by torchvision.datasets.CIFAR10/100
+(checksummed) when missing. The batches are read here, so a copy is used as it is.
+
+Normalisation "paper": CKConv and FlexConv normalise CIFAR-10 (2D, sCIFAR10, npCIFAR10) with
+the ImageNet mean/std; for CIFAR-100 (CCNN) the training statistics. norm="train" uses the
+training statistics everywhere (CCNN's choice for sCIFAR10).
+"""
+
+from __future__ import annotations
+
+import pickle
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from datasets import register_dataset
+from datasets.arrays import ArrayDataset
+from datasets.base import Loaded
+from datasets.images import IMAGENET_MEAN, IMAGENET_STD, ToFloat, channel_stats, check_norm, check_options, image_loaded
+from datasets.real import flag, reading, require_files
+from datasets.tensors import tensor_dataset
+from methods.task import TaskSpec
+
+LAYOUT = {  # classes -> (torchvision class, folder, train files, test files, label key)
+    10: ("CIFAR10", "cifar-10-batches-py", [f"data_batch_{i}" for i in range(1, 6)], ["test_batch"], "labels"),
+    100: ("CIFAR100", "cifar-100-python", ["train"], ["test"], "fine_labels"),
+}
+NPCIFAR_LENGTH = 1000  # 32 image rows, then noise steps
+NOISE_SALTS = {"train": 1, "test": 2, "shared": 3}
+
+
+def cifar_arrays(name: str, data_root: Path, classes: int, download: bool):
+    """((train images, labels), (test images, labels)): (N, 3, 32, 32) uint8 and int64."""
+    import torchvision.datasets
+
+    cls_name, folder_name, train_files, test_files, label_key = LAYOUT[classes]
+    cls = getattr(torchvision.datasets, cls_name)
+    folder = Path(data_root) / folder_name
+    hint = (
+        f"Put the contents of {cls.url.rsplit('/', 1)[-1]} ({folder_name}/ with {', '.join(train_files + test_files)}) "
+        f"under {Path(data_root)}, run once with internet (option download, on by default), "
+        "or point --data-root / LKSBENCH_DATA at a folder that has them."
+    )
+    require_files(
+        name,
+        folder,
+        train_files + test_files,
+        hint=hint,
+        download=download,
+        fetch=lambda: cls(str(data_root), train=True, download=True),
+        url=cls.url,
+    )
+    out = []
+    for files in (train_files, test_files):
+        xs, ys = [], []
+        for f in files:
+            with reading(name, folder / f, hint):
+                with open(folder / f, "rb") as fh:
+                    batch = pickle.load(fh, encoding="latin1")
+                xs.append(np.asarray(batch["data"], dtype=np.uint8).reshape(-1, 3, 32, 32))
+                ys.append(np.asarray(batch[label_key], dtype=np.int64))
+                if len(xs[-1]) != len(ys[-1]):
+                    raise ValueError(f"{len(xs[-1])} images but {len(ys[-1])} labels")
+        out.append((torch.from_numpy(np.concatenate(xs)), torch.from_numpy(np.concatenate(ys))))
+    return out
+
+
+def sequence_stats(norm: str, train_images: torch.Tensor):
+    """The sequence papers normalise CIFAR-10 with the ImageNet statistics."""
+    return (IMAGENET_MEAN, IMAGENET_STD) if norm == "paper" else channel_stats(train_images)
+
+
+@register_dataset(
+    "cifar10",
+    description="CIFAR-10 images (50k/10k); augment: crop pad 4 + flip; option resolution (bilinear)",
+    dim=2,
+    shape="3 x 32 x 32 (resolution)",
+    classes=10,
+    source="download",
+    paper_name="CIFAR-10",
+)
+def cifar10(*, seed, data_root, resolution: int = 32, augment: bool = True, norm: str = "paper", download: bool = True):
+    check_options("cifar10", norm=norm, resolution=resolution, augment=augment)
+    train, test = cifar_arrays("cifar10", data_root, 10, download)
+    return image_loaded(
+        "cifar10", train, test, classes=10, paper_stats=(IMAGENET_MEAN, IMAGENET_STD), norm=norm,
+        resolution=resolution, augment=augment,
+    )  # fmt: skip
+
+
+@register_dataset(
+    "cifar100",
+    description="CIFAR-100 images, fine labels (50k/10k); augment: crop pad 4 + flip; option resolution",
+    dim=2,
+    shape="3 x 32 x 32 (resolution)",
+    classes=100,
+    source="download",
+    paper_name="CIFAR-100",
+)
+def cifar100(
+    *, seed, data_root, resolution: int = 32, augment: bool = True, norm: str = "paper", download: bool = True
+):
+    check_options("cifar100", norm=norm, resolution=resolution, augment=augment)
+    train, test = cifar_arrays("cifar100", data_root, 100, download)
+    return image_loaded(
+        "cifar100", train, test, classes=100, paper_stats=None, norm=norm, resolution=resolution, augment=augment
+    )
+
+
+@register_dataset(
+    "scifar10",
+    description="sequential CIFAR-10: pixels in row-major order, 1024 steps of 3 channels (causal)",
+    dim=1,
+    shape="3 x 1024",
+    classes=10,
+    source="download",
+    paper_name="sCIFAR10",
+    causal=True,
+)
+def scifar10(*, seed, data_root, norm: str = "paper", download: bool = True):
+    check_norm("scifar10", norm)
+    (xtr, ytr), (xte, yte) = cifar_arrays("scifar10", data_root, 10, download)
+    to_float = ToFloat(*sequence_stats(norm, xtr), size=None)
+    xtr, xte = (to_float.all(x).reshape(len(x), 3, 1024) for x in (xtr, xte))
+    task = TaskSpec(dim=1, in_channels=3, num_classes=10, size=1024, causal=True)
+    return Loaded(tensor_dataset(xtr, ytr), tensor_dataset(xte, yte), task)
+
+
+class NoisePad:
+    """Appends N(0, 1) steps to a (B, 96, 32) batch of image rows, up to `length` steps.
+
+    Per-sample noise (default) is drawn from a generator seeded by (seed, split, sample index):
+    fixed for a sample across epochs and batch orders, different between samples. `shared`
+    replaces it with one tensor for every sample of every split, as the reference code does.
+    """
+
+    def __init__(self, length: int, seed: int, salt: int, shared: torch.Tensor | None = None):
+        self.length, self.base, self.shared = length, (seed * 1_000_003 + salt) * 2**24, shared
+
+    def __call__(self, rows: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
+        b, c, t = rows.shape
+        if self.shared is not None:
+            noise = self.shared.expand(b, c, self.length - t)
+        else:
+            noise = torch.stack(
+                [
+                    torch.randn(c, self.length - t, generator=torch.Generator().manual_seed((self.base + i) % 2**63))
+                    for i in index.tolist()
+                ]
+            )
+        return torch.cat([rows, noise], dim=-1)
+
+
+@register_dataset(
+    "npcifar10",
+    description="noise-padded CIFAR-10: 32 rows of 96 features, then Gaussian noise steps to 1000 (causal)",
+    dim=1,
+    shape="96 x 1000",
+    classes=10,
+    source="download",
+    paper_name="npCIFAR10",
+    causal=True,
+)
+def npcifar10(*, seed, data_root, norm: str = "paper", shared_noise: bool = False, download: bool = True):
+    """Step t is image row t, its 96 features are (channel, column); then 968 noise steps.
+
+    The reference (FlexConv trainer.py) draws one noise tensor per run, shared by every image
+    (and redrawn for its final test). Here the noise is drawn per sample, so it cannot be
+    memorised as a constant; shared_noise=True gives the reference's single tensor instead,
+    drawn from the seed and kept for train, val and test. Noise is generated per batch.
+    """
+    check_norm("npcifar10", norm)
+    shared_noise = flag("npcifar10", "shared_noise", shared_noise)
+    (xtr, ytr), (xte, yte) = cifar_arrays("npcifar10", data_root, 10, download)
+    to_float = ToFloat(*sequence_stats(norm, xtr), size=None)
+    rows = [to_float.all(x).transpose(2, 3).reshape(len(x), 96, 32).contiguous() for x in (xtr, xte)]
+    shared = None
+    if shared_noise:
+        gen = torch.Generator().manual_seed((seed * 1_000_003 + NOISE_SALTS["shared"]) % 2**63)
+        shared = torch.randn(96, NPCIFAR_LENGTH - 32, generator=gen)
+    train = ArrayDataset(rows[0], ytr, NoisePad(NPCIFAR_LENGTH, seed, NOISE_SALTS["train"], shared))
+    test = ArrayDataset(rows[1], yte, NoisePad(NPCIFAR_LENGTH, seed, NOISE_SALTS["test"], shared))
+    task = TaskSpec(dim=1, in_channels=96, num_classes=10, size=NPCIFAR_LENGTH, causal=True)
+    info = {"noise": "per-sample" if shared is None else "shared", "noise_seed": seed}
+    return Loaded(train, test, task, info=info)
