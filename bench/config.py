@@ -88,6 +88,8 @@ class RunConfig:
 
 def parse_value(text: str) -> Any:
     """A Python literal if it reads as one (3, 0.1, True, [1, 2]), else the string itself."""
+    if text.lower() in ("true", "false", "none"):  # shell users write lower case
+        return {"true": True, "false": False, "none": None}[text.lower()]
     try:
         return ast.literal_eval(text)
     except (ValueError, SyntaxError):
