@@ -85,7 +85,10 @@ def cmd_list() -> None:
     print("\nSuites:")
     for name, suite in SUITES.items():
         print(f"  {name:<18} {suite.description}")
+    from bench.gpu_check import DESCRIPTION
     from bench.launchers import LAUNCHERS
+
+    print(f"  {'gpu-check':<18} {DESCRIPTION}")
 
     print("\nLaunchers:")
     for entry in LAUNCHERS.load_all():
@@ -104,6 +107,10 @@ def cmd_run(args) -> int:
         resolve_device(args.device)
     if args.compile:
         os.environ["LKSBENCH_COMPILE"] = "1"  # read by bench/fastpath.py, in this process and in every worker
+    if args.suite == "gpu-check":  # not a grid: a timing check of every method on generated inputs
+        from bench import gpu_check
+
+        return gpu_check.main(args)
     grid = build_grid(
         get_suite(args.suite),
         methods_sel=_split(args.methods),

@@ -51,7 +51,7 @@ def prepare(cfg, model, data, device: str):
     torch.backends.cudnn.allow_tf32 = True
     torch.backends.cudnn.benchmark = fixed_shapes and not cfg.train.deterministic
     torch.backends.cudnn.deterministic = cfg.train.deterministic
-    data, on_gpu = data_on_device(data, device)
+    data, on_gpu = data_on_device(data, device) if data is not None else (data, False)
     compiled = os.environ.get("LKSBENCH_COMPILE") == "1" and fixed_shapes
     if compiled:
         model.compile()  # in place: parameter names, hooks and checkpoints stay as they are

@@ -1,5 +1,6 @@
 """Cost measurement: FLOP formulas against analytic counts, parameter rules, what a run file carries."""
 
+import csv
 import math
 
 import pytest
@@ -157,3 +158,33 @@ def test_a_measurement_failure_is_a_note_not_a_failed_run():
     measure.add_cost(None, Breaks(), Data(), record, "cpu")
     assert "flops: RuntimeError: cannot trace me" in record["cost_error"]
     assert record["params_weights"] == 3 and record["peak_cpu_rss_mb"] > 0
+
+
+def test_gpu_check_runs_scaled_down_on_cpu(tmp_path, capsys):
+    from bench.cli import main
+
+    assert main(["--suite", "gpu-check", "--methods", "conv", "--device", "cpu", "--out", str(tmp_path)]) == 0
+    assert "scaled-down check" in capsys.readouterr().out
+    with (tmp_path / "perf" / "gpu-check-cpu.csv").open() as f:
+        rows = list(csv.DictReader(f))
+    assert [(r["method"], r["input"], r["status"]) for r in rows] == [
+        ("conv", "seq1024", "ok"), ("conv", "img32", "ok"), ("conv", "img96", "ok")
+    ]  # fmt: skip
+    assert all(float(r["train_samples_s"]) > 0 and int(r["flops_fwd"]) > 0 and int(r["steps"]) > 0 for r in rows)
+
+
+@pytest.mark.gpu
+def test_gpu_check_and_a_cuda_run_use_the_fast_path(tmp_path):
+    from bench.gpu_check import output_path, run_check
+
+    assert run_check(["conv"], "cuda", tmp_path) == 0
+    path = output_path(tmp_path, "cuda")
+    with path.open() as f:
+        rows = list(csv.DictReader(f))
+    assert path.name != "gpu-check-cpu.csv" and [r["status"] for r in rows] == ["ok"] * 3
+    assert all("cudnn_benchmark" in r["fastpath"] and float(r["peak_mem_mb"]) > 0 for r in rows)
+    assert all(int(r["steps"]) >= 10 for r in rows)
+    run_grid([_smoke_cfg()], tmp_path, "cuda", progress=False)
+    (r,) = store.load_runs(tmp_path)[0]
+    assert r["status"] == "ok" and r["peak_gpu_mem_mb"] > 0 and r["flops_fwd"] > 0
+    assert r["fastpath"] == {"tf32": True, "cudnn_benchmark": True, "data_on_gpu": True, "compiled": False}
