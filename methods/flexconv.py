@@ -1,0 +1,161 @@
+"""FlexConv: a continuous kernel times a learned Gaussian mask, cropped where the mask is small.
+
+Romero, Bruintjes, Tomczak, Bekkers, Hoogendoorn, van Gemert: "FlexConv: Continuous Kernel
+Convolutions with Differentiable Kernel Sizes" (ICLR 2022); methods.md A.2-A.3.
+
+kernel(x) = KernelNet(x) * prod_d exp(-1/2 ((x_d - mu_d) / sigma_d)^2), on the CKConv grid
+(methods/ckconv.py). mu and sigma are learned per dimension (sigma_0 = 0.075; mu = 0 on
+images and non-causal sequences, +1, the present step, on causal sequences) and sit in their
+own optimizer group at 0.1x the learning rate without weight decay. The kernel is sampled
+only where the mask is >= 0.1 (the roots are at mu -+ r, r = sigma sqrt(-2 ln 0.1) = 2.146
+sigma): centred, the grid points with |x| < max(|mu - r|, |mu + r|) per axis (symmetric, so
+sides stay odd); causal, the points with x > mu - r (the kernel always ends at the present).
+No crop is made when the root falls outside [-1, 1]. A 33-grid at init gives 5 x 5. The
+computed kernel therefore grows and shrinks with sigma; `kernel_sizes()` reports it.
+
+Differences from the FlexConv repository, on purpose:
+- each image axis is cropped by its own mask root (the repo crops the columns with the rows'
+  root and vice versa; identical while the mask is isotropic);
+- a causal mask whose left root passes +1 keeps the present step only (the repo then keeps
+  the whole grid, although every mask value is below the threshold).
+Kept from the repository: the Gabor envelopes of MAGNet are initialised around 0 with
+spread 1.667 sigma_0 even on causal sequences, where the mask starts at +1 (CCNN moves them
+to the present); the mask exponent uses 1/sigma, not 1/(sigma^2 + eps).
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import nn
+
+from bench.errors import UserError
+from methods import register_method
+from methods.ckconv import GAUSS_STDDEVS, CKConv
+
+
+class FlexConv(CKConv):
+    def __init__(
+        self,
+        cin: int,
+        cout: int,
+        *,
+        dim: int,
+        causal: bool,
+        size,
+        kernel_net: str = "magnet",
+        mask_init: float = 0.075,
+        mask_threshold: float = 0.1,
+        mask_lr_factor: float = 0.1,
+        antialias_mask: bool = False,
+        **kwargs,
+    ):
+        if not mask_init > 0 or not 0 < mask_threshold < 1:
+            raise UserError(f"need mask_init > 0 and 0 < mask_threshold < 1, got {mask_init}, {mask_threshold}")
+        # the kernel net's content starts within 1.667 sigma_0 of the centre (FlexConv repo)
+        init_spatial = min(1.0, 1.667 * mask_init)
+        super().__init__(
+            cin, cout, dim=dim, causal=causal, size=size, kernel_net=kernel_net, init_spatial=init_spatial, **kwargs
+        )
+        self.mask_mean = nn.Parameter(torch.full((dim,), 1.0 if causal else 0.0))
+        self.mask_width = nn.Parameter(torch.full((dim,), float(mask_init)))
+        self.root_factor = math.sqrt(-2.0 * math.log(mask_threshold))
+        self.mask_lr_factor = float(mask_lr_factor)
+        self.antialias_mask = bool(antialias_mask)
+
+    def crop(self) -> list[tuple[int, int]]:
+        means, widths = self.mask_mean.tolist(), self.mask_width.tolist()
+        out = []
+        for k, mu, sigma in zip(self.grid, means, widths):
+            r = abs(sigma) * self.root_factor
+            step = 2.0 / (k - 1) if k > 1 else math.inf
+            if self.causal:
+                left = mu - r
+                # first index with -1 + i*step > left; keep at least the present step
+                start = 0 if left <= -1.0 else min(k - 1, math.floor((left + 1.0) / step) + 1)
+                out.append((start, k))
+            else:
+                reach = max(abs(mu - r), abs(mu + r))
+                half = (k - 1) // 2
+                # grid points i*step with i*step < reach, on each side of the centre
+                n = half if reach >= 1.0 else min(half, max(0, math.ceil(reach / step) - 1))
+                out.append((half - n, half + n + 1))
+        return out
+
+    def envelope(self, axes: list[torch.Tensor]) -> torch.Tensor:
+        mask = None
+        for d, x in enumerate(axes):
+            m = torch.exp(-0.5 * ((x - self.mask_mean[d]) / self.mask_width[d]).square())
+            mask = m if mask is None else mask.unsqueeze(-1) * m
+        return mask
+
+    def mask_frequency(self) -> torch.Tensor | float:
+        if not self.antialias_mask:
+            return 0.0
+        return GAUSS_STDDEVS * (1.0 / self.mask_width.abs()).max() / (2 * math.pi)
+
+    def param_groups(self, base_lr: float) -> list[dict]:
+        return [{"params": [self.mask_mean, self.mask_width], "lr": self.mask_lr_factor * base_lr, "weight_decay": 0.0}]
+
+
+CARD = dict(
+    paper="Romero, Bruintjes, Tomczak, Bekkers, Hoogendoorn, van Gemert: FlexConv: Continuous Kernel "
+    "Convolutions with Differentiable Kernel Sizes (ICLR)",
+    year=2022,
+    dims=(1, 2),
+    causal=True,
+    resolution_change=True,
+    deterministic_cuda=True,
+    learned_size=True,
+    kernel_size_unit="taps per dimension (cropped)",
+)
+
+
+def _flexconv(kernel_net: str, cin, cout, dim, causal, size, **hp) -> FlexConv:
+    if hp.get("antialias_mask") and not hp.get("antialias"):
+        raise UserError("antialias_mask adds the mask to the anti-aliasing term: set antialias > 0 too")
+    return FlexConv(cin, cout, dim=dim, causal=causal, size=size, kernel_net=kernel_net, **hp)
+
+
+@register_method("flexconv", description="FlexConv: MAGNet kernel x learned Gaussian mask, cropped", **CARD)
+def flexconv(
+    cin, cout, *, dim, causal, size,
+    kernel_size: int | None = None, mask_init: float = 0.075, mask_threshold: float = 0.1,
+    mask_lr_factor: float = 0.1, input_scale: float = 25.6, kernel_hidden: int = 32, kernel_layers: int = 3,
+    antialias: float = 0.0, antialias_mask: bool = False, kernel_wd: float = 0.0,
+):  # fmt: skip
+    return _flexconv("magnet", **locals())
+
+
+@register_method(
+    "flexconv_gabor", description="FlexConv with an isotropic MFN-Gabor kernel net (paper's ablation)", **CARD
+)
+def flexconv_gabor(
+    cin, cout, *, dim, causal, size,
+    kernel_size: int | None = None, mask_init: float = 0.075, mask_threshold: float = 0.1,
+    mask_lr_factor: float = 0.1, input_scale: float = 25.6, kernel_hidden: int = 32, kernel_layers: int = 3,
+    antialias: float = 0.0, antialias_mask: bool = False, kernel_wd: float = 0.0,
+):  # fmt: skip
+    return _flexconv("gabor", **locals())
+
+
+@register_method("flexconv_fourier", description="FlexConv with an MFN-Fourier kernel net (paper's ablation)", **CARD)
+def flexconv_fourier(
+    cin, cout, *, dim, causal, size,
+    kernel_size: int | None = None, mask_init: float = 0.075, mask_threshold: float = 0.1,
+    mask_lr_factor: float = 0.1, input_scale: float = 256.0, kernel_hidden: int = 32, kernel_layers: int = 3,
+    antialias: float = 0.0, antialias_mask: bool = False, kernel_wd: float = 0.0,
+):  # fmt: skip
+    # input_scale 256: the repo never passes its 25.6 to FourierNet (see methods/kernelnets.py)
+    return _flexconv("fourier", **locals())
+
+
+@register_method("flexconv_siren", description="FlexConv with a SIREN kernel net (paper's ablation)", **CARD)
+def flexconv_siren(
+    cin, cout, *, dim, causal, size,
+    kernel_size: int | None = None, mask_init: float = 0.075, mask_threshold: float = 0.1,
+    mask_lr_factor: float = 0.1, omega_0: float = 30.0, kernel_hidden: int = 32, kernel_layers: int = 3,
+    kernel_wd: float = 0.0,
+):  # fmt: skip
+    return _flexconv("siren", **locals())

@@ -1,0 +1,284 @@
+"""CKConv, FlexConv and their kernel nets: parameters, masks and crops, causality, FFT parity,
+resolution change, regularisers, the eval-mode kernel cache."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from methods import TaskSpec, build_model, card_of, get_method, hooks, list_methods
+from methods.ckconv import CKConv
+from methods.flexconv import FlexConv
+from methods.functional import conv_with_kernel, prefer_fft
+
+CONTINUOUS = ["ckconv", "ckconv_magnet", "flexconv", "flexconv_siren", "flexconv_gabor", "flexconv_fourier"]
+FLEX = [m for m in CONTINUOUS if m.startswith("flexconv")]
+
+
+def layer(method: str, cin: int, cout: int, dim: int, size, **hp):
+    return get_method(method).obj(cin, cout, dim=dim, causal=dim == 1, size=size, **hp)
+
+
+def test_registered_with_cards():
+    assert set(CONTINUOUS) <= set(list_methods())
+    for name in CONTINUOUS:
+        card = card_of(name)
+        assert card.dims == (1, 2) and card.causal and card.resolution_change and card.deterministic_cuda
+        assert card.learned_size == (name in FLEX)
+    assert card_of("flexconv").kernel_size_unit == "taps per dimension (cropped)"
+
+
+def test_flexnet7_has_the_papers_parameter_count():
+    model = build_model("flexconv", TaskSpec(2, 3, 10, (32, 32)), arch="flexnet7")
+    assert sum(p.numel() for p in model.parameters() if p.requires_grad) == 671_650
+    for cin, cout in [(3, 24), (36, 48)]:  # MAGNet 4064 + mask 4, output net 33*cin*cout, bias cout
+        assert sum(p.numel() for p in layer("flexconv", cin, cout, 2, (32, 32)).parameters()) == (
+            4068 + 33 * cin * cout + cout
+        )
+
+
+@pytest.mark.parametrize("method", CONTINUOUS)
+@pytest.mark.parametrize("dim", [1, 2])
+def test_gradients_reach_every_parameter(method, dim):
+    torch.manual_seed(0)
+    size = 24 if dim == 1 else (12, 12)
+    conv = layer(method, 2, 3, dim, size)
+    if method in FLEX:  # a wider mask, so every position sees some signal
+        with torch.no_grad():
+            conv.mask_width.fill_(0.3)
+    x = torch.randn(2, 2, *((size,) if dim == 1 else size))
+    conv(x).square().sum().backward()
+    for name, p in conv.named_parameters():
+        assert p.grad is not None and p.grad.abs().sum() > 0, name
+    if method in FLEX:
+        assert {"mask_mean", "mask_width"} <= {n for n, _ in conv.named_parameters()}
+
+
+def test_initial_crop_matches_the_paper():
+    assert layer("flexconv", 2, 2, 2, (32, 32)).kernel_sizes() == [5.0, 5.0]  # 33-grid, sigma 0.075
+    assert layer("flexconv", 2, 2, 1, 1024).kernel_sizes() == 83.0  # about 82 taps in methods.md A.3
+
+
+@pytest.mark.parametrize("dim", [1, 2])
+def test_crop_keeps_exactly_the_positions_above_threshold(dim):
+    torch.manual_seed(0)
+    size = 101 if dim == 1 else (40, 40)
+    conv = layer("flexconv", 1, 1, dim, size)
+    full = conv.grid[0]
+    xs = torch.linspace(-1, 1, full, dtype=torch.float64)
+    for mean, width in [(0.9, 0.05), (0.3, 0.2), (-0.2, 0.11), (1.0, 0.4)]:
+        with torch.no_grad():
+            conv.mask_mean.fill_(mean if dim == 1 else mean / 4)
+            conv.mask_width.fill_(width)
+        (start, stop), mu = conv.crop()[0], conv.mask_mean[0].item()
+        above = torch.exp(-0.5 * ((xs - mu) / width) ** 2) > 0.1
+        kept = torch.zeros(full, dtype=torch.bool)
+        kept[start:stop] = True
+        if dim == 1:  # causal: cut on the left only, the kernel always ends at the present step
+            assert stop == full
+            assert not (above & ~kept).any() and (above[start] or start == 0)
+        else:  # symmetric about the centre, so sides stay odd
+            assert (stop - start) % 2 == 1 and start == full - stop
+            assert not (above & ~kept).any()
+            assert above[start] or above[stop - 1]
+
+
+@pytest.mark.parametrize("dim", [1, 2])
+def test_cropped_kernel_is_the_masked_net_on_the_kept_positions(dim):
+    torch.manual_seed(0)
+    conv = layer("flexconv", 2, 3, dim, 30 if dim == 1 else (16, 16))
+    kernel = conv.sample_kernel()
+    crop = conv.crop()
+    axes = [torch.linspace(-1, 1, k)[a:b] for k, (a, b) in zip(conv.grid, crop)]
+    pos = torch.stack([m.reshape(-1) for m in torch.meshgrid(*axes, indexing="ij")], 1)
+    mask = math.prod(torch.exp(-0.5 * ((pos[:, d] - conv.mask_mean[d]) / conv.mask_width[d]) ** 2) for d in range(dim))
+    expected = (conv.net(pos) * mask).view_as(kernel)
+    torch.testing.assert_close(kernel, expected, rtol=1e-4, atol=1e-6)
+    assert list(kernel.shape[2:]) == [b - a for a, b in crop]
+
+
+@pytest.mark.parametrize("dim", [1, 2])
+def test_widening_the_mask_grows_the_kernel(dim):
+    conv = layer("flexconv", 2, 2, dim, 64 if dim == 1 else (32, 32))
+    x = torch.randn(1, 2, *((64,) if dim == 1 else (32, 32)))
+    sizes = []
+    for width in (0.075, 0.15, 0.3, 1.0):
+        with torch.no_grad():
+            conv.mask_width.fill_(width)
+        ks = conv.kernel_sizes()
+        sizes.append(ks if dim == 1 else ks[0])
+        assert conv(x).shape == x.shape
+        assert list(conv.sample_kernel().shape[2:]) == ([ks] if dim == 1 else ks)
+    assert sizes == sorted(sizes) and sizes[-1] > sizes[0]
+    assert sizes[-1] == (64 if dim == 1 else 33)  # the root left [-1, 1]: no crop
+    with torch.no_grad():
+        conv.mask_width.fill_(0.3)
+    if dim == 2:
+        assert conv.kernel_sizes() == [21.0, 21.0]  # issue 3's wide-mask configuration
+
+
+def test_mask_has_its_own_param_group():
+    model = build_model("flexconv", TaskSpec(1, 2, 3, 32, causal=True), arch="flextcn2", width=4)
+    groups = hooks.param_groups(model, base_lr=0.01, weight_decay=0.05)
+    masks = [g for g in groups if g["lr"] == pytest.approx(0.001)]
+    assert len(masks) == 4 and all(g["weight_decay"] == 0.0 for g in masks)  # 2 blocks x 2 FlexConvs
+    assert all(len(g["params"]) == 2 and g["params"][0].shape == (1,) for g in masks)
+    assert sum(len(g["params"]) for g in groups) == len(list(model.parameters()))
+
+
+@pytest.mark.parametrize("method", CONTINUOUS)
+@pytest.mark.parametrize("length", [40, 300])
+def test_layers_are_causal(method, length):
+    torch.manual_seed(0)
+    conv = layer(method, 3, 4, 1, length)
+    if method in FLEX:
+        with torch.no_grad():
+            conv.mask_width.fill_(0.5)
+    x = torch.randn(2, 3, length)
+    cut = length // 2
+    x2 = x.clone()
+    x2[..., cut:] += torch.randn_like(x2[..., cut:]) * 10
+    with torch.no_grad():
+        y, y2 = conv(x), conv(x2)
+    torch.testing.assert_close(y[..., :cut], y2[..., :cut], rtol=0, atol=1e-4)
+    assert (y[..., cut:] - y2[..., cut:]).abs().max() > 1e-2  # the future does reach the outputs after the cut
+
+
+@pytest.mark.parametrize(("method", "arch"), [("flexconv", "flextcn2"), ("ckconv", "ckcnn")])
+def test_models_are_causal(method, arch):
+    torch.manual_seed(0)
+    model = build_model(method, TaskSpec(1, 2, 5, 100, causal=True), arch=arch, width=6).eval()
+    x = torch.randn(3, 2, 100)
+    x2 = x.clone()
+    x2[..., 60:] = torch.randn_like(x2[..., 60:])
+    with torch.no_grad():
+        h, h2 = model.features(x), model.features(x2)
+    torch.testing.assert_close(h[..., :60], h2[..., :60], rtol=0, atol=1e-4)
+    assert model(x).shape == (3, 5)
+
+
+@pytest.mark.parametrize(
+    ("x_shape", "k_shape", "causal"),
+    [((2, 3, 50), (17,), True), ((2, 3, 50), (50,), True), ((2, 3, 31), (9,), False),
+     ((2, 3, 20, 23), (7, 9), False), ((2, 3, 16, 16), (17, 17), False), ((1, 2, 8, 8), (1, 1), False)],
+)  # fmt: skip
+def test_fft_and_direct_agree(x_shape, k_shape, causal):
+    torch.manual_seed(0)
+    x = torch.randn(x_shape)
+    w = torch.randn(4, x_shape[1], *k_shape)
+    b = torch.randn(4)
+    direct = conv_with_kernel(x, w, b, causal=causal, use_fft=False)
+    fft = conv_with_kernel(x, w, b, causal=causal, use_fft=True)
+    assert fft.shape == direct.shape == (x_shape[0], 4, *x_shape[2:])
+    assert ((fft - direct).norm() / direct.norm()).item() < 1e-4
+
+
+def test_cost_model_picks_fft_for_wide_kernels_and_direct_for_small():
+    assert prefer_fft((32, 36, 32, 32), (36, 36, 21, 21))  # FlexConv with the mask at sigma = 0.3
+    assert prefer_fft((32, 30, 1024), (30, 30, 1024))  # CKConv over a whole sequence
+    assert not prefer_fft((64, 32, 32, 32), (32, 32, 3, 3))
+    assert not prefer_fft((64, 8, 8, 8), (8, 8, 3, 3))
+
+
+@pytest.mark.parametrize("method", CONTINUOUS)
+def test_change_resolution_keeps_shapes(method):
+    torch.manual_seed(0)
+    model = build_model(method, TaskSpec(2, 3, 4, (16, 16)), arch="flexnet3", width=4).eval()
+    first = next(m for m in model.modules() if isinstance(m, CKConv))
+    assert first.grid == (17, 17)
+    assert hooks.change_resolution(model, 2.0) == 7  # stem + 3 blocks x 2
+    assert first.grid == (33, 33) and first.rate_norm == 0.25
+    with torch.no_grad():
+        assert model(torch.randn(2, 3, 32, 32)).shape == (2, 4)
+    if method in FLEX:  # the mask lives in continuous coordinates: twice the taps
+        assert first.kernel_sizes() == [5.0, 5.0]
+    hooks.change_resolution(model, 1.0)
+    assert first.grid == (17, 17) and first.rate_norm == 1.0
+
+
+def test_change_resolution_of_sequences():
+    model = build_model("flexconv", TaskSpec(1, 2, 3, 64, causal=True), arch="flextcn2", width=4).eval()
+    hooks.change_resolution(model, 2.0)
+    conv = next(m for m in model.modules() if isinstance(m, CKConv))
+    assert conv.grid == (127,) and conv.rate_norm == 0.5
+    with torch.no_grad():
+        assert model(torch.randn(2, 2, 128)).shape == (2, 3)
+
+
+def test_resampled_kernel_keeps_its_integral():
+    """Alias-free rescaling: a smooth kernel at twice the rate, times 1/ratio^dim, integrates the same."""
+
+    def integral(kernel):  # trapezoid rule: the sampled kernel times the rate norm is f * step^dim
+        k = kernel[0, 0].clone()
+        k[[0, -1]] /= 2
+        k[:, [0, -1]] /= 2
+        return k.sum()
+
+    torch.manual_seed(0)
+    conv = layer("ckconv", 1, 1, 2, (16, 16), omega_0=1.0)
+    before = integral(conv.sample_kernel())
+    conv.change_resolution(2.0)
+    assert conv.sample_kernel().shape[2:] == (33, 33)
+    assert abs(integral(conv.sample_kernel()) / before - 1) < 0.01
+
+
+def test_antialiasing_penalty():
+    torch.manual_seed(0)
+    conv = layer("flexconv", 2, 2, 2, (32, 32), antialias=0.1)
+    high = conv.regularization_loss()
+    assert high > 0  # MAGNet starts above the Nyquist bound of a 33-grid
+    high.backward()
+    assert conv.net.A.grad.abs().sum() > 0 and conv.net.gamma.grad.abs().sum() > 0
+    with torch.no_grad():
+        conv.net.A.mul_(0.01)
+        conv.net.gamma.mul_(0.01)
+    assert conv.regularization_loss() == 0
+    assert conv.aliasing_penalty() == 0
+    with_mask = layer("flexconv", 2, 2, 2, (32, 32), antialias=0.1, antialias_mask=True)
+    with torch.no_grad():
+        with_mask.net.A.mul_(0.01)
+        with_mask.net.gamma.mul_(0.01)
+        assert with_mask.regularization_loss() == 0  # mask term 2 / (2 pi 0.075) / 4 filters < 8 / 4
+        with_mask.mask_width.fill_(0.02)
+    assert with_mask.regularization_loss() > 0  # 2 / (2 pi 0.02) / 4 > 8 / 4
+    assert layer("flexconv", 2, 2, 2, (32, 32)).regularization_loss() == 0  # off by default
+
+
+def test_kernel_norm_weight_decay():
+    torch.manual_seed(0)
+    conv = layer("flexconv", 2, 3, 1, 32, kernel_wd=1e-3).train()
+    conv(torch.randn(2, 2, 32))
+    kernel = conv.sample_kernel()
+    torch.testing.assert_close(conv.regularization_loss(), 1e-3 * (kernel.norm() + conv.bias.norm()))
+
+
+def test_eval_cache_reuses_the_kernel_until_a_parameter_changes():
+    torch.manual_seed(0)
+    model = build_model("flexconv", TaskSpec(2, 3, 4, (12, 12)), arch="flexnet3", width=4)
+    conv = next(m for m in model.modules() if isinstance(m, FlexConv))
+    calls = []
+    sample = conv.sample_kernel
+    conv.sample_kernel = lambda: calls.append(1) or sample()
+    x = torch.randn(2, 3, 12, 12)
+    model.eval()
+    with torch.no_grad():
+        y1, y2 = model(x), model(x)
+    assert len(calls) == 1 and torch.equal(y1, y2)
+
+    with torch.no_grad():  # an in-place update, as an optimizer or load_state_dict makes
+        conv.net.W_out.add_(0.1)
+        y3 = model(x)
+    assert len(calls) == 2 and not torch.allclose(y1, y3)
+
+    model.train()
+    opt = torch.optim.AdamW(model.parameters(), lr=0.01)
+    model(x).sum().backward()
+    opt.step()
+    model.eval()
+    with torch.no_grad():
+        y4, y5 = model(x), model(x)
+        cached, fresh = conv.kernel(), sample()
+    assert torch.equal(y4, y5) and not torch.allclose(y3, y4)
+    assert torch.equal(cached, fresh)
