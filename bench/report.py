@@ -16,6 +16,18 @@ from bench import store
 MARKS = {"smoke": "smoke", "budget": "budget"}
 
 
+COST_FIELDS = ["params_weights", "flops_fwdbwd", "throughput", "epoch_time_s", "peak_mem_mb", "device"]
+
+
+def cost_fields(r: dict) -> dict:
+    """Cost columns of a run (bench/measure.py); peak memory is the GPU's on CUDA, else the process's RSS."""
+    gpu = (r.get("env") or {}).get("gpu_name")
+    peak = r.get("peak_gpu_mem_mb") if r.get("peak_gpu_mem_mb") is not None else r.get("peak_cpu_rss_mb")
+    return {"params_weights": r.get("params_weights"), "flops_fwdbwd": r.get("flops_fwdbwd"),
+            "throughput": r.get("throughput_train_samples_s"), "epoch_time_s": r.get("epoch_time_s"),
+            "peak_mem_mb": peak, "device": gpu or "cpu"}  # fmt: skip
+
+
 def runs_frame(records: list[dict]) -> pd.DataFrame:
     """One row per run: identity, status, metrics, size and cost."""
     rows = []
@@ -28,11 +40,17 @@ def runs_frame(records: list[dict]) -> pd.DataFrame:
             "variant": "+".join(marks),
             "train": r.get(f"train_{m}"), "val": r.get(f"val_{m}"), "test": r.get(f"test_{m}"),
             "params": r.get("params"), "wall_time_s": r.get("wall_time_s"),
-            "train_time_s": r.get("train_time_s"), "flops_fwd": r.get("flops_fwd"),
+            "train_time_s": r.get("train_time_s"), "flops_fwd": r.get("flops_fwd"), **cost_fields(r),
         })  # fmt: skip
     columns = ["run_id", "method", "dataset", "seed", "status", "error", "metric", "variant", "train", "val", "test",
-               "params", "wall_time_s", "train_time_s", "flops_fwd"]  # fmt: skip
+               "params", "wall_time_s", "train_time_s", "flops_fwd", *COST_FIELDS]  # fmt: skip
     return pd.DataFrame(rows, columns=columns)
+
+
+COST_AGG = {"params_weights": ("params_weights", "median"), "flops_fwd": ("flops_fwd", "median"),
+            "flops_fwdbwd": ("flops_fwdbwd", "median"), "throughput": ("throughput", "mean"),
+            "epoch_time_s": ("epoch_time_s", "mean"), "peak_mem_mb": ("peak_mem_mb", "max"),
+            "device": ("device", "first")}  # fmt: skip
 
 
 def aggregate(df: pd.DataFrame) -> pd.DataFrame:
@@ -40,10 +58,10 @@ def aggregate(df: pd.DataFrame) -> pd.DataFrame:
     ok = df[df["status"] == "ok"]
     keys = ["method", "variant", "dataset", "metric"]
     if ok.empty:
-        return pd.DataFrame(columns=[*keys, "mean", "std", "n", "val_mean", "params", "train_time_s"])
+        return pd.DataFrame(columns=[*keys, "mean", "std", "n", "val_mean", "params", "train_time_s", *COST_AGG])
     g = ok.groupby(keys, dropna=False)
     agg = g.agg(mean=("test", "mean"), std=("test", "std"), n=("test", "size"), val_mean=("val", "mean"),
-                params=("params", "median"), train_time_s=("train_time_s", "mean"))  # fmt: skip
+                params=("params", "median"), train_time_s=("train_time_s", "mean"), **COST_AGG)  # fmt: skip
     return agg.reset_index()
 
 
@@ -160,6 +178,54 @@ def plot_summary(agg: pd.DataFrame, plots: Path) -> list[Path]:
     return written
 
 
+def cost_table(agg: pd.DataFrame, tables: Path) -> list[Path]:
+    """Per method and dataset: size, FLOPs per sample, speed and memory (tables/cost.csv and cost.md)."""
+    cost = agg[["method", "variant", "dataset", "params", *COST_AGG, "train_time_s"]]
+    cost.to_csv(tables / "cost.csv", index=False)
+    labels = [row_label(m, v) for m, v in zip(cost["method"], cost["variant"])]
+    shown = cost.assign(method=labels).drop(columns="variant")
+    for col in ("flops_fwd", "flops_fwdbwd"):
+        shown[col] = shown[col] / 1e6
+    shown = shown.rename(columns={"flops_fwd": "MFLOPs fwd", "flops_fwdbwd": "MFLOPs fwd+bwd",
+                                  "throughput": "train samples/s", "peak_mem_mb": "peak MiB"})  # fmt: skip
+    (tables / "cost.md").write_text(shown.to_markdown(index=False, floatfmt=".4g") + "\n")
+    return [tables / "cost.csv", tables / "cost.md"]
+
+
+def plot_cost(agg: pd.DataFrame, plots: Path) -> list[Path]:
+    """Test metric vs forward FLOPs per sample (all runs) and vs training time of the runs on a GPU."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    panels = [("flops_fwd", "forward FLOPs per sample", agg),
+              ("train_time_s", "GPU training time (s)", agg[agg["device"] != "cpu"])]  # fmt: skip
+    panels = [(col, label, sub[sub[col].notna()]) for col, label, sub in panels]
+    panels = [p for p in panels if len(p[2])]
+    if not panels:
+        return []
+    datasets = sorted(set(agg["dataset"]))
+    fig, axes = plt.subplots(len(panels), len(datasets), figsize=(3.6 * len(datasets), 3.4 * len(panels)),
+                             squeeze=False)  # fmt: skip
+    for ax_row, (col, label, sub) in zip(axes, panels):
+        for ax, ds in zip(ax_row, datasets):
+            d = sub[sub["dataset"] == ds]
+            ax.errorbar(d[col], d["mean"], yerr=d["std"].fillna(0), fmt="o", ms=4)
+            for _, r in d.iterrows():
+                ax.annotate(row_label(r["method"], r["variant"]), (r[col], r["mean"]), fontsize=6, xytext=(2, 2),
+                            textcoords="offset points")  # fmt: skip
+            ax.set_xscale("log")
+            ax.set_title(ds)
+            ax.set_xlabel(label)
+            accuracy = agg[agg["dataset"] == ds]["metric"].iloc[0] == "accuracy"
+            ax.set_ylabel("test accuracy (%)" if accuracy else "test MSE")
+    fig.tight_layout()
+    fig.savefig(plots / "accuracy_vs_cost.png", dpi=120)
+    plt.close(fig)
+    return [plots / "accuracy_vs_cost.png"]
+
+
 def build_report(out: str | Path) -> list[str]:
     """Rebuild every table and plot under <out>/tables and <out>/plots; returns lines to print."""
     out = Path(out)
@@ -182,6 +248,7 @@ def build_report(out: str | Path) -> list[str]:
         caption = "Test metric, mean ± std over seeds (n); best per column in bold."
         (tables / "summary.tex").write_text(to_latex(cells, mask, caption))
         written += [tables / "summary.md", tables / "summary.tex", *plot_summary(agg, plots)]
+        written += cost_table(agg, tables) + plot_cost(agg, plots)
     failed = df[df["status"] != "ok"]
     for _, r in failed.iterrows():
         lines.append(f"{r['status']}: {r['method']} on {r['dataset']} (seed {r['seed']}): {r['error']}")

@@ -3,12 +3,13 @@
 import csv
 import math
 
+import pandas as pd
 import pytest
 import torch
 import torchvision
 from torch import nn
 
-from bench import measure, store
+from bench import measure, report, store
 from bench.config import RunConfig, TrainConfig
 from bench.runner import run_grid
 from methods.functional import _fft_size, conv_fft
@@ -140,6 +141,13 @@ def test_run_files_carry_flops_throughput_and_memory(tmp_path):
     macs = 64 * (9 * sum(a * b for a, b in layers) + 4 * 6 + 6 * 8) + 8 * 10
     assert conv["flops_fwd"] == 2 * macs
     assert records["conv33"]["flops_input_shape"] == [1, 64]
+    # the report's cost table and accuracy-vs-cost plot (no GPU runs here: the FLOPs panel only)
+    agg = report.aggregate(report.runs_frame(list(records.values())))
+    written = report.cost_table(agg, tmp_path) + report.plot_cost(agg, tmp_path)
+    assert [p.name for p in written] == ["cost.csv", "cost.md", "accuracy_vs_cost.png"]
+    cost = pd.read_csv(tmp_path / "cost.csv").set_index("method")
+    assert cost.loc["conv", "flops_fwd"] == 2 * macs and cost.loc["conv", "device"] == "cpu"
+    assert cost.loc["conv33", "throughput"] > 0 and cost.loc["conv33", "peak_mem_mb"] > 0
 
 
 def test_a_measurement_failure_is_a_note_not_a_failed_run():
