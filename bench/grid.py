@@ -99,20 +99,25 @@ def build_grid(
     for dname in dataset_names:
         card = datasets.get_entry(dname).card
         stub = card.task_stub()
-        train = with_train(base_train, **suite.train_by_dataset.get(dname, {}), **overrides["train"])
-        if epochs is not None:
-            train = with_train(train, epochs=epochs)
         data = {**suite.data.get(dname, {}), **user_data[dname]}
         for seed in seeds or suite.seeds:
             for mname in method_names:
+                only = suite.datasets_by_method.get(mname)
+                if only is not None and dname not in only and not methods_sel:
+                    continue  # the paper ran this method on some datasets only; naming it with --methods overrides
                 reason = methods.skip_reason(mname, stub)
                 if reason:
                     if seed == (seeds or suite.seeds)[0]:
                         grid.unsupported.append((mname, dname, reason))
                     continue
-                suite_hp = {**suite.model_by_dim.get(card.dim, {}), **suite.model_by_method.get(mname, {})}
+                suite_hp = {**suite.model_by_dim.get(card.dim, {}), **suite.model_by_dataset.get(dname, {}),
+                            **suite.model_by_method.get(mname, {})}  # fmt: skip
                 hp = {k: v for k, v in suite_hp.items() if _method_takes(mname, k)}
                 hp.update(user_model[mname])
                 methods.check_hparams(mname, hp)
-                grid.runs.append(RunConfig(mname, dname, seed, hp, data, train, budget, tags))
+                # the user's settings win over the suite's per-dataset and per-method ones
+                train = {**suite.train_by_dataset.get(dname, {}), **suite.train_by_method.get(mname, {}),
+                         **overrides["train"], **({"epochs": epochs} if epochs is not None else {})}  # fmt: skip
+                grid.runs.append(RunConfig(mname, dname, seed, hp, data, with_train(base_train, **train), budget,
+                                           dict(suite.crossres), tags))  # fmt: skip
     return grid

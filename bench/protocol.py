@@ -63,14 +63,15 @@ def lr_lambda(warmup_steps: int, total_steps: int, min_factor: float):
     return factor
 
 
-def train_run(cfg: RunConfig, data, device: str, progress: bool = True, ckpt: Path | None = None) -> dict:
+def train_run(cfg: RunConfig, data, device: str, progress: bool = True, ckpt: Path | None = None, model=None) -> dict:
     """Train one run; returns the run record's results (metrics, history, kernel sizes, timings).
 
     With `ckpt`, the state is saved after every epoch and a run killed mid-way resumes there.
+    With `model`, that model is trained further instead of a new one (cross-resolution fine-tuning).
     """
     tc, metric = cfg.train, data.task.metric
     gen = seed_everything(cfg.seed)
-    model = build_model(cfg.method, data.task, **cfg.model).to(device)
+    model = (build_model(cfg.method, data.task, **cfg.model) if model is None else model).to(device)
     model, data, fast = fastpath.prepare(cfg, model, data, device)  # CUDA: TF32, cudnn.benchmark, data on GPU
     optimizer = torch.optim.AdamW(hooks.param_groups(model, tc.lr, tc.weight_decay))
     epochs = max(1, round(tc.epochs * cfg.budget))

@@ -36,6 +36,7 @@ class Reference:
     verified: bool
     note: str
     where: str  # "file:line", for messages
+    text: str  # the published cell as printed: "92.2 ± 0.1 (3)", digits as in the file
 
     @property
     def key(self) -> Key:
@@ -85,6 +86,9 @@ def _row(values: dict[str, str], where: str) -> Reference:
         verified=verified == "yes",
         note=values["note"].strip(),
         where=where,
+        text=values["value"].strip()
+        + (f" ± {values['std'].strip()}" if values["std"].strip() else "")
+        + (f" ({values['n'].strip()})" if values["n"].strip() else ""),
     )
 
 

@@ -59,15 +59,23 @@ def _status_of(exc: BaseException) -> str:
 
 # Steps run after training, each `fn(cfg, model, data, record, device)` adding to the record
 # (cost measures, cross-resolution evaluation); named "module:function", imported when used.
-POST_TRAIN_STEPS: list[str] = ["bench.measure:add_cost"]
+# A step that loads more data declares a `data_root` keyword and gets the run's data root.
+POST_TRAIN_STEPS: list[str] = [
+    "bench.measure:add_cost",
+    "bench.kernels:add_kernel_snapshot",  # before crossres changes the model
+    "bench.crossres:add_cross_resolution",
+]
 
 
-def post_train(cfg: RunConfig, model, data, record: dict, device: str) -> None:
+def post_train(cfg: RunConfig, model, data, record: dict, device: str, data_root=None) -> None:
     import importlib
+    import inspect
 
     for step in POST_TRAIN_STEPS:
         module, _, name = step.partition(":")
-        getattr(importlib.import_module(module), name)(cfg, model, data, record, device)
+        fn = getattr(importlib.import_module(module), name)
+        extra = {"data_root": data_root} if "data_root" in inspect.signature(fn).parameters else {}
+        fn(cfg, model, data, record, device, **extra)
 
 
 def execute(cfg: RunConfig, device: str, cache: DataCache, progress: bool = True, out: Path | None = None) -> dict:
@@ -90,7 +98,7 @@ def execute(cfg: RunConfig, device: str, cache: DataCache, progress: bool = True
         results = train_run(cfg, data, device, progress, ckpt)
         model = results.pop("model")
         record.update(status="ok", **results, data_info=data.info)
-        post_train(cfg, model, data, record, device)
+        post_train(cfg, model, data, record, device, cache.data_root)
     except (UserError, KeyboardInterrupt):
         raise
     except Exception as exc:  # the grid goes on: the failure is a row

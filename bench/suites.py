@@ -24,8 +24,12 @@ class Suite:
     train: dict[str, Any] = field(default_factory=dict)  # TrainConfig overrides
     model_by_dim: dict[int, dict[str, Any]] = field(default_factory=dict)
     model_by_method: dict[str, dict[str, Any]] = field(default_factory=dict)
+    model_by_dataset: dict[str, dict[str, Any]] = field(default_factory=dict)  # below model_by_method
+    datasets_by_method: dict[str, tuple[str, ...]] = field(default_factory=dict)  # restrict a method to these
     data: dict[str, dict[str, Any]] = field(default_factory=dict)  # per-dataset loader options
     train_by_dataset: dict[str, dict[str, Any]] = field(default_factory=dict)
+    train_by_method: dict[str, dict[str, Any]] = field(default_factory=dict)  # e.g. a kernel net's own lr
+    crossres: dict[str, Any] = field(default_factory=dict)  # cross-resolution protocol (bench/crossres.py)
     tags: tuple[str, ...] = ()
 
 
@@ -72,3 +76,6 @@ add_suite(
         tags=("smoke",),
     )
 )
+
+# The papers' suites (FlexConv, CKConv tables and the offline cross-resolution one) register themselves.
+import bench.paper_suites  # noqa: E402, F401

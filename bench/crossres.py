@@ -1,0 +1,124 @@
+"""The cross-resolution protocol (FlexConv paper, Table 4; methods.md A.5), as a post-training step.
+
+A run whose config has `crossres` settings is trained as usual at the source resolution (its
+`data` options); then, without retraining, it is tested at the target resolution ("out of the
+box", OOTB), and optionally fine-tuned there under the same protocol and tested again. Methods
+whose card says `resolution_change` are told the ratio through `hooks.change_resolution`
+(FlexConv resamples its continuous kernel, N-Jet scales sigma); every other method keeps its
+discrete kernels on the bigger image, the paper's treatment of the Conv and ResNet baselines.
+
+Settings (RunConfig.crossres): `target` (int, required), `finetune_epochs` (int, default 0,
+scaled by the run's budget like the training epochs), `option` (the dataset option that sets
+the resolution, default "resolution"). The source is the run's own value of that option.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from typing import TYPE_CHECKING, Any
+
+from bench.config import RunConfig, with_train
+from bench.errors import UserError
+
+if TYPE_CHECKING:
+    import torch
+
+DEFAULTS = {"target": None, "finetune_epochs": 0, "option": "resolution"}
+
+
+def check_settings(crossres: dict[str, Any]) -> dict[str, Any]:
+    """The settings with defaults filled in; a UserError for unknown keys or bad values."""
+    unknown = sorted(set(crossres) - set(DEFAULTS))
+    if unknown:
+        raise UserError(f"crossres: unknown setting(s) {', '.join(unknown)}; known: {', '.join(DEFAULTS)}")
+    s = {**DEFAULTS, **crossres}
+    if not isinstance(s["target"], int) or s["target"] < 1:
+        raise UserError(f"crossres.target must be a positive integer resolution, got {s['target']!r}")
+    if not isinstance(s["finetune_epochs"], int) or s["finetune_epochs"] < 0:
+        raise UserError(f"crossres.finetune_epochs must be an integer >= 0, got {s['finetune_epochs']!r}")
+    return s
+
+
+def source_resolution(cfg: RunConfig, data, option: str) -> int:
+    """The resolution the run trained at: its own data option, else what the loader reports."""
+    value = cfg.data.get(option, data.info.get(option))
+    if not isinstance(value, int):
+        raise UserError(f"crossres: dataset {cfg.dataset!r} reports no integer {option!r}; set data.{option}")
+    return value
+
+
+def load_at(cfg: RunConfig, resolution: int, option: str = "resolution", data_root=None):
+    """The run's dataset (same seed, split and options) at another resolution."""
+    import datasets
+
+    return datasets.get_dataset(cfg.dataset, seed=cfg.seed, val_fraction=cfg.train.val_fraction,
+                                data_root=data_root, **{**cfg.data, option: resolution})  # fmt: skip
+
+
+def rescale(model: torch.nn.Module, method: str, ratio: float) -> str:
+    """Prepare `model` for inputs `ratio` times bigger; returns what was done, for the run file."""
+    import methods
+    from methods import hooks
+
+    if methods.card_of(method).resolution_change:
+        return f"change_resolution({ratio:g}) on {hooks.change_resolution(model, ratio)} layers"
+    return "same discrete kernels"
+
+
+def metric_on_test(model: torch.nn.Module, data, cfg: RunConfig, device: str) -> float:
+    import torch
+
+    from bench.protocol import evaluate
+
+    use_amp = cfg.train.amp and torch.device(device).type == "cuda"
+
+    def autocast():
+        return torch.autocast("cuda", dtype=torch.bfloat16, enabled=use_amp)
+
+    return evaluate(model, data.test, data.task.metric, cfg.train.eval_batch_size, device, autocast)["metric"]
+
+
+def evaluate_at(model: torch.nn.Module, cfg: RunConfig, resolution: int, *, source: int, device: str = "cpu",
+                option: str = "resolution", data_root=None) -> tuple[float, str, Any]:  # fmt: skip
+    """Test a model trained under `cfg` at `source` px on the same dataset at `resolution` px, without retraining.
+
+    The model is rescaled in place. Returns (test metric, what was done to the model, the target data).
+    """
+    target = load_at(cfg, resolution, option, data_root)
+    treatment = rescale(model, cfg.method, resolution / source)
+    if hasattr(model, "task"):
+        model.task = target.task
+    return metric_on_test(model, target, cfg, device), treatment, target
+
+
+def add_cross_resolution(cfg: RunConfig, model, data, record: dict, device: str, data_root=None) -> None:
+    """runner.POST_TRAIN_STEPS entry: record["crossres"] with the source, OOTB and fine-tuned test metrics.
+
+    A failure after training (a layer that cannot run at the new size) is kept in
+    record["crossres"]["error"]; the run's source-resolution results stay valid.
+    """
+    if not cfg.crossres:
+        return
+    from bench.protocol import train_run
+    from methods import hooks
+
+    s = check_settings(cfg.crossres)
+    metric = data.task.metric
+    source = source_resolution(cfg, data, s["option"])
+    out: dict[str, Any] = {"option": s["option"], "source_resolution": source, "target_resolution": s["target"],
+                           "metric": metric, "source": record[f"test_{metric}"]}  # fmt: skip
+    record["crossres"] = out
+    try:
+        ootb, out["treatment"], target = evaluate_at(model, cfg, s["target"], source=source, device=device,
+                                                     option=s["option"], data_root=data_root)  # fmt: skip
+        out.update(ootb=ootb, delta=ootb - out["source"], kernel_sizes_target=hooks.kernel_sizes(model))
+        if s["finetune_epochs"]:
+            tuned = replace(cfg, train=with_train(cfg.train, epochs=s["finetune_epochs"]))
+            results = train_run(tuned, target, device, progress=False, model=model)
+            out.update(finetuned=results[f"test_{metric}"], finetune_epochs=results["epochs_run"],
+                       finetune_best_epoch=results["best_epoch"], finetune_train_time_s=results["train_time_s"],
+                       finetune_history=results["history"])  # fmt: skip
+    except (UserError, KeyboardInterrupt):
+        raise
+    except Exception as exc:  # the source numbers stand; the table shows the target ones as failed
+        out["error"] = f"{type(exc).__name__}: {exc}"
