@@ -249,8 +249,13 @@ def build_report(out: str | Path) -> list[str]:
         (tables / "summary.tex").write_text(to_latex(cells, mask, caption))
         written += [tables / "summary.md", tables / "summary.tex", *plot_summary(agg, plots)]
         written += cost_table(agg, tables) + plot_cost(agg, plots)
+    from bench import paper_tables, report_index
+    from bench import plots as more_plots
+
+    written += paper_tables.build_paper_tables(records, tables) + more_plots.build_plots(records, agg, plots)
     failed = df[df["status"] != "ok"]
     for _, r in failed.iterrows():
         lines.append(f"{r['status']}: {r['method']} on {r['dataset']} (seed {r['seed']}): {r['error']}")
+    written.append(report_index.write_index(out, len(records)))  # last: it embeds everything written before
     lines.append(f"report: {len(df)} runs ({len(df) - len(failed)} ok) -> " + ", ".join(str(p) for p in written))
     return lines

@@ -1,0 +1,122 @@
+"""The cross-resolution protocol end to end on `shapes`: train at 16 px, test at 32 px, fine-tune at 32 px."""
+
+import copy
+import json
+
+import pandas as pd
+import pytest
+import torch
+from torch import nn
+
+import datasets
+import methods
+from bench import store
+from bench.config import RunConfig, TrainConfig
+from bench.crossres import add_cross_resolution, check_settings
+from bench.errors import UserError
+from bench.grid import build_grid
+from bench.paper_tables import build_paper_tables
+from bench.protocol import evaluate, train_run
+from bench.runner import DataCache, execute
+from bench.suites import get_suite
+
+from conftest import run_cli
+
+TINY = {"arch": "flexnet3", "width": 4, "dropout": 0.0}
+SMALL_SHAPES = {"resolution": 16, "n_train": 120, "n_test": 60}
+TRAIN = TrainConfig(epochs=1, batch_size=40, lr=3e-3, warmup_epochs=0.0)
+
+
+class Rescalable(nn.Module):
+    """Global-pool classifier whose conv remembers the ratios it was told (a resolution_change method)."""
+
+    def __init__(self, task, fail_off_size: bool = False):
+        super().__init__()
+        self.conv, self.head = nn.Conv2d(task.in_channels, 4, 3, padding=1), nn.Linear(4, task.num_classes)
+        self.size, self.fail_off_size, self.ratios = task.size, fail_off_size, []
+
+    def change_resolution(self, ratio: float) -> None:
+        self.ratios.append(ratio)
+
+    def forward(self, x):
+        if self.fail_off_size and tuple(x.shape[-2:]) != tuple(self.size):
+            raise RuntimeError("this layer only runs at its training size")
+        return self.head(torch.relu(self.conv(x)).mean((2, 3)))
+
+
+if "_rescalable" not in methods.list_methods():
+    methods.register_method("_rescalable", kind="model", dims=(2,), causal=False, resolution_change=True)(Rescalable)
+    methods.register_method("_fixed_size", kind="model", dims=(2,), causal=False)(
+        lambda task: Rescalable(task, fail_off_size=True)
+    )
+
+
+def _cfg(method, model=None, finetune=1):
+    return RunConfig(method, "shapes", 0, model or {}, SMALL_SHAPES, TRAIN,
+                     crossres={"target": 32, "finetune_epochs": finetune})  # fmt: skip
+
+
+def test_discrete_kernels_keep_their_size_and_ootb_is_the_32px_test_accuracy():
+    cfg = _cfg("conv", {**TINY, "kernel_size": 3})
+    data16 = datasets.get_dataset("shapes", seed=0, **SMALL_SHAPES)
+    results = train_run(cfg, data16, "cpu", progress=False)
+    model = results.pop("model")
+    data32 = datasets.get_dataset("shapes", seed=0, **{**SMALL_SHAPES, "resolution": 32})
+    assert data32.test[0][0].shape == (3, 32, 32)
+    untouched = copy.deepcopy(model)
+    expected = evaluate(untouched, data32.test, "accuracy", 256, "cpu", lambda: torch.autocast("cpu", enabled=False))
+    record = {"test_accuracy": results["test_accuracy"]}
+    add_cross_resolution(cfg, model, data16, record, "cpu")
+    cr = record["crossres"]
+    assert cr["source"] == results["test_accuracy"] and cr["ootb"] == expected["metric"]
+    assert cr["delta"] == pytest.approx(cr["ootb"] - cr["source"])
+    assert (cr["source_resolution"], cr["target_resolution"], cr["treatment"]) == (16, 32, "same discrete kernels")
+    assert set(cr["kernel_sizes_target"].values()) == {3.0}
+    assert cr["finetune_epochs"] == 1 and len(cr["finetune_history"]) == 1 and 0 <= cr["finetuned"] <= 100
+    # fine-tuning trained the model at 32 px: it is no longer the untouched one
+    assert any(not torch.equal(a, b) for a, b in zip(model.state_dict().values(), untouched.state_dict().values()))
+
+
+def test_runner_rescales_methods_that_can_change_resolution():
+    record = execute(_cfg("_rescalable", finetune=0), "cpu", DataCache(None), progress=False)
+    assert record["status"] == "ok", record.get("error")
+    cr = record["crossres"]
+    assert cr["treatment"] == "change_resolution(2) on 1 layers" and "finetuned" not in cr
+    assert cr["source"] == record["test_accuracy"] and isinstance(cr["ootb"], float)
+    json.dumps(record, default=str)  # the run file can hold it
+
+
+def test_a_layer_that_fails_at_the_target_keeps_the_run_and_the_error():
+    record = execute(_cfg("_fixed_size"), "cpu", DataCache(None), progress=False)
+    assert record["status"] == "ok" and isinstance(record["test_accuracy"], float)
+    assert record["crossres"]["error"] == "RuntimeError: this layer only runs at its training size"
+    assert "ootb" not in record["crossres"]
+
+
+def test_settings_are_checked():
+    assert check_settings({"target": 32}) == {"target": 32, "finetune_epochs": 0, "option": "resolution"}
+    with pytest.raises(UserError, match="unknown setting.*tagret"):
+        check_settings({"tagret": 32})
+    with pytest.raises(UserError, match="crossres.target"):
+        check_settings({"finetune_epochs": 3})
+
+
+def test_the_offline_suite_carries_its_protocol_into_every_run():
+    grid = build_grid(get_suite("crossres-shapes"), methods_sel=["conv", "njet"], budget=0.5)
+    assert grid.runs and all(r.crossres["target"] == 32 and r.data["resolution"] == 16 for r in grid.runs)
+    assert all(r.tags == ("suite:crossres-shapes", "budget") and r.budget == 0.5 for r in grid.runs)
+
+
+def test_cli_trains_at_16_tests_at_32_fine_tunes_and_tabulates(tmp_path):
+    res = run_cli("--suite", "crossres-shapes", "--methods", "conv", "--budget", "0.1", "--set", "model.width=4",
+                  "--set", "data.n_train=120", "--set", "data.n_test=60", "--out", str(tmp_path), "--quiet",
+                  "--no-report")  # fmt: skip
+    assert res.returncode == 0, res.stderr
+    (run,) = store.load_runs(tmp_path)[0]
+    assert run["epochs_run"] == 1 and run["crossres"]["finetune_epochs"] == 1  # 6 and 2 epochs, times the budget
+    build_paper_tables([run], tmp_path / "tables")  # the report's tables, without its plots
+    table = pd.read_csv(tmp_path / "tables" / "crossres-shapes.csv")
+    assert list(table["metric"]) == ["source", "ootb", "delta", "finetuned"]
+    assert table["ours_mean"].tolist() == [run["crossres"][m] for m in ("source", "ootb", "delta", "finetuned")]
+    (row,) = set(table["row"])
+    assert row.startswith("conv [budget 0.1, ") and "data.n_train=120" in row and "width=4" in row
