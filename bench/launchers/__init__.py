@@ -15,7 +15,9 @@ nothing: rerunning the same command resumes. Third-party launchers register a fu
 from __future__ import annotations
 
 from collections.abc import Callable
+from contextlib import contextmanager
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from bench import store
@@ -75,12 +77,28 @@ def prepare_worker(ctx: LaunchContext) -> None:
         load_plugin(spec)
 
 
+@contextmanager
+def one_at_a_time(lock: Path):
+    """An exclusive lock across processes: workers must not download the same dataset at once."""
+    lock.parent.mkdir(parents=True, exist_ok=True)
+    with lock.open("a") as f:
+        try:
+            import fcntl
+
+            fcntl.flock(f, fcntl.LOCK_EX)
+        except (ImportError, OSError):  # no fcntl (Windows) or a filesystem without locks: go on unlocked
+            pass
+        yield  # closing the file releases the lock
+
+
 def run_and_store(cfg, ctx: LaunchContext, device: str, cache, where: dict[str, Any]) -> dict | None:
     """Train one run where it executes and write its file; None when an earlier attempt finished it."""
     from bench.runner import execute
 
     if not ctx.force and store.status_of(ctx.out, cfg.run_id) == "ok":
         return None
+    with one_at_a_time(Path(ctx.out) / ".data.lock"):
+        cache.get(cfg)  # load (or download) the data now, alone; execute() then finds it in the cache
     record = execute(cfg, device, cache, progress=False, out=ctx.out)
     record["launcher"] = where
     store.write_run(ctx.out, record)
