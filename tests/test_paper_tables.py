@@ -7,8 +7,6 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-import methods.ckconv  # noqa: F401  (registers the continuous-kernel methods the fixture's runs use)
-import methods.flexconv  # noqa: F401
 from bench.errors import UserError
 from bench.reference import COLUMNS, load_reference, read_csv
 from bench.report import build_report
