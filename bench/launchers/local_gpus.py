@@ -184,7 +184,7 @@ def local_gpus(runs: list, ctx: LaunchContext):
     finally:
         bar.close()
         for proc in procs:
-            proc.join(timeout=None if not summary.interrupted else 10)
+            proc.join(timeout=10 if summary.interrupted else 60)  # the workers have their end-of-queue marks
             if proc.is_alive():
                 proc.terminate()
                 proc.join()
