@@ -69,6 +69,9 @@ def test_slurm_local_cluster_runs_the_smoke_suite(tmp_path, capsys):
     pytest.importorskip("submitit")
     out = tmp_path / "out"
     args = [*SMOKE, "--seeds", "0-1", "--launcher", "slurm", "--slurm-cluster", "local", "--out", str(out)]
+    assert main([*args, "--slurm-set", "bogus=1"]) == 2  # a bad job setting stops before anything is submitted
+    assert "bad job parameter: Unknown argument 'bogus'" in capsys.readouterr().err
+    assert not list((out / "slurm").glob("*.pkl"))
     assert main(args) == 0
     stdout = capsys.readouterr().out
     assert "2 runs as local jobs" in stdout and "done: 2 ok" in stdout

@@ -162,31 +162,33 @@ def slurm(runs: list, ctx: LaunchContext):
     groups: dict[str, list] = {}
     for cfg in runs:
         groups.setdefault(repr(sorted(params[cfg.run_id].items())), []).append(cfg)
+    # one executor per set of resources; a bad setting fails here, before any job is submitted
+    executors = {key: _executor(submitit, cluster, folder, params[cfgs[0].run_id]) for key, cfgs in groups.items()}
 
     parallel = int(ctx.options.get("slurm_array_parallelism") or LOCAL_PARALLELISM)
     threads = None if cluster == "slurm" else max(1, (os.cpu_count() or 1) // parallel)  # local jobs share this machine
 
-    def submit(cfgs):
-        executor = _executor(submitit, cluster, folder, params[cfgs[0].run_id])
+    def submit(key, cfgs):
+        executor = executors[key]
         with executor.batch():
             jobs = [executor.submit(RunJob(threads), cfg.to_dict(), ctx) for cfg in cfgs]
         return [(job, cfg) for job, cfg in zip(jobs, cfgs)]
 
     waiting, pending = [], []
     if cluster == "slurm":
-        for cfgs in groups.values():
-            waiting += submit(cfgs)
+        for key, cfgs in groups.items():
+            waiting += submit(key, cfgs)
         ids = sorted({job.job_id.split("_")[0] for job, _ in waiting})
         print(f"submitted {len(runs)} runs as job array(s) {', '.join(ids)}; logs in {folder}/")
         parallel, poll = len(runs), 30.0
     else:
-        pending = [[cfg] for cfgs in groups.values() for cfg in cfgs]
+        pending = [(key, [cfg]) for key, cfgs in groups.items() for cfg in cfgs]
         poll = 0.2
         print(f"{len(runs)} runs as local jobs, {parallel} at a time; logs in {folder}/")
     try:
         while waiting or pending:
             while pending and len(waiting) < parallel:
-                waiting += submit(pending.pop(0))
+                waiting += submit(*pending.pop(0))
             finished = [(job, cfg) for job, cfg in waiting if job.done()]
             if not finished:
                 time.sleep(poll)
