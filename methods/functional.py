@@ -9,6 +9,7 @@ The FFT path computes the same thing through a linear (zero-padded) convolution.
 
 from __future__ import annotations
 
+import functools
 import math
 
 import torch
@@ -40,58 +41,145 @@ def conv_direct(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None
     return conv(x, weight, bias, padding=tuple(k // 2 for k in ks))
 
 
-class _SpectralProduct(torch.autograd.Function):
-    """Batched complex matmul (F, b, cin) x (F, cin, cout) -> (F, b, cout), with its own backward.
+def _fft_sizes(size, ks, causal: bool) -> list[int]:
+    """Circular-convolution sizes whose outputs equal the linear convolution's where we keep them.
 
-    Autograd's bmm backward receives the gradient in whatever layout the next op left it;
-    for a permuted one, CPU complex bmm copies matrix by matrix (thousands of small
-    copies). Here every operand reaches the batched gemm whole.
+    Causal keeps outputs 0..L-1 of x * flipped kernel: no wrap-around needs n >= L + K - 1.
+    Centred keeps K//2 .. K//2 + H - 1, and the wrap-around only reaches below that: n >= H + K//2
+    (and n >= K, so the whole kernel, and its gradient, fit).
+    """
+    return [_fft_size(s + k - 1 if causal else max(s + k // 2, k)) for s, k in zip(size, ks)]
+
+
+def _spectrum(t: torch.Tensor, fsize: list[int], order: tuple[int, int]) -> torch.Tensor:
+    """rfftn of t (p, q, *spatial) zero-padded to fsize, laid out frequency-major: (*freqs, p, q)
+    for order (0, 1), (*freqs, q, p) for (1, 0), contiguous for the batched matmul.
+
+    One multi-dimensional transform over contiguous trailing dims, then one copy: MKL is
+    several times slower transforming one axis at a time or along a leading axis.
+    """
+    dims = len(fsize)
+    t = torch.fft.rfftn(t, s=fsize, dim=tuple(range(2, 2 + dims)))
+    return t.permute(*range(2, 2 + dims), *order).contiguous()
+
+
+def _from_spectrum(t: torch.Tensor, fsize: list[int], starts, sizes) -> torch.Tensor:
+    """Inverse of `_spectrum`: (*freqs, p, q) -> (p, q, *sizes), the outputs from `starts` on."""
+    dims = len(fsize)
+    t = torch.fft.irfftn(t.permute(dims, dims + 1, *range(dims)), s=fsize, dim=tuple(range(2, 2 + dims)))
+    for axis, (start, n) in enumerate(zip(starts, sizes)):
+        t = t.narrow(2 + axis, start, n)
+    return t
+
+
+@functools.lru_cache(maxsize=64)
+def _dft(k: int, n: int, half: bool, inverse: bool, dtype: torch.dtype, device: torch.device) -> torch.Tensor:
+    """The n-point DFT between k samples and the frequencies (the first n//2 + 1 if `half`).
+
+    Forward (k, F): exp(-2 pi i a u / n). Inverse (F, k): exp(+2 pi i u a / n) / n; a real
+    inverse (`half`) counts each bin that stands for two (not DC, not Nyquist) twice, and
+    its caller keeps the real part.
+    """
+    f = n // 2 + 1 if half else n
+    phase = 2 * math.pi * torch.outer(torch.arange(k, dtype=torch.float64), torch.arange(f, dtype=torch.float64)) / n
+    if not inverse:
+        return torch.polar(torch.ones_like(phase), -phase).to(device, dtype)
+    mat = torch.polar(torch.ones_like(phase), phase).T / n
+    if half:
+        weights = torch.full((f, 1), 2.0, dtype=torch.float64)
+        weights[0] = 1.0
+        if n % 2 == 0:
+            weights[-1] = 1.0
+        mat = mat * weights
+    return mat.to(device, dtype)
+
+
+def _small_kernel(ks, fsize) -> bool:
+    """Whether DFTs by matrix product beat FFTs for the kernel: true for kernels far smaller
+    than the transform (FlexConv's cropped ones), where an FFT mostly transforms padding."""
+    fft = 2.5 * math.prod(fsize) * math.log2(max(math.prod(fsize), 2))
+    freqs = [*fsize[:-1], fsize[-1] // 2 + 1]
+    dft = sum(8 * math.prod(ks[:d]) * ks[d] * freqs[d] * math.prod(freqs[d + 1 :]) for d in range(len(ks)))
+    return dft < 2 * fft  # a small matmul runs about twice as many flops per second as the FFT
+
+
+def _complex(dtype: torch.dtype) -> torch.dtype:
+    return torch.complex128 if dtype == torch.float64 else torch.complex64
+
+
+def _kernel_spectrum(w: torch.Tensor, fsize: list[int]) -> torch.Tensor:
+    """`_spectrum(w, fsize, (1, 0))` for a small kernel: one DFT matrix product per axis."""
+    dims = len(fsize)
+    t = w.permute(*range(2, 2 + dims), 1, 0).to(_complex(w.dtype))  # (*k, cin, cout)
+    for axis in reversed(range(dims)):
+        mat = _dft(w.shape[2 + axis], fsize[axis], axis == dims - 1, False, t.dtype, t.device)
+        t = torch.movedim(torch.movedim(t, axis, -1) @ mat, -1, axis)
+    return t.contiguous()
+
+
+def _kernel_from_spectrum(t: torch.Tensor, fsize: list[int], ks) -> torch.Tensor:
+    """`_from_spectrum(t, fsize, 0, ks)` for a small kernel: (*F, p, q) -> (p, q, *ks)."""
+    dims = len(fsize)
+    for axis in range(dims):  # the real (half) axis last, so its real part can be taken
+        mat = _dft(ks[axis], fsize[axis], axis == dims - 1, True, t.dtype, t.device)
+        t = torch.movedim(torch.movedim(t, axis, -1) @ mat, -1, axis)
+    return t.real.permute(dims, dims + 1, *range(dims))
+
+
+class _FFTConv(torch.autograd.Function):
+    """conv_fft's forward and backward, both as products of saved spectra.
+
+    y = crop(x (*) w') over circular convolutions of fsize points (w' = the flipped kernel);
+    with G the output gradient padded back into that circle, dL/dx = G (star) w' and
+    dL/dw' = G (star) x are circular correlations: conj() of the saved spectra. Autograd
+    through torch.fft would instead run full complex transforms for every real one in the
+    backward, and copy at every pad, crop and permute.
     """
 
     @staticmethod
-    def forward(ctx, xc: torch.Tensor, wc: torch.Tensor) -> torch.Tensor:
-        ctx.save_for_backward(xc, wc)
-        return torch.bmm(xc, wc)
+    def forward(ctx, x: torch.Tensor, weight: torch.Tensor, causal: bool) -> torch.Tensor:
+        dims = x.dim() - 2
+        size, ks = tuple(x.shape[2:]), tuple(weight.shape[2:])
+        fsize = _fft_sizes(size, ks, causal)
+        # causal: y[t] already uses x[t-K+1..t]; centred: shift by the half-width
+        starts = [0 if causal else k // 2 for k in ks]
+        # at least float32: half precision would wreck the spectral product
+        dtype = torch.promote_types(x.dtype, torch.float32)
+        xf = _spectrum(x.to(dtype), fsize, (0, 1))  # (*F, b, cin)
+        flipped = weight.flip(tuple(range(2, 2 + dims))).to(dtype)
+        small = _small_kernel(ks, fsize)
+        wf = _kernel_spectrum(flipped, fsize) if small else _spectrum(flipped, fsize, (1, 0))  # (*F, cin, cout)
+        y = _from_spectrum(torch.matmul(xf, wf), fsize, starts, size)
+        ctx.save_for_backward(xf, wf)
+        ctx.geometry = (fsize, starts, size, ks, small, x.dtype, weight.dtype)
+        return y.to(x.dtype)
 
     @staticmethod
     def backward(ctx, grad: torch.Tensor):
-        xc, wc = ctx.saved_tensors
-        grad = grad.contiguous()
-        gx = torch.bmm(grad, wc.transpose(1, 2).conj()) if ctx.needs_input_grad[0] else None
-        gw = torch.bmm(xc.transpose(1, 2).conj(), grad) if ctx.needs_input_grad[1] else None
-        return gx, gw
-
-
-def _spectral_matmul(xf: torch.Tensor, wf: torch.Tensor) -> torch.Tensor:
-    """yf[b, o, f] = sum_i xf[b, i, f] * wf[o, i, f]: one batched matmul over the frequencies."""
-    b, cin, *freqs = xf.shape
-    cout = wf.shape[0]
-    xc = xf.reshape(b, cin, -1).permute(2, 0, 1).contiguous()
-    wc = wf.reshape(cout, cin, -1).permute(2, 1, 0).contiguous()
-    return _SpectralProduct.apply(xc, wc).permute(1, 2, 0).reshape(b, cout, *freqs)
+        xf, wf = ctx.saved_tensors
+        fsize, starts, size, ks, small, x_dtype, w_dtype = ctx.geometry
+        dims = len(fsize)
+        pad = []
+        for start, n, total in zip(reversed(starts), reversed(size), reversed(fsize)):
+            pad += [start, total - start - n]
+        gf = _spectrum(F.pad(grad.to(xf.real.dtype), pad), fsize, (0, 1))  # (*F, b, cout)
+        gx = gw = None
+        if ctx.needs_input_grad[0]:
+            gx = _from_spectrum(torch.matmul(gf, wf.transpose(-1, -2).conj()), fsize, [0] * dims, size).to(x_dtype)
+        if ctx.needs_input_grad[1]:
+            gwf = torch.matmul(xf.transpose(-1, -2).conj(), gf)
+            gw = _kernel_from_spectrum(gwf, fsize, ks) if small else _from_spectrum(gwf, fsize, [0] * dims, ks)
+            gw = gw.transpose(0, 1).flip(tuple(range(2, 2 + dims))).to(w_dtype)
+        return gx, gw, None
 
 
 def conv_fft(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, causal: bool) -> torch.Tensor:
-    dims = x.dim() - 2
-    ks, size = weight.shape[2:], x.shape[2:]
-    if not causal and any(k % 2 == 0 for k in ks):
-        raise ValueError(f"a centred convolution needs odd kernel sides, got {tuple(ks)}")
-    fsize = [_fft_size(n + k - 1) for n, k in zip(size, ks)]
-    axes = tuple(range(-dims, 0))
-    # at least float32, and no autocast: half precision would wreck the spectral product
-    dtype = torch.promote_types(x.dtype, torch.float32)
+    if not causal and any(k % 2 == 0 for k in weight.shape[2:]):
+        raise ValueError(f"a centred convolution needs odd kernel sides, got {tuple(weight.shape[2:])}")
     with torch.autocast(x.device.type, enabled=False):
-        # cross-correlation = linear convolution with the flipped kernel
-        xf = torch.fft.rfftn(x.to(dtype), s=fsize, dim=axes)
-        wf = torch.fft.rfftn(weight.flip(axes).to(dtype), s=fsize, dim=axes)
-        y = torch.fft.irfftn(_spectral_matmul(xf, wf), s=fsize, dim=axes)
-    # causal: y[t] already uses x[t-K+1..t]; centred: shift by the half-width
-    starts = [0 if causal else k // 2 for k in ks]
-    for axis, (s, n) in enumerate(zip(starts, size)):
-        y = y.narrow(2 + axis, s, n)
-    y = y.to(x.dtype)
+        y = _FFTConv.apply(x, weight, causal)
     if bias is not None:
-        y = y + bias.view(1, -1, *([1] * dims))
+        y = y + bias.view(1, -1, *([1] * (x.dim() - 2)))
     return y
 
 
@@ -100,7 +188,7 @@ def conv_with_kernel(x, weight, bias=None, *, causal: bool, use_fft: bool | None
     if causal and x.dim() != 3:
         raise ValueError("causal convolution is 1D only")
     if use_fft is None:
-        use_fft = prefer_fft(x.shape, weight.shape)
+        use_fft = prefer_fft(x.shape, weight.shape, causal)
     return (conv_fft if use_fft else conv_direct)(x, weight, bias, causal)
 
 
@@ -110,23 +198,24 @@ def direct_cost(x_shape, w_shape) -> float:
     return b * cin * cout * math.prod(x_shape[2:]) * math.prod(w_shape[2:])
 
 
-def fft_cost(x_shape, w_shape) -> float:
+def fft_cost(x_shape, w_shape, causal: bool = False) -> float:
     """Flops of the FFT path's forward pass: three transforms and the spectral channel product.
 
     A real transform of N points costs about 2.5 N log2 N flops; each of the b*cin*cout
     products over the N/2 complex frequencies costs 4 real multiply-adds.
     """
     b, (cout, cin) = x_shape[0], w_shape[:2]
-    n = math.prod(_fft_size(s + k - 1) for s, k in zip(x_shape[2:], w_shape[2:]))
+    n = math.prod(_fft_sizes(x_shape[2:], w_shape[2:], causal))
     transforms = (b * cin + cin * cout + b * cout) * 2.5 * n * math.log2(max(n, 2))
     return transforms + 4 * b * cin * cout * n / 2
 
 
-def prefer_fft(x_shape, w_shape) -> bool:
+def prefer_fft(x_shape, w_shape, causal: bool = False) -> bool:
     """True when the FFT path is expected to be faster: FFT_COST * fft_cost < direct_cost."""
-    return FFT_COST * fft_cost(x_shape, w_shape) < direct_cost(x_shape, w_shape)
+    return FFT_COST * fft_cost(x_shape, w_shape, causal) < direct_cost(x_shape, w_shape)
 
 
-# time of one FFT-path flop in direct-conv multiply-adds: fitted by bench/perf_conv.py
-# (forward + backward, 2 CPU threads; see results/perf/conv_cpu.csv)
-FFT_COST = 2.0
+# time of one FFT-path flop in direct-conv multiply-adds, fitted by bench/perf_conv.py
+# (forward + backward on CPU; 1.2-4.6 over its shapes, median about 2.1-2.7 on 1-2 threads:
+# rounded towards the direct path, which also needs less memory)
+FFT_COST = 2.5

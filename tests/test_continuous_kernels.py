@@ -161,23 +161,26 @@ def test_models_are_causal(method, arch):
 
 @pytest.mark.parametrize(
     ("x_shape", "k_shape", "causal"),
-    [((2, 3, 50), (17,), True), ((2, 3, 50), (50,), True), ((2, 3, 31), (9,), False),
+    [((2, 3, 50), (17,), True), ((2, 3, 50), (50,), True), ((2, 3, 300), (5,), True), ((2, 3, 31), (9,), False),
      ((2, 3, 20, 23), (7, 9), False), ((2, 3, 16, 16), (17, 17), False), ((1, 2, 8, 8), (1, 1), False)],
 )  # fmt: skip
 def test_fft_and_direct_agree(x_shape, k_shape, causal):
     torch.manual_seed(0)
-    x = torch.randn(x_shape)
-    w = torch.randn(4, x_shape[1], *k_shape)
-    b = torch.randn(4)
+    x = torch.randn(x_shape, requires_grad=True)
+    w = torch.randn(4, x_shape[1], *k_shape, requires_grad=True)
+    b = torch.randn(4, requires_grad=True)
     direct = conv_with_kernel(x, w, b, causal=causal, use_fft=False)
     fft = conv_with_kernel(x, w, b, causal=causal, use_fft=True)
     assert fft.shape == direct.shape == (x_shape[0], 4, *x_shape[2:])
     assert ((fft - direct).norm() / direct.norm()).item() < 1e-4
+    grad = torch.randn_like(direct)  # the FFT path has its own backward: check it too
+    for g_fft, g_direct in zip(torch.autograd.grad(fft, (x, w, b), grad), torch.autograd.grad(direct, (x, w, b), grad)):
+        assert ((g_fft - g_direct).norm() / g_direct.norm()).item() < 1e-4
 
 
 def test_cost_model_picks_fft_for_wide_kernels_and_direct_for_small():
     assert prefer_fft((32, 36, 32, 32), (36, 36, 21, 21))  # FlexConv with the mask at sigma = 0.3
-    assert prefer_fft((32, 30, 1024), (30, 30, 1024))  # CKConv over a whole sequence
+    assert prefer_fft((32, 30, 1024), (30, 30, 1024), causal=True)  # CKConv over a whole sequence
     assert not prefer_fft((64, 32, 32, 32), (32, 32, 3, 3))
     assert not prefer_fft((64, 8, 8, 8), (8, 8, 3, 3))
 
