@@ -6,6 +6,7 @@ import subprocess
 import sys
 import textwrap
 import time
+import types
 
 import pytest
 
@@ -90,6 +91,27 @@ def test_the_slurm_job_requeues_the_same_call():
     cfg, ctx = {"method": "conv"}, LaunchContext("out")
     again = job.checkpoint(cfg, ctx)  # what submitit calls on the timeout/preemption signal
     assert again.function is job and again.args == (cfg, ctx)
+
+
+def test_a_rerun_waits_for_the_jobs_slurm_still_holds(tmp_path):
+    class FakeJob:  # stands for submitit.SlurmJob, whose state comes from sacct
+        states = {"11_0": "RUNNING", "11_1": "COMPLETED", "12": "PENDING"}
+
+        def __init__(self, folder, job_id):
+            self.job_id = job_id
+
+        @property
+        def state(self):
+            return self.states[self.job_id]
+
+    runs = [RunConfig("conv", "digits", seed) for seed in range(4)]
+    marks = tmp_path / "in-flight"
+    marks.mkdir()
+    for cfg, job_id in zip(runs, ["11_0", "11_1", "12"]):
+        (marks / cfg.run_id).write_text(job_id)
+    jobs = slurm.in_flight(types.SimpleNamespace(SlurmJob=FakeJob), tmp_path, runs)
+    assert {run_id: job.job_id for run_id, job in jobs.items()} == {runs[0].run_id: "11_0", runs[2].run_id: "12"}
+    assert sorted(p.name for p in marks.iterdir()) == sorted([runs[0].run_id, runs[2].run_id])  # finished: unmarked
 
 
 def test_slurm_resources_defaults_then_card_hints_then_flags(tmp_path):

@@ -5,9 +5,9 @@
   (gpus, time_min, mem_gb, cpus, partition), and the --slurm-* flags the user gave.
 - A job writes its run's file itself. On preemption or timeout submitit calls `RunJob.checkpoint`
   and requeues the job; the run resumes from its last finished epoch (bench/checkpoint.py).
-- The driver waits and prints one line per run; if it is stopped, the jobs go on. Rerun the same
-  command once they are over to resume whatever did not finish (runs already submitted and still
-  queued would be submitted twice, so wait for `squeue` to empty first).
+- The driver waits and prints one line per run; if it is stopped, the jobs go on. Rerunning the
+  same command waits again for the jobs SLURM still holds (marks in <out>/slurm/in-flight/) and
+  submits only the runs that are neither finished nor in flight.
 - `--slurm-cluster local` runs the same jobs as local processes (submitit's local executor), at
   most --slurm-array-parallelism at once: for trying the path out, and for the tests.
 """
@@ -31,6 +31,7 @@ MAX_REQUEUES_ON_TIMEOUT = 10  # each requeue resumes at the last finished epoch,
 CARD_KEYS = {"gpus": "gpus_per_node", "time_min": "timeout_min", "mem_gb": "mem_gb", "cpus": "cpus_per_task",
              "partition": "slurm_partition"}  # fmt: skip
 GENERIC = {"name", "timeout_min", "mem_gb", "nodes", "cpus_per_task", "gpus_per_node", "tasks_per_node"}
+IN_FLIGHT_STATES = {"PENDING", "REQUEUED", "CONFIGURING", "RUNNING", "COMPLETING", "SUSPENDED", "RESIZING", "PREEMPTED"}
 OPTIONS = ("slurm_cluster", "slurm_partition", "slurm_time", "slurm_gpus", "slurm_array_parallelism", "slurm_set")
 
 
@@ -140,6 +141,20 @@ def _executor(submitit, cluster: str, folder: Path, params: dict):
     return executor
 
 
+def in_flight(submitit, folder: Path, runs: list) -> dict:
+    """Jobs an earlier driver submitted that SLURM still holds: waited for again, never submitted twice."""
+    marks = {cfg.run_id: folder / "in-flight" / cfg.run_id for cfg in runs}
+    # every job is registered before the first state query, so one sacct call answers for all of them
+    jobs = {
+        run_id: submitit.SlurmJob(folder, mark.read_text().strip()) for run_id, mark in marks.items() if mark.exists()
+    }
+    for run_id, job in list(jobs.items()):
+        if job.state not in IN_FLIGHT_STATES:  # over, or unknown to SLURM's accounting: submit it again
+            marks[run_id].unlink(missing_ok=True)
+            del jobs[run_id]
+    return jobs
+
+
 @register_launcher("slurm", "SLURM job arrays via submitit (--slurm-cluster local: local processes)", OPTIONS)
 def slurm(runs: list, ctx: LaunchContext):
     from bench.runner import Summary
@@ -153,38 +168,44 @@ def slurm(runs: list, ctx: LaunchContext):
     if cluster == "slurm" and shutil.which("sbatch") is None:
         raise UserError("sbatch not found: run this on a SLURM login node, or try --slurm-cluster local")
     params = {cfg.run_id: job_parameters(cfg.method, ctx.options) for cfg in runs}  # validates before submitting
-    summary = Summary()
     if not runs:
-        return summary
+        return Summary()
     ctx = _absolute(ctx)
     folder = Path(ctx.out) / "slurm"
-    os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")]))
+    attached = in_flight(submitit, folder, runs) if cluster == "slurm" else {}
     groups: dict[str, list] = {}
     for cfg in runs:
-        groups.setdefault(repr(sorted(params[cfg.run_id].items())), []).append(cfg)
+        if cfg.run_id not in attached:
+            groups.setdefault(repr(sorted(params[cfg.run_id].items())), []).append(cfg)
     # one executor per set of resources; a bad setting fails here, before any job is submitted
     executors = {key: _executor(submitit, cluster, folder, params[cfgs[0].run_id]) for key, cfgs in groups.items()}
-
+    os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")]))
     parallel = int(ctx.options.get("slurm_array_parallelism") or LOCAL_PARALLELISM)
     threads = None if cluster == "slurm" else max(1, (os.cpu_count() or 1) // parallel)  # local jobs share this machine
 
-    def submit(key, cfgs):
+    def submit(key: str, cfgs: list) -> list:
         executor = executors[key]
         with executor.batch():
             jobs = [executor.submit(RunJob(threads), cfg.to_dict(), ctx) for cfg in cfgs]
-        return [(job, cfg) for job, cfg in zip(jobs, cfgs)]
+        if cluster == "slurm":  # job ids are known once the batch is submitted
+            (folder / "in-flight").mkdir(parents=True, exist_ok=True)
+            for job, cfg in zip(jobs, cfgs):
+                (folder / "in-flight" / cfg.run_id).write_text(job.job_id)
+        return list(zip(jobs, cfgs))
 
-    waiting, pending = [], []
+    waiting = [(attached[cfg.run_id], cfg) for cfg in runs if cfg.run_id in attached]
+    pending = [(key, cfgs) for key, cfgs in groups.items()]
     if cluster == "slurm":
-        for key, cfgs in groups.items():
+        for key, cfgs in pending:
             waiting += submit(key, cfgs)
+        pending, parallel, poll = [], len(runs), 30.0
         ids = sorted({job.job_id.split("_")[0] for job, _ in waiting})
-        print(f"submitted {len(runs)} runs as job array(s) {', '.join(ids)}; logs in {folder}/")
-        parallel, poll = len(runs), 30.0
+        earlier = f" ({len(attached)} of them submitted earlier, still queued or running)" if attached else ""
+        print(f"{len(runs)} runs in job array(s) {', '.join(ids)}{earlier}; logs in {folder}/")
     else:
-        pending = [(key, [cfg]) for key, cfgs in groups.items() for cfg in cfgs]
-        poll = 0.2
+        pending, poll = [(key, [cfg]) for key, cfgs in pending for cfg in cfgs], 0.2
         print(f"{len(runs)} runs as local jobs, {parallel} at a time; logs in {folder}/")
+    summary = Summary()
     try:
         while waiting or pending:
             while pending and len(waiting) < parallel:
@@ -192,20 +213,23 @@ def slurm(runs: list, ctx: LaunchContext):
             finished = [(job, cfg) for job, cfg in waiting if job.done()]
             if not finished:
                 time.sleep(poll)
-                continue
             for job, cfg in finished:
                 waiting.remove((job, cfg))
-                try:
-                    status, line = job.result()
-                except Exception as exc:  # the job itself failed (node failure, bad input): say where to look
-                    status = "failed"
-                    line = f"  failed  {cfg.label}: job {job.job_id}: {str(exc).strip().splitlines()[-1][:300]}"
-                    line += f" (log: {job.paths.stderr})"
+                (folder / "in-flight" / cfg.run_id).unlink(missing_ok=True)
+                status, line = _outcome(job, cfg)
                 summary.counts[status] += 1
                 if line:
                     print(line, flush=True)
     except KeyboardInterrupt:
         summary.interrupted = True
         if cluster == "slurm":
-            print(f"stopped waiting: {len(waiting)} jobs go on and write their run files; rerun when they are over")
+            print(f"stopped waiting: {len(waiting)} jobs go on and write their run files; rerun to wait for them")
     return summary
+
+
+def _outcome(job, cfg) -> tuple[str, str]:
+    try:
+        return job.result()
+    except Exception as exc:  # the job itself failed (node failure, bad input): say where to look
+        last = str(exc).strip().splitlines()[-1][:300] if str(exc).strip() else type(exc).__name__
+        return "failed", f"  failed  {cfg.label}: job {job.job_id}: {last} (log: {job.paths.stderr})"
