@@ -105,6 +105,8 @@ def worker(slot: int, gpu: str, tasks, results, ctx: LaunchContext, threads: int
                 return  # the driver is gone: stop after the run in hand, a rerun does the rest
     except KeyboardInterrupt:  # Ctrl-C reaches every process of the terminal; the driver reports it
         return
+    except UserError as exc:  # bad input (e.g. missing data): the driver stops the grid with this message
+        results.put(("error", slot, str(exc)))
 
 
 def _died_in_run(cfg, slot: int, gpu: str, exitcode, ctx: LaunchContext) -> dict:
@@ -172,6 +174,9 @@ def local_gpus(runs: list, ctx: LaunchContext):
             if kind == "start":
                 current[slot] = payload
                 continue
+            if kind == "error":
+                summary.interrupted = True  # the other workers are stopped; their runs resume from checkpoints
+                raise UserError(payload)
             status, record = payload
             current.pop(slot, None)
             summary.counts[status] += 1
