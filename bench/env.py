@@ -20,6 +20,15 @@ def _git(*args: str) -> str:
         return ""
 
 
+def _version(package: str) -> str | None:
+    from importlib import metadata
+
+    try:
+        return metadata.version(package)
+    except metadata.PackageNotFoundError:
+        return None
+
+
 def _cpu_model() -> str:
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
@@ -32,13 +41,11 @@ def _cpu_model() -> str:
 
 @cache
 def environment(device: str) -> dict:
-    import torchvision
-
     cuda = torch.device(device).type == "cuda"
     return {
         "python": platform.python_version(),
         "torch": torch.__version__,
-        "torchvision": torchvision.__version__,
+        "torchvision": _version("torchvision"),  # from metadata: importing it costs seconds per process
         "cuda": torch.version.cuda if cuda else None,
         "cudnn": torch.backends.cudnn.version() if cuda else None,
         "device": device,

@@ -10,6 +10,9 @@ Any nn.Module inside a model (usually a layer) may define:
 - `post_step()`: called after every optimizer step (e.g. clamp DCLS positions).
 - `kernel_sizes() -> float | list[float]`: the layer's effective kernel size in its own
   unit (one number, or one per spatial dimension); logged every epoch.
+- `size_parameters() -> list[Parameter]`: its own parameters that shape the receptive field
+  rather than weigh inputs (sigmas, positions, mask means/widths); the cost report counts
+  "weights-only" parameters without them (else it uses what `param_groups` claims).
 - `change_resolution(ratio: float)`: prepare to run on inputs `ratio` times the size the
   model was trained at (cross-resolution evaluation); only for methods whose card says
   `resolution_change=True`.
