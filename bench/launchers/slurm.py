@@ -40,7 +40,7 @@ def _submitit():
         import submitit
     except ImportError:
         raise UserError(
-            "--launcher slurm needs submitit: pip install submitit (or pip install -r requirements-slurm.txt)"
+            "--launcher slurm needs submitit: pip install submitit"
         ) from None
     return submitit
 
