@@ -15,6 +15,7 @@ EPILOG = """examples:
   python run_all.py --set train.lr=0.01 --set model.width=16
   python run_all.py list                              # methods and datasets
   python run_all.py report                            # rebuild tables and plots from stored runs
+  python run_all.py fetch --suite flexconv-cifar      # download a suite's datasets (before going offline)
 """
 
 
@@ -26,7 +27,7 @@ class Parser(argparse.ArgumentParser):
 def make_parser() -> Parser:
     p = Parser(prog="run_all.py", description="LKSBench: learned kernel sizes, one protocol.", epilog=EPILOG,
                formatter_class=argparse.RawDescriptionHelpFormatter)  # fmt: skip
-    p.add_argument("command", nargs="?", default="run", choices=["run", "list", "report"])
+    p.add_argument("command", nargs="?", default="run", choices=["run", "list", "report", "fetch"])
     p.add_argument("--suite", default="quick", help="named suite (default: quick); see `list`")
     p.add_argument("--methods", help="comma list of method names or globs")
     p.add_argument("--datasets", help="comma list of dataset names or globs")
@@ -139,6 +140,19 @@ def cmd_run(args) -> int:
     return 0
 
 
+def cmd_fetch(args) -> None:
+    """Download (or check) the datasets of a suite or a --datasets list, e.g. on a login node before SLURM."""
+    import datasets
+    from bench.grid import expand_datasets
+    from bench.suites import get_suite
+
+    suite = get_suite(args.suite)
+    for name in expand_datasets(_split(args.datasets) or list(suite.datasets)):
+        options = {k: v for k, v in suite.data.get(name, {}).items() if k != "resolution"}
+        splits = datasets.get_dataset(name, data_root=args.data_root, **options)
+        print(f"  {name:<12} ok: {len(splits.train)} train, {len(splits.val)} val, {len(splits.test)} test")
+
+
 def cmd_report(args) -> None:
     from bench.report import build_report
 
@@ -158,6 +172,9 @@ def main(argv: list[str] | None = None) -> int:
             return 0
         if args.command == "report":
             cmd_report(args)
+            return 0
+        if args.command == "fetch":
+            cmd_fetch(args)
             return 0
         return cmd_run(args)
     except UserError as exc:

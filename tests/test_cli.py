@@ -57,3 +57,9 @@ def test_list_shows_methods_datasets_and_suites(capsys):
     assert main(["list"]) == 0
     out = capsys.readouterr().out
     assert "conv33" in out and "1 x 8 x 8" in out and "quick" in out
+
+
+def test_fetch_loads_the_named_datasets(capsys):
+    assert main(["fetch", "--datasets", "digits,sdigits"]) == 0
+    out = capsys.readouterr().out
+    assert "digits       ok: 1294 train, 144 val, 359 test" in out and "sdigits" in out
