@@ -1,0 +1,83 @@
+"""DCN-sigma^ji (Tomen, Pintea, van Gemert, ICML 2021): Gaussian N-jet filters with one scale per channel pair.
+
+The Deep Continuous Networks' "DCN-sigma^ji" layer: order-2 scale-normalised Gaussian
+derivatives (6 basis filters in 2D, 3 in 1D) with a learned sigma = 2^s for every
+(output, input) channel pair, inside a fixed support (7 x 7, or 7 taps). sigma changes the
+soft size of each filter inside that window, never the window itself. This is the layer
+only; the paper's neural-ODE block around it is not part of this method.
+
+Written from the formulas in shared/reference/methods.md, Part 2, section 2.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from methods import register_method
+from methods.functional import conv_with_kernel
+from methods.njet import gaussian_derivatives, jet_orders
+
+
+class DCNSigmaConv(nn.Module):
+    def __init__(
+        self,
+        cin: int,
+        cout: int,
+        dim: int,
+        causal: bool,
+        order: int = 2,
+        support: int = 7,
+        sigma_lr_factor: float = 1.0,
+    ):
+        super().__init__()
+        if support < 1 or support % 2 == 0 or order < 0:
+            raise ValueError(f"dcn_sigma needs an odd support >= 1 and order >= 0; got {support}, {order}")
+        self.dim, self.causal, self.order, self.support = dim, causal, order, support
+        self.sigma_lr_factor = sigma_lr_factor
+        self.orders = jet_orders(order, dim)
+        # the reference's inits: alpha ~ N(0, 0.1^2), s ~ N(0, (2/3)^2)
+        self.alpha = nn.Parameter(0.1 * torch.randn(cout, cin, len(self.orders)))
+        self.log2_sigma = nn.Parameter(2 / 3 * torch.randn(cout, cin))
+        self.bias = nn.Parameter(torch.zeros(cout))
+
+    def sigma(self) -> torch.Tensor:
+        return torch.exp2(self.log2_sigma)
+
+    def weight(self) -> torch.Tensor:
+        d = gaussian_derivatives(self.sigma(), self.support // 2, self.order)  # (cout, cin, N + 1, K)
+        if self.dim == 1:
+            return torch.einsum("ocf,ocfx->ocx", self.alpha, d)
+        rows = d[:, :, [i for i, _ in self.orders]]
+        cols = d[:, :, [j for _, j in self.orders]]
+        return torch.einsum("ocf,ocfy,ocfx->ocyx", self.alpha, rows, cols)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        # causal: the same kernel applied causally, i.e. centred support // 2 steps in the past
+        return conv_with_kernel(x, self.weight(), self.bias, causal=self.causal)
+
+    def param_groups(self, base_lr: float) -> list[dict]:
+        # the reference trains sigma at the base lr, with no weight decay anywhere
+        return [{"params": [self.log2_sigma], "lr": self.sigma_lr_factor * base_lr, "weight_decay": 0.0}]
+
+    def size_parameters(self) -> list[nn.Parameter]:
+        return [self.log2_sigma]
+
+    def kernel_sizes(self) -> float:
+        """Mean over channel pairs of each filter's +-2 sigma width, 4 sigma + 1 taps, clipped to the window."""
+        return float((4 * self.sigma().detach() + 1).clamp(max=self.support).mean())
+
+
+@register_method(
+    "dcn_sigma",
+    description="DCN-sigma^ji layer: order-2 Gaussian N-jet, one learned sigma per channel pair in a fixed 7x7 window"
+    " (the layer, not the neural-ODE model)",
+    paper="Tomen, Pintea, van Gemert: Deep Continuous Networks (ICML)",
+    year=2021,
+    dims=(1, 2),
+    causal=True,
+    learned_size=True,
+    kernel_size_unit="taps: mean over channel pairs of min(4*sigma+1, support), the +-2 sigma width inside the fixed window",
+)
+def dcn_sigma(cin, cout, *, dim, causal, size, order: int = 2, support: int = 7, sigma_lr_factor: float = 1.0):
+    return DCNSigmaConv(cin, cout, dim, causal, order, support, sigma_lr_factor)
