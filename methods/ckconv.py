@@ -46,7 +46,7 @@ def horizon(size, dim: int, causal: bool, kernel_size: int | None) -> tuple[int,
         if k < 1 or (not causal and k % 2 == 0):
             raise UserError(f"kernel_size must be {'>= 1' if causal else 'odd'} here, got {kernel_size}")
         return (k,) * dim
-    sizes = (size,) if dim == 1 else tuple(size)
+    sizes = (size,) * dim if isinstance(size, int) else tuple(size)
     if causal:
         return (int(sizes[0]),)
     return tuple(int(s) + 1 - int(s) % 2 for s in sizes)
@@ -78,6 +78,8 @@ class CKConv(nn.Module):
             raise UserError("antialias bounds the frequencies of an MFN kernel net; SIREN has no such bound")
         if antialias < 0 or kernel_wd < 0:
             raise UserError(f"antialias and kernel_wd must be >= 0, got {antialias}, {kernel_wd}")
+        if kernel_hidden < 1 or kernel_layers < (2 if kernel_net == "siren" else 1):
+            raise UserError(f"kernel net too small: kernel_hidden={kernel_hidden}, kernel_layers={kernel_layers}")
         self.cin, self.cout, self.dim, self.causal = cin, cout, dim, causal
         self.train_grid = horizon(size, dim, causal, kernel_size)
         self.grid = self.train_grid

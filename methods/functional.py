@@ -17,13 +17,14 @@ import torch.nn.functional as F
 
 
 def _fft_size(n: int) -> int:
-    """The smallest size >= n of the form 2^a * c, c in {1, 3, 5, 9}.
+    """The smallest size >= n of the form 2^a * c with a small odd part c.
 
-    FFT libraries are slow on sizes with a large odd part: an rfft of 1125 = 9 * 125 takes
-    about twice as long as one of 1152 = 128 * 9 (MKL, measured in bench/perf_conv.py).
+    FFT libraries are slow on sizes with a large odd part: on MKL an rfft of 1125 = 9 * 125
+    takes three times as long as one of 1152 = 128 * 9, one of 103 x 103 three times one of
+    108 x 108 = (4 * 27)^2 (measured while writing bench/perf_conv.py).
     """
     best = 1 << max(0, (n - 1).bit_length())
-    for c in (3, 5, 9):
+    for c in (3, 5, 7, 9, 15, 21, 27):
         m = c
         while m < n:
             m *= 2
@@ -212,10 +213,11 @@ def fft_cost(x_shape, w_shape, causal: bool = False) -> float:
 
 def prefer_fft(x_shape, w_shape, causal: bool = False) -> bool:
     """True when the FFT path is expected to be faster: FFT_COST * fft_cost < direct_cost."""
-    return FFT_COST * fft_cost(x_shape, w_shape, causal) < direct_cost(x_shape, w_shape)
+    return FFT_COST[len(x_shape) - 2] * fft_cost(x_shape, w_shape, causal) < direct_cost(x_shape, w_shape)
 
 
-# time of one FFT-path flop in direct-conv multiply-adds, fitted by bench/perf_conv.py
-# (forward + backward on CPU; 1.2-4.6 over its shapes, median about 2.1-2.7 on 1-2 threads:
-# rounded towards the direct path, which also needs less memory)
-FFT_COST = 2.5
+# time of one FFT-path flop in direct-conv multiply-adds, per spatial dimensionality, fitted
+# by bench/perf_conv.py (forward + backward, CPU; results/perf/fft_cost_cpu.csv): medians
+# 1.1-1.4 in 1D; 2.6-2.8 in 2D at 36 channels, 3-5 at 8-16 channels, where the transforms
+# weigh more than the model counts
+FFT_COST = {1: 1.3, 2: 3.0}
