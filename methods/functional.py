@@ -14,6 +14,7 @@ import math
 
 import torch
 import torch.nn.functional as F
+from torch.autograd.function import once_differentiable
 
 
 def _fft_size(n: int) -> int:
@@ -156,6 +157,7 @@ class _FFTConv(torch.autograd.Function):
         return y.to(x.dtype)
 
     @staticmethod
+    @once_differentiable  # the saved spectra carry no graph: second derivatives would be wrong
     def backward(ctx, grad: torch.Tensor):
         xf, wf = ctx.saved_tensors
         fsize, starts, size, ks, small, x_dtype, w_dtype = ctx.geometry
