@@ -48,7 +48,10 @@ def deform_conv2d_sampled(x, offset, weight, bias, padding: tuple[int, int], mas
     grid = torch.stack([(2 * xs + 1) / pw - 1, (2 * ys + 1) / ph - 1], dim=-1).view(b, taps * h, w, 2)
     sampled = F.grid_sample(x, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
     sampled = sampled.view(b, cin, taps, h, w) * mask.view(b, 1, taps, h, w)
-    y = torch.einsum("bckhw,ock->bohw", sampled, weight.reshape(cout, cin, taps))
+    # (cout, cin * taps) @ (b, cin * taps, h * w), both in (channel, tap) order; bmm on the
+    # expanded weight avoids the copy of `sampled` that matmul's batch folding makes
+    kernel = weight.reshape(1, cout, cin * taps).expand(b, -1, -1)
+    y = torch.bmm(kernel, sampled.view(b, cin * taps, h * w)).view(b, cout, h, w)
     return y if bias is None else y + bias.view(1, -1, 1, 1)
 
 
@@ -75,9 +78,9 @@ class DeformableConv(nn.Module):
         if self.dim == 1:  # torchvision wants (dy, dx) per tap, interleaved; rows cannot move in 1D
             offset = torch.stack([torch.zeros_like(offset), offset], dim=2).flatten(1, 2)
             x, offset, mask = x.unsqueeze(2), offset.unsqueeze(2), mask.unsqueeze(2)
-        b, _, h, w = offset.shape
-        lengths = offset.detach().view(b, self.taps, 2, h, w).norm(dim=2)
-        self._mean_offset = lengths.mean()
+        if not self.training:  # the statistic kernel_sizes() reports, from evaluation batches only (it costs)
+            b, _, h, w = offset.shape
+            self._mean_offset = offset.detach().view(b, self.taps, 2, h, w).norm(dim=2).mean()
         mask = 2 * torch.sigmoid(mask)
         sample = deform_conv2d if x.is_cuda else deform_conv2d_sampled
         y = sample(x, offset, self.conv.weight, self.conv.bias, padding=self.conv.padding, mask=mask)
@@ -92,7 +95,7 @@ class DeformableConv(nn.Module):
         return list(self.offset.parameters())
 
     def kernel_sizes(self) -> float:
-        """Mean length |dp| of the taps' offsets, in pixels (steps), on the last batch seen; 0 before any."""
+        """Mean length |dp| of the taps' offsets, in pixels (steps), on the last batch seen in eval mode; 0 before any."""
         return 0.0 if self._mean_offset is None else float(self._mean_offset)
 
 
@@ -105,7 +108,7 @@ class DeformableConv(nn.Module):
     causal=False,
     deterministic_cuda=False,
     learned_size=True,
-    kernel_size_unit="pixels: mean offset length |dp| over taps and positions on the last batch (0 = plain conv)",
+    kernel_size_unit="pixels: mean offset length |dp| over taps and positions on the last eval batch (0 = plain conv)",
 )
 def deformable(cin, cout, *, dim, causal, size, kernel_size: int = 3, offset_lr_factor: float = 0.1):
     return DeformableConv(cin, cout, dim, kernel_size, offset_lr_factor)
