@@ -196,7 +196,12 @@ CARD = dict(
 )
 
 
-@register_method("ckconv", description="continuous kernel over the whole input from a SIREN kernel net", **CARD)
+@register_method(
+    "ckconv",
+    description="continuous kernel over the whole input from a SIREN kernel net",
+    references=("CKCNN (100k)", "CKCNN (1M)", "FlexNet-7 (CKCNN SIREN)"),
+    **CARD,
+)
 def ckconv(
     cin, cout, *, dim, causal, size,
     kernel_size: int | None = None, omega_0: float = 30.0, kernel_hidden: int = 32, kernel_layers: int = 3,

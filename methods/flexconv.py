@@ -110,6 +110,14 @@ CARD = dict(
     learned_size=True,
     kernel_size_unit="taps per dimension (cropped)",
 )
+# model names in results/reference/flexconv.csv that are FlexConv with MAGNet
+MAGNET_REFERENCES = (
+    "FlexNet-3", "FlexNet-3 (wd 1e-5)", "FlexNet-5", "FlexNet-5 (gabor)", "FlexNet-5 (wd 1e-5)", "FlexNet-7",
+    "FlexNet-7 (gabor)", "FlexNet-7 (gabor) 16 px", "FlexNet-7 (gabor) 20 px", "FlexNet-7 (gabor+mask)",
+    "FlexNet-7 (gabor+mask) 16 px", "FlexNet-7 (gabor+mask) 20 px", "FlexNet-7 (no regularisation)",
+    "FlexNet-7 (wd 1e-5)", "FlexNet-7 16 px", "FlexNet-7 20 px", "FlexTCN (as quoted by SMPConv)", "FlexTCN-4",
+    "FlexTCN-6",
+)  # fmt: skip
 
 
 def _flexconv(kernel_net: str, cin, cout, dim, causal, size, **hp) -> FlexConv:
@@ -118,7 +126,12 @@ def _flexconv(kernel_net: str, cin, cout, dim, causal, size, **hp) -> FlexConv:
     return FlexConv(cin, cout, dim=dim, causal=causal, size=size, kernel_net=kernel_net, **hp)
 
 
-@register_method("flexconv", description="FlexConv: MAGNet kernel x learned Gaussian mask, cropped", **CARD)
+@register_method(
+    "flexconv",
+    description="FlexConv: MAGNet kernel x learned Gaussian mask, cropped (anti-aliasing term off by default)",
+    references=MAGNET_REFERENCES,
+    **CARD,
+)
 def flexconv(
     cin, cout, *, dim, causal, size,
     kernel_size: int | None = None, mask_init: float = 0.075, mask_threshold: float = 0.1,
@@ -151,7 +164,12 @@ def flexconv_fourier(
     return _flexconv("fourier", **locals())
 
 
-@register_method("flexconv_siren", description="FlexConv with a SIREN kernel net (paper's ablation)", **CARD)
+@register_method(
+    "flexconv_siren",
+    description="FlexConv with a SIREN kernel net (paper's ablation)",
+    references=("FlexNet-7 (FlexConv SIREN)",),
+    **CARD,
+)
 def flexconv_siren(
     cin, cout, *, dim, causal, size,
     kernel_size: int | None = None, mask_init: float = 0.075, mask_threshold: float = 0.1,
