@@ -56,24 +56,41 @@ def _cfg(method, model=None, finetune=1):
                      crossres={"target": 32, "finetune_epochs": finetune})  # fmt: skip
 
 
-def test_discrete_kernels_keep_their_size_and_ootb_is_the_32px_test_accuracy():
-    cfg = _cfg("conv", {**TINY, "kernel_size": 3})
+def _eval(model, data) -> float:
+    return evaluate(model, data.test, "accuracy", 256, "cpu", lambda: torch.autocast("cpu", enabled=False))["metric"]
+
+
+def _trained(cfg):
     data16 = datasets.get_dataset("shapes", seed=0, **SMALL_SHAPES)
     results = train_run(cfg, data16, "cpu", progress=False)
-    model = results.pop("model")
     data32 = datasets.get_dataset("shapes", seed=0, **{**SMALL_SHAPES, "resolution": 32})
     assert data32.test[0][0].shape == (3, 32, 32)
-    untouched = copy.deepcopy(model)
-    expected = evaluate(untouched, data32.test, "accuracy", 256, "cpu", lambda: torch.autocast("cpu", enabled=False))
+    return results.pop("model"), results, data16, data32
+
+
+def test_discrete_kernels_keep_their_size_and_ootb_is_the_32px_test_accuracy():
+    cfg = _cfg("conv", {**TINY, "kernel_size": 3}, finetune=0)
+    model, results, data16, data32 = _trained(cfg)
+    expected = _eval(copy.deepcopy(model), data32)
     record = {"test_accuracy": results["test_accuracy"]}
     add_cross_resolution(cfg, model, data16, record, "cpu")
     cr = record["crossres"]
-    assert cr["source"] == results["test_accuracy"] and cr["ootb"] == expected["metric"]
+    assert cr["source"] == results["test_accuracy"] and cr["ootb"] == expected
     assert cr["delta"] == pytest.approx(cr["ootb"] - cr["source"])
     assert (cr["source_resolution"], cr["target_resolution"], cr["treatment"]) == (16, 32, "same discrete kernels")
-    assert set(cr["kernel_sizes_target"].values()) == {3.0}
-    assert cr["finetune_epochs"] == 1 and len(cr["finetune_history"]) == 1 and 0 <= cr["finetuned"] <= 100
-    # fine-tuning trained the model at 32 px: it is no longer the untouched one
+    assert set(cr["kernel_sizes_target"].values()) == {3.0} and "finetuned" not in cr
+
+
+def test_fine_tuning_continues_the_rescaled_model_at_the_target():
+    cfg = _cfg("_rescalable", finetune=2)
+    model, results, data16, data32 = _trained(cfg)
+    untouched = copy.deepcopy(model)
+    record = {"test_accuracy": results["test_accuracy"]}
+    add_cross_resolution(cfg, model, data16, record, "cpu")
+    cr = record["crossres"]
+    assert model.ratios == [2.0] and cr["treatment"] == "change_resolution(2) on 1 layers"
+    assert cr["finetune_epochs"] == 2 and len(cr["finetune_history"]) == 2
+    assert cr["finetuned"] == _eval(model, data32)  # the selected fine-tuned checkpoint, tested at 32 px
     assert any(not torch.equal(a, b) for a, b in zip(model.state_dict().values(), untouched.state_dict().values()))
 
 
@@ -83,6 +100,7 @@ def test_runner_rescales_methods_that_can_change_resolution():
     cr = record["crossres"]
     assert cr["treatment"] == "change_resolution(2) on 1 layers" and "finetuned" not in cr
     assert cr["source"] == record["test_accuracy"] and isinstance(cr["ootb"], float)
+    assert record["flops_fwd"] > 0  # the post-training steps before it ran too
     json.dumps(record, default=str)  # the run file can hold it
 
 
