@@ -8,8 +8,11 @@ import pandas as pd
 import pytest
 
 from bench.errors import UserError
+from bench.grid import build_grid
+from bench.paper_tables import TABLES, marks, row_of
 from bench.reference import COLUMNS, load_reference, read_csv
 from bench.report import build_report
+from bench.suites import get_suite
 
 FIXTURE = Path(__file__).parent / "fixtures" / "runs"
 
@@ -148,3 +151,39 @@ def test_reference_duplicate_row_is_an_error(tmp_path):
     (tmp_path / "b.csv").write_text(f"{HEADER}\n{GOOD}\n")
     with pytest.raises(UserError, match=r"b\.csv:2: duplicate of .*a\.csv:2"):
         load_reference(tmp_path)
+
+
+@pytest.mark.parametrize("table", [t for t in TABLES if t.rows], ids=lambda t: t.key)
+def test_every_paper_suite_run_lands_on_a_paper_row_unmarked(table):
+    suite = get_suite(table.suite)
+    grid = build_grid(suite, datasets_sel=list(table.columns))
+    assert grid.runs
+    for cfg in grid.runs:
+        rec = {"config": cfg.to_dict(), "method": cfg.method, "dataset": cfg.dataset, "seed": cfg.seed,
+               "tags": list(cfg.tags)}  # fmt: skip
+        row = row_of(table, rec)
+        assert row is not None, f"{cfg.method} {cfg.model} on {cfg.dataset}: no row of {table.key}"
+        assert marks(rec, row, table.suite) == []
+
+
+VARIANTS = [  # the README's commands for the variant rows: (suite, --set model.*, table, row)
+    ("flexconv-cifar", {"arch": "flexnet5", "width": 22}, "flexconv-t3", "FlexNet-5"),
+    ("flexconv-cifar", {"arch": "flexnet3"}, "flexconv-t3", "FlexNet-3"),
+    ("flexconv-cifar", {"kernel_wd": 1e-5}, "flexconv-t3", "FlexNet-7 (wd 1e-5)"),
+    ("flexconv-crossres", {"antialias": 0.0}, "flexconv-t4", "FlexNet-7 (no regularisation)"),
+    ("flexconv-crossres", {"antialias_mask": True}, "flexconv-t4", "FlexNet-7 (gabor+mask)"),
+    ("flexconv-seq", {"arch": "flextcn4"}, "flexconv-t1", "FlexTCN-4"),
+    ("ckconv-seq", {"width": 100}, "ckconv-seq", "CKCNN (1M)"),
+]
+
+
+@pytest.mark.parametrize("suite, model, key, label", VARIANTS)
+def test_variant_rows_of_one_method_are_reached_with_set(suite, model, key, label):
+    table = next(t for t in TABLES if t.key == key)
+    method = "ckconv" if suite == "ckconv-seq" else "flexconv"
+    grid = build_grid(get_suite(suite), methods_sel=[method], datasets_sel=[next(iter(table.columns))], seeds=(0,),
+                      overrides={"train": {}, "model": model, "data": {}})  # fmt: skip
+    (cfg,) = grid.runs
+    rec = {"config": cfg.to_dict(), "method": method, "dataset": cfg.dataset, "seed": 0, "tags": list(cfg.tags)}
+    row = row_of(table, rec)
+    assert row is not None and row.label == label and marks(rec, row, suite) == []
