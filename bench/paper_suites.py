@@ -143,6 +143,7 @@ add_suite(
                                                                                       "weight_decay": 1e-5}},
         train_by_method={"resnet10": {"epochs": 350}, "resnet18": {"epochs": 350}},
         model_by_dataset={"mnist": FLEXNET7, "stl10": FLEXNET7, "imagenet32": FLEXNET5},
+        model_by_method={"resnet10": {"width": 64}, "resnet18": {"width": 64}},  # torchvision's, not FlexNet's 24
         datasets_by_method={"resnet10": ("stl10",), "resnet18": ("stl10",)},
         tags=tag("flexconv-other"),
     )
