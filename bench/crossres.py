@@ -7,9 +7,9 @@ whose card says `resolution_change` are told the ratio through `hooks.change_res
 (FlexConv resamples its continuous kernel, N-Jet scales sigma); every other method keeps its
 discrete kernels on the bigger image, the paper's treatment of the Conv and ResNet baselines.
 
-Settings (RunConfig.crossres): `target` (int, required), `finetune_epochs` (int, default 0,
-scaled by the run's budget like the training epochs), `option` (the dataset option that sets
-the resolution, default "resolution"). The source is the run's own value of that option.
+Settings (RunConfig.crossres): `target` (the target resolution in pixels, required) and
+`finetune_epochs` (default 0, scaled by the run's budget like the training epochs). The source
+is the run's own `resolution` dataset option (or, unset, the one its loader reports).
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ from bench.errors import UserError
 if TYPE_CHECKING:
     import torch
 
-DEFAULTS = {"target": None, "finetune_epochs": 0, "option": "resolution"}
+DEFAULTS = {"target": None, "finetune_epochs": 0}
 
 
 def check_settings(crossres: dict[str, Any]) -> dict[str, Any]:
@@ -39,20 +39,20 @@ def check_settings(crossres: dict[str, Any]) -> dict[str, Any]:
     return s
 
 
-def source_resolution(cfg: RunConfig, data, option: str) -> int:
+def source_resolution(cfg: RunConfig, data) -> int:
     """The resolution the run trained at: its own data option, else what the loader reports."""
-    value = cfg.data.get(option, data.info.get(option))
+    value = cfg.data.get("resolution", data.info.get("resolution"))
     if not isinstance(value, int):
-        raise UserError(f"crossres: dataset {cfg.dataset!r} reports no integer {option!r}; set data.{option}")
+        raise UserError(f"crossres: dataset {cfg.dataset!r} has no integer resolution; set data.resolution")
     return value
 
 
-def load_at(cfg: RunConfig, resolution: int, option: str = "resolution", data_root=None):
+def load_at(cfg: RunConfig, resolution: int, data_root=None):
     """The run's dataset (same seed, split and options) at another resolution."""
     import datasets
 
     return datasets.get_dataset(cfg.dataset, seed=cfg.seed, val_fraction=cfg.train.val_fraction,
-                                data_root=data_root, **{**cfg.data, option: resolution})  # fmt: skip
+                                data_root=data_root, **{**cfg.data, "resolution": resolution})  # fmt: skip
 
 
 def rescale(model: torch.nn.Module, method: str, ratio: float) -> str:
@@ -79,12 +79,12 @@ def metric_on_test(model: torch.nn.Module, data, cfg: RunConfig, device: str) ->
 
 
 def evaluate_at(model: torch.nn.Module, cfg: RunConfig, resolution: int, *, source: int, device: str = "cpu",
-                option: str = "resolution", data_root=None) -> tuple[float, str, Any]:  # fmt: skip
+                data_root=None) -> tuple[float, str, Any]:  # fmt: skip
     """Test a model trained under `cfg` at `source` px on the same dataset at `resolution` px, without retraining.
 
     The model is rescaled in place. Returns (test metric, what was done to the model, the target data).
     """
-    target = load_at(cfg, resolution, option, data_root)
+    target = load_at(cfg, resolution, data_root)
     treatment = rescale(model, cfg.method, resolution / source)
     if hasattr(model, "task"):
         model.task = target.task
@@ -104,13 +104,13 @@ def add_cross_resolution(cfg: RunConfig, model, data, record: dict, device: str,
 
     s = check_settings(cfg.crossres)
     metric = data.task.metric
-    source = source_resolution(cfg, data, s["option"])
-    out: dict[str, Any] = {"option": s["option"], "source_resolution": source, "target_resolution": s["target"],
+    source = source_resolution(cfg, data)
+    out: dict[str, Any] = {"source_resolution": source, "target_resolution": s["target"],
                            "metric": metric, "source": record[f"test_{metric}"]}  # fmt: skip
     record["crossres"] = out
     try:
         ootb, out["treatment"], target = evaluate_at(model, cfg, s["target"], source=source, device=device,
-                                                     option=s["option"], data_root=data_root)  # fmt: skip
+                                                     data_root=data_root)  # fmt: skip
         out.update(ootb=ootb, delta=ootb - out["source"], kernel_sizes_target=hooks.kernel_sizes(model))
         if s["finetune_epochs"]:
             tuned = replace(cfg, train=with_train(cfg.train, epochs=s["finetune_epochs"]))

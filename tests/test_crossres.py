@@ -112,7 +112,7 @@ def test_a_layer_that_fails_at_the_target_keeps_the_run_and_the_error():
 
 
 def test_settings_are_checked():
-    assert check_settings({"target": 32}) == {"target": 32, "finetune_epochs": 0, "option": "resolution"}
+    assert check_settings({"target": 32}) == {"target": 32, "finetune_epochs": 0}
     with pytest.raises(UserError, match="unknown setting.*tagret"):
         check_settings({"tagret": 32})
     with pytest.raises(UserError, match="crossres.target"):
