@@ -224,11 +224,13 @@ class Built:
 
 
 def value_of(record: dict, metric: str) -> float | None:
-    if metric in CROSSRES_METRICS:
-        value = record.get("crossres", {}).get(metric)
-    else:
-        value = record.get(f"test_{metric}")
-    return value if isinstance(value, (int, float)) and math.isfinite(value) else None
+    """The run's number for `metric`; NaN when it failed (a cross-resolution error), None when not measured."""
+    source = record.get("crossres", {}) if metric in CROSSRES_METRICS else record
+    key = metric if metric in CROSSRES_METRICS else f"test_{metric}"
+    value = source.get(key)
+    if isinstance(value, (int, float)) and math.isfinite(value):
+        return float(value)
+    return math.nan if value is not None or "error" in source else None
 
 
 def column_label(table: PaperTable, record: dict) -> str:
@@ -262,8 +264,10 @@ def build(table: PaperTable, records: list[dict], refs: dict) -> Built:
         for metric in table.metrics:
             columns.add((col, metric))
             value = value_of(rec, metric)
-            cell = cells[(label, col, metric)]
             if value is None:
+                continue
+            cell = cells[(label, col, metric)]
+            if math.isnan(value):
                 cell.failed += 1
             else:
                 cell.values.append(value)

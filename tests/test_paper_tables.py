@@ -66,9 +66,12 @@ def test_crossres_table_source_ootb_delta_finetuned(report):
     assert [flex[m].ours_mean for m in flex] == [81.0, 75.0, -6.0, 85.0]
     assert flex["delta"].ours_std == pytest.approx(2.8284, abs=1e-4) and flex["source"].ours_n == 2
     assert _row(t, "conv", "ootb").ours_mean == 50.0
+    njet = _row(t, "njet", "ootb")  # its cross-resolution step failed: the source number stands
+    assert (njet.ours_n, njet.ours_failed, _row(t, "njet", "source").ours_mean) == (0, 1, 70.0)
     md = (out / "tables" / "crossres-shapes.md").read_text()
     assert "| conv | 5,000 | 78.00 (1) | 50.00 (1) | -28.00 (1) | **85.00 (1)** |" in md
     assert "Paper" not in md.splitlines()[2]  # no published numbers: no Paper/Diff columns
+    assert "| njet | 9,000 | 70.00 (1) | failed (1) | failed (1) | failed (1) |" in md
 
 
 def _tabular_cells(line: str) -> int:
