@@ -62,7 +62,9 @@ add_suite(
         description="every method x every embedded dataset, 1 seed, tiny models (default; < 10 min on 2 CPU cores)",
         train=dict(epochs=4, batch_size=64, lr=3e-3, warmup_epochs=0.5),
         model_by_dim=QUICK_MODELS,
-        data={"adding": dict(length=200, n_train=2000)},
+        # the deepest baselines keep their depth (the method) but get thinner stages
+        model_by_method={"resnet56": dict(width=4), "resnet110": dict(width=4)},
+        data={"adding": dict(length=200, n_train=2000), "shapes": dict(resolution=16, n_train=1500, n_test=500)},
     )
 )
 

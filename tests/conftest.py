@@ -16,11 +16,15 @@ sys.path.insert(0, str(REPO))
 
 def run_cli(*args: str, cwd: Path = REPO, env: dict | None = None, timeout: float = 300) -> subprocess.CompletedProcess:
     """Run `python run_all.py ARGS` in a subprocess, as a user would."""
-    full_env = {**os.environ, "PYTHONPATH": str(REPO), **(env or {})}
+    full_env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1", **(env or {})}
     return subprocess.run(
         [sys.executable, str(REPO / "run_all.py"), *args],
         cwd=cwd, env=full_env, capture_output=True, text=True, timeout=timeout,
     )  # fmt: skip
+
+
+# Test tensors are tiny: one thread avoids OpenMP overhead that dominates on a shared 2-core machine.
+torch.set_num_threads(1)
 
 
 def pytest_collection_modifyitems(config, items):
