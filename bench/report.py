@@ -256,6 +256,6 @@ def build_report(out: str | Path) -> list[str]:
     failed = df[df["status"] != "ok"]
     for _, r in failed.iterrows():
         lines.append(f"{r['status']}: {r['method']} on {r['dataset']} (seed {r['seed']}): {r['error']}")
-    written.append(report_index.write_index(out, len(records)))  # last: it embeds everything written before
+    written.append(report_index.write_index(out, len(records), written))  # last: it embeds what was written
     lines.append(f"report: {len(df)} runs ({len(df) - len(failed)} ok) -> " + ", ".join(str(p) for p in written))
     return lines

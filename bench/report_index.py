@@ -1,7 +1,8 @@
 """results/REPORT.md: one page that embeds every table and every plot the report wrote.
 
-Paper tables first (in the papers' order), then every other Markdown table under tables/,
-then every plot under plots/. Links are relative, so the page renders on GitHub as it is.
+Paper tables first (in the papers' order), then every other Markdown table, then every plot,
+all from the files the report wrote in this pass, so nothing stale shows. Links are relative,
+so the page renders on GitHub as it is.
 """
 
 from __future__ import annotations
@@ -9,26 +10,27 @@ from __future__ import annotations
 from pathlib import Path
 
 
-def write_index(out: str | Path, n_runs: int) -> Path:
+def write_index(out: str | Path, n_runs: int, written: list[Path]) -> Path:
+    """Embed the tables (.md) and plots (.png) in `written`, the files this report pass wrote (none stale)."""
     from bench.paper_tables import TABLES
 
     out = Path(out)
-    tables, plots = out / "tables", out / "plots"
+    written = [Path(p) for p in written]
     lines = ["# LKSBench report", "",
              f"Rebuilt by `python run_all.py report` from the {n_runs} run files in `{out.name}/runs/`, without "
              "training. Every table is also in `tables/` as LaTeX (booktabs) and CSV.", ""]  # fmt: skip
-    paper = [tables / f"{t.key}.md" for t in TABLES if (tables / f"{t.key}.md").exists()]
+    tables = {p.stem: p for p in written if p.suffix == ".md"}
+    paper = [tables.pop(t.key) for t in TABLES if t.key in tables]
     if paper:
         lines += ["## Paper tables", ""]
         for md in paper:
             lines += [md.read_text().rstrip(), "", f"[LaTeX]({md.with_suffix('.tex').relative_to(out)}) · "
                       f"[CSV]({md.with_suffix('.csv').relative_to(out)})", ""]  # fmt: skip
-    others = sorted(p for p in tables.glob("*.md") if p not in paper) if tables.exists() else []
-    if others:
+    if tables:
         lines += ["## All runs", ""]
-        for md in others:
-            lines += [f"### {md.stem}", "", md.read_text().rstrip(), ""]
-    images = sorted(plots.glob("*.png")) if plots.exists() else []
+        for stem, md in sorted(tables.items()):
+            lines += [f"### {stem}", "", md.read_text().rstrip(), ""]
+    images = sorted(p for p in written if p.suffix == ".png")
     if images:
         lines += ["## Plots", ""]
         for png in images:
