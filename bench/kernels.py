@@ -41,7 +41,7 @@ def snapshot(model) -> dict[str, dict]:
             if not callable(getattr(module, "sample_kernel", None)):
                 continue
             kernel = module.sample_kernel()
-            entry = {"kernel": encode(kernel[0, 0].float().cpu().numpy())}
+            entry = {"kernel": encode(kernel[0, 0].float().cpu().numpy()), "causal": bool(getattr(module, "causal", 0))}
             grid, envelope = getattr(module, "grid", None), getattr(module, "envelope", None)
             if grid is not None and callable(envelope):
                 axes = [torch.linspace(-1.0, 1.0, k, device=kernel.device) for k in grid]

@@ -154,8 +154,34 @@ def kernel_size_curves(records: list[dict], plots: Path) -> list[Path]:
     return written
 
 
-def kernel_images(records: list[dict], plots: Path, max_layers: int = 12) -> list[Path]:
-    """Per method: for each dataset, a row of each layer's learned kernel (first channel pair) and a row of masks."""
+def mosaic(arrays: list[np.ndarray], causal: bool) -> tuple[np.ndarray, list[float]]:
+    """One image of several kernels, each scaled to max |value| 1, NaN around them; and each one's tick position.
+
+    2D kernels sit side by side, centred vertically. 1D kernels are rows, right-aligned when causal
+    (the present step at the right), else centred.
+    """
+    scaled = [a / (float(np.abs(a).max()) or 1.0) for a in arrays]
+    if scaled[0].ndim == 1:
+        width = max(len(a) for a in scaled)
+        out = np.full((len(scaled), width), np.nan)
+        for i, a in enumerate(scaled):
+            start = width - len(a) if causal else (width - len(a)) // 2
+            out[i, start : start + len(a)] = a
+        return out, list(range(len(scaled)))
+    height = max(a.shape[0] for a in scaled)
+    tiles, ticks, x = [], [], 0
+    for a in scaled:
+        tile = np.full((height, a.shape[1] + 1), np.nan)
+        top = (height - a.shape[0]) // 2
+        tile[top : top + a.shape[0], : a.shape[1]] = a
+        tiles.append(tile)
+        ticks.append(x + (a.shape[1] - 1) / 2)
+        x += a.shape[1] + 1
+    return np.concatenate(tiles, axis=1), ticks
+
+
+def kernel_images(records: list[dict], plots: Path) -> list[Path]:
+    """Per method, per dataset: every layer's learned kernel (first channel pair) and its mask, as mosaics."""
     from bench.kernels import decode
 
     by_label: dict[str, list[dict]] = defaultdict(list)
@@ -164,34 +190,33 @@ def kernel_images(records: list[dict], plots: Path, max_layers: int = 12) -> lis
             by_label[label].append(r)
     written = []
     for label, runs in sorted(by_label.items()):
-        rows = []  # (run, layers, part)
+        panels = []  # (run, part, layer names, arrays)
         for r in runs:
-            layers = list(r["kernel_snapshot"])[:max_layers]
-            rows += [(r, layers, part) for part in ("kernel", "mask")
-                     if any(part in r["kernel_snapshot"][k] for k in layers)]  # fmt: skip
-        ncols = max(len(layers) for _, layers, _ in rows)
+            shots = r["kernel_snapshot"]
+            for part in ("kernel", "mask"):
+                names = [k for k in shots if part in shots[k]]
+                if names:
+                    panels.append((r, part, names, [decode(shots[k][part]) for k in names]))
         plt = _plt()
-        fig, axes = plt.subplots(len(rows), ncols, figsize=(max(4.5, 1.5 * ncols + 0.6), 1.6 * len(rows) + 0.6),
-                                 squeeze=False)  # fmt: skip
-        for i, (r, layers, part) in enumerate(rows):
-            for j in range(ncols):
-                ax = axes[i][j]
-                shot = r["kernel_snapshot"][layers[j]] if j < len(layers) else {}
-                if part not in shot:
-                    ax.axis("off")
-                    continue
-                a = decode(shot[part])
-                if a.ndim == 2:
-                    lim = float(np.abs(a).max()) or 1.0
-                    cmap, lo = ("RdBu_r", -lim) if part == "kernel" else ("viridis", 0.0)
-                    ax.imshow(a, cmap=cmap, vmin=lo, vmax=lim)
-                    ax.set_xticks([])
-                    ax.set_yticks([])
-                else:
-                    ax.plot(a, lw=0.8)
-                    ax.tick_params(labelsize=5)
-                ax.set_title(f"{r['dataset']} {layers[j]}\n{part} {'x'.join(map(str, a.shape))}", fontsize=5)
-        fig.suptitle(f"learned kernels and masks: {label} (lowest seed per dataset)", fontsize=8)
+        fig, axes = plt.subplots(len(panels), 1, figsize=(9, 1.9 * len(panels) + 0.5), squeeze=False)
+        for ax, (r, part, names, arrays) in zip(axes[:, 0], panels):
+            causal = bool(r["kernel_snapshot"][names[0]].get("causal"))
+            image, ticks = mosaic(arrays, causal)
+            cmap, lo = ("RdBu_r", -1.0) if part == "kernel" else ("viridis", 0.0)
+            ax.imshow(image, cmap=cmap, vmin=lo, vmax=1.0, aspect="auto" if arrays[0].ndim == 1 else "equal",
+                      interpolation="nearest")  # fmt: skip
+            short = [n.replace("features.", "").replace(".body", "") for n in names]
+            if arrays[0].ndim == 1:
+                ax.set_yticks(ticks, short, fontsize=5)
+                ax.set_xlabel(
+                    "kernel position (present step at the right)" if causal else "kernel position", fontsize=6
+                )
+            else:
+                ax.set_xticks(ticks, short, fontsize=5, rotation=90)
+                ax.set_yticks([])
+            ax.set_title(f"{r['dataset']} (seed {r['seed']}): {part}s per layer, each scaled to max |value| 1",
+                         fontsize=7)  # fmt: skip
+        fig.suptitle(f"learned kernels and masks: {label}", fontsize=8)
         written.append(_save(fig, plots / f"kernels_{slug(label)}.png"))
     return written
 
