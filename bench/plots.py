@@ -143,7 +143,14 @@ def kernel_size_curves(records: list[dict], plots: Path) -> list[Path]:
             epochs = [h["epoch"] + 1 for h in r["history"]]
             layers = list(json_sizes(r["history"][0]))
             for layer in layers:
-                ax.plot(epochs, [json_sizes(h).get(layer, np.nan) for h in r["history"]], lw=1, label=layer)
+                ax.plot(
+                    epochs,
+                    [json_sizes(h).get(layer, np.nan) for h in r["history"]],
+                    lw=1,
+                    marker="o",
+                    ms=2,
+                    label=layer,
+                )
             ax.set_xlabel("epoch")
             ax.set_ylabel("kernel size (mean over dims)")
             ax.set_title(f"{r['dataset']} (seed {r['seed']})", fontsize=8)
@@ -266,7 +273,14 @@ def training_curves(records: list[dict], plots: Path) -> list[Path]:
             n = min(len(h) for h in histories)
             epochs = np.arange(1, n + 1)
             for ax, key in ((left, "train_loss"), (right, "val")):
-                ax.plot(epochs, np.mean([[h[i][key] for i in range(n)] for h in histories], axis=0), lw=1, label=label)
+                ax.plot(
+                    epochs,
+                    np.mean([[h[i][key] for i in range(n)] for h in histories], axis=0),
+                    lw=1,
+                    marker="o",
+                    ms=2,
+                    label=label,
+                )
         left.set_ylabel("training loss")
         right.set_ylabel("validation metric")
         for ax in (left, right):
