@@ -281,8 +281,7 @@ def build(table: PaperTable, records: list[dict], refs: dict) -> Built:
     col_order = list(table.columns.values())
     columns_sorted = sorted(columns, key=lambda c: (next((i for i, p in enumerate(col_order) if c[0].startswith(p)), 99),
                                                     c[0], table.metrics.index(c[1]) if c[1] in table.metrics else 99))  # fmt: skip
-    refs_by_cell = {(m, d, k): ref for (m, d, k), ref in own_refs.items()}
-    return Built(table, ordered, base, columns_sorted, dict(cells), dict(params), refs_by_cell)
+    return Built(table, ordered, base, columns_sorted, dict(cells), dict(params), own_refs)
 
 
 # -- formatting ------------------------------------------------------------------------------------
