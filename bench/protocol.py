@@ -77,8 +77,9 @@ def train_run(cfg: RunConfig, data, device: str, progress: bool = True, ckpt: Pa
     epochs = max(1, round(tc.epochs * cfg.budget))
     steps = math.ceil(len(data.train) / tc.batch_size)
     steps = min(steps, tc.max_steps_per_epoch) if tc.max_steps_per_epoch else steps
+    # --budget shrinks the whole schedule, warm-up included, so a shortened run is the same curve
     schedule = torch.optim.lr_scheduler.LambdaLR(
-        optimizer, lr_lambda(round(tc.warmup_epochs * steps), epochs * steps, tc.min_lr_factor)
+        optimizer, lr_lambda(round(tc.warmup_epochs * cfg.budget * steps), epochs * steps, tc.min_lr_factor)
     )
     cuda = torch.device(device).type == "cuda"
     use_amp = tc.amp and cuda
