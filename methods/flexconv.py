@@ -16,8 +16,12 @@ computed kernel therefore grows and shrinks with sigma; `kernel_sizes()` reports
 Differences from the FlexConv repository, on purpose:
 - each image axis is cropped by its own mask root (the repo crops the columns with the rows'
   root and vice versa; identical while the mask is isotropic);
-- a causal mask whose left root passes +1 keeps the present step only (the repo then keeps
-  the whole grid, although every mask value is below the threshold).
+- the crop keeps at least the taps next to the mask's centre (3 per axis centred, the
+  present and the step before causal). The repo's crop can shrink to the centre tap alone
+  (sigma_0 = 0.075 on the 9-grid of an 8-px image: 1 x 1), where the mask, centred on that
+  tap, has zero gradient in mean and width: the kernel could never grow again;
+- a causal mask whose left root passes +1 keeps those two steps (the repo then keeps the
+  whole grid, although every mask value is below the threshold).
 Kept from the repository: the Gabor envelopes of MAGNet are initialised around 0 with
 spread 1.667 sigma_0 even on causal sequences, where the mask starts at +1 (CCNN moves them
 to the present); the mask exponent uses 1/sigma, not 1/(sigma^2 + eps).
@@ -72,14 +76,14 @@ class FlexConv(CKConv):
             step = 2.0 / (k - 1) if k > 1 else math.inf
             if self.causal:
                 left = mu - r
-                # first index with -1 + i*step > left; keep at least the present step
-                start = 0 if left <= -1.0 else min(k - 1, math.floor((left + 1.0) / step) + 1)
-                out.append((start, k))
+                # first index with -1 + i*step > left; keep at least the present and the step before
+                start = 0 if left <= -1.0 else min(k - 2, math.floor((left + 1.0) / step) + 1)
+                out.append((max(start, 0), k))
             else:
                 reach = max(abs(mu - r), abs(mu + r))
                 half = (k - 1) // 2
-                # grid points i*step with i*step < reach, on each side of the centre
-                n = half if reach >= 1.0 else min(half, max(0, math.ceil(reach / step) - 1))
+                # grid points i*step with i*step < reach, on each side of the centre; at least one
+                n = half if reach >= 1.0 else min(half, max(1, math.ceil(reach / step) - 1))
                 out.append((half - n, half + n + 1))
         return out
 

@@ -61,6 +61,16 @@ def test_initial_crop_matches_the_paper():
     assert layer("flexconv", 2, 2, 1, 1024).kernel_sizes() == 83.0  # about 82 taps in methods.md A.3
 
 
+@pytest.mark.parametrize(("dim", "size", "taps"), [(2, (8, 8), [3.0, 3.0]), (1, 8, 2.0)])
+def test_mask_can_grow_from_the_smallest_crop(dim, size, taps):
+    """The repo's crop would keep the centre tap alone here, where the mask has no gradient."""
+    torch.manual_seed(0)
+    conv = layer("flexconv", 2, 2, dim, size)
+    assert conv.kernel_sizes() == taps
+    conv(torch.randn(2, 2, *((size,) if dim == 1 else size))).square().sum().backward()
+    assert conv.mask_width.grad.abs().sum() > 0
+
+
 @pytest.mark.parametrize("dim", [1, 2])
 def test_crop_keeps_exactly_the_positions_above_threshold(dim):
     torch.manual_seed(0)
