@@ -36,9 +36,20 @@ ARCHS: dict[str, dict[str, Any]] = {
 DEFAULT_ARCH = {1: "flextcn2", 2: "flexnet3"}
 
 
+class ChannelLayerNorm(nn.LayerNorm):
+    """LayerNorm over the channels at each position (input (B, C, ...)).
+
+    The CKConv repo's LayerNorm is GroupNorm(1, C), which also normalises over time, so
+    future steps change past outputs; per position the network stays causal.
+    """
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return super().forward(x.transpose(1, -1)).transpose(1, -1)
+
+
 def _norm(kind: str, dim: int, channels: int) -> nn.Module:
-    if kind == "layer":  # CKCNN: LayerNorm over channels and positions = GroupNorm with 1 group
-        return nn.GroupNorm(1, channels)
+    if kind == "layer":  # CKCNN's LayerNorm, made causal (see ChannelLayerNorm)
+        return ChannelLayerNorm(channels)
     return nn.BatchNorm2d(channels) if dim == 2 else nn.BatchNorm1d(channels)
 
 
