@@ -44,11 +44,16 @@ class Rescalable(nn.Module):
         return self.head(torch.relu(self.conv(x)).mean((2, 3)))
 
 
-if "_rescalable" not in methods.list_methods():
+@pytest.fixture(autouse=True, scope="module")
+def stand_in_methods():
+    """Registered for this module only, so the registry-wide conformance tests never see them."""
     methods.register_method("_rescalable", kind="model", dims=(2,), causal=False, resolution_change=True)(Rescalable)
     methods.register_method("_fixed_size", kind="model", dims=(2,), causal=False)(
         lambda task: Rescalable(task, fail_off_size=True)
     )
+    yield
+    methods.METHODS.unregister("_rescalable")
+    methods.METHODS.unregister("_fixed_size")
 
 
 def _cfg(method, model=None, finetune=1):
