@@ -53,14 +53,16 @@ def test_entry_point_plugin_is_discovered(tmp_path):
     """A package installed with an `lksbench.methods` entry point appears with no change here."""
     pkg = tmp_path / "site"
     (pkg / "ep_plugin").mkdir(parents=True)
-    (pkg / "ep_plugin" / "__init__.py").write_text(textwrap.dedent("""
+    (pkg / "ep_plugin" / "__init__.py").write_text(
+        textwrap.dedent("""
         from methods import register_method
         from methods.conv import Conv
 
         @register_method("ep_conv", description="from an entry point")
         def ep_conv(cin, cout, *, dim, causal, size):
             return Conv(cin, cout, 5, dim, causal)
-    """))
+    """)
+    )
     dist = pkg / "ep_plugin-0.1.dist-info"  # what pip leaves behind for an installed package
     dist.mkdir()
     (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: ep-plugin\nVersion: 0.1\n")

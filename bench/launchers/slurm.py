@@ -39,9 +39,7 @@ def _submitit():
     try:
         import submitit
     except ImportError:
-        raise UserError(
-            "--launcher slurm needs submitit: pip install submitit"
-        ) from None
+        raise UserError("--launcher slurm needs submitit: pip install submitit") from None
     return submitit
 
 
