@@ -47,12 +47,17 @@ def source_resolution(cfg: RunConfig, data) -> int:
     return value
 
 
-def load_at(cfg: RunConfig, resolution: int, data_root=None):
-    """The run's dataset (same seed, split and options) at another resolution."""
+def load_at(cfg: RunConfig, resolution: int, data_root=None, statistics=None):
+    """The run's dataset (same seed, split and options) at another resolution.
+
+    `statistics`: the source resolution's normalisation (its info["standardised"]); the model was
+    trained on inputs normalised so, and a deployed model sees new images normalised the same way.
+    """
     import datasets
 
     return datasets.get_dataset(cfg.dataset, seed=cfg.seed, val_fraction=cfg.train.val_fraction,
-                                data_root=data_root, **{**cfg.data, "resolution": resolution})  # fmt: skip
+                                data_root=data_root, statistics=statistics,
+                                **{**cfg.data, "resolution": resolution})  # fmt: skip
 
 
 def rescale(model: torch.nn.Module, method: str, ratio: float) -> str:
@@ -79,12 +84,12 @@ def metric_on_test(model: torch.nn.Module, data, cfg: RunConfig, device: str) ->
 
 
 def evaluate_at(model: torch.nn.Module, cfg: RunConfig, resolution: int, *, source: int, device: str = "cpu",
-                data_root=None) -> tuple[float, str, Any]:  # fmt: skip
+                data_root=None, statistics=None) -> tuple[float, str, Any]:  # fmt: skip
     """Test a model trained under `cfg` at `source` px on the same dataset at `resolution` px, without retraining.
 
     The model is rescaled in place. Returns (test metric, what was done to the model, the target data).
     """
-    target = load_at(cfg, resolution, data_root)
+    target = load_at(cfg, resolution, data_root, statistics)
     treatment = rescale(model, cfg.method, resolution / source)
     if hasattr(model, "task"):
         model.task = target.task
@@ -110,7 +115,8 @@ def add_cross_resolution(cfg: RunConfig, model, data, record: dict, device: str,
     record["crossres"] = out
     try:
         ootb, out["treatment"], target = evaluate_at(model, cfg, s["target"], source=source, device=device,
-                                                     data_root=data_root)  # fmt: skip
+                                                     data_root=data_root,
+                                                     statistics=data.info.get("standardised"))  # fmt: skip
         out.update(ootb=ootb, delta=ootb - out["source"], kernel_sizes_target=hooks.kernel_sizes(model))
         if s["finetune_epochs"]:
             tuned = replace(cfg, train=with_train(cfg.train, epochs=s["finetune_epochs"]))

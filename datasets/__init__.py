@@ -43,10 +43,21 @@ def default_data_root() -> Path:
 
 
 def get_dataset(
-    name: str, *, seed: int = 0, val_fraction: float = 0.1, data_root: str | Path | None = None, **options: Any
+    name: str,
+    *,
+    seed: int = 0,
+    val_fraction: float = 0.1,
+    data_root: str | Path | None = None,
+    statistics: dict[str, Any] | None = None,
+    **options: Any,
 ) -> DataSplits:
-    """Train/val/test splits and the TaskSpec of dataset `name`."""
+    """Train/val/test splits and the TaskSpec of dataset `name`.
+
+    `statistics` (the `info["standardised"]` of another load) normalises with those statistics
+    instead of this load's own training part: cross-resolution evaluation keeps the source's.
+    """
     from datasets.splits import carve_validation  # torch is imported only when data is built
+    from datasets.tensors import apply_standardise
 
     entry = get_entry(name)
     if not 0 < val_fraction < 1:
@@ -64,4 +75,7 @@ def get_dataset(
         train, val = loaded.train, loaded.val
     else:
         train, val = carve_validation(loaded.train, val_fraction, seed)
-    return DataSplits(train, val, loaded.test, loaded.task, loaded.augment, dict(loaded.info))
+    test, info = loaded.test, dict(loaded.info)
+    if loaded.standardise is not None:
+        (train, val, test), info["standardised"] = apply_standardise((train, val, test), loaded.standardise, statistics)
+    return DataSplits(train, val, test, loaded.task, loaded.augment, info)

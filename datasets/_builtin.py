@@ -2,6 +2,7 @@
 
 BUILTIN_DATASETS = {
     "mnist1d": "datasets.mnist1d",
+    "mnist1d_shuffled": "datasets.mnist1d",
     "digits": "datasets.digits",
     "sdigits": "datasets.digits",
     "adding": "datasets.adding",

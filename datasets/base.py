@@ -17,6 +17,9 @@ class Loaded:
     val: Any = None  # a dataset's own validation split; else get_dataset carves one
     augment: Callable | None = None  # batch -> batch, applied to training batches only
     info: dict[str, Any] = field(default_factory=dict)  # stored in the run file (e.g. the pMNIST permutation seed)
+    # standardise x over these dims with the statistics of the *training part* (after the validation
+    # split is carved), so no validation or test sample informs the normalisation; None: as loaded
+    standardise: tuple[int, ...] | None = None
 
 
 class DataSplits(NamedTuple):

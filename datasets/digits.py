@@ -4,12 +4,12 @@ from __future__ import annotations
 
 from datasets import register_dataset
 from datasets.base import Loaded
-from datasets.tensors import fixed_split, standardise, tensor_dataset
+from datasets.tensors import fixed_split, tensor_dataset
 from methods.task import TaskSpec
 
 
 def digit_images():
-    """(train_x, train_y, test_x, test_y) as (N, 1, 8, 8) tensors, standardised with training statistics."""
+    """(train_x, train_y, test_x, test_y) as (N, 1, 8, 8) tensors in [0, 1]; get_dataset standardises them."""
     from sklearn.datasets import load_digits
 
     bunch = load_digits()
@@ -17,7 +17,6 @@ def digit_images():
     tr, te = fixed_split(len(x), 0.2)
     train, test = tensor_dataset(x[tr], bunch.target[tr]), tensor_dataset(x[te], bunch.target[te])
     (xtr, ytr), (xte, yte) = train.tensors, test.tensors
-    xtr, xte = standardise(xtr, xte, dims=(0, 1, 2, 3))
     return xtr, ytr, xte, yte
 
 
@@ -31,7 +30,7 @@ def digit_images():
 def digits(*, seed, data_root):
     xtr, ytr, xte, yte = digit_images()
     task = TaskSpec(dim=2, in_channels=1, num_classes=10, size=(8, 8))
-    return Loaded(tensor_dataset(xtr, ytr), tensor_dataset(xte, yte), task)
+    return Loaded(tensor_dataset(xtr, ytr), tensor_dataset(xte, yte), task, standardise=(0, 1, 2, 3))
 
 
 @register_dataset(
@@ -46,4 +45,4 @@ def sdigits(*, seed, data_root):
     xtr, ytr, xte, yte = digit_images()
     task = TaskSpec(dim=1, in_channels=1, num_classes=10, size=64, causal=True)
     flat = [t.reshape(len(t), 1, 64) for t in (xtr, xte)]
-    return Loaded(tensor_dataset(flat[0], ytr), tensor_dataset(flat[1], yte), task)
+    return Loaded(tensor_dataset(flat[0], ytr), tensor_dataset(flat[1], yte), task, standardise=(0, 1, 2))

@@ -30,4 +30,4 @@ def pdigits(*, seed, data_root):
     xtr, xte = (x.reshape(len(x), 1, 64)[..., perm] for x in (xtr, xte))
     task = TaskSpec(dim=1, in_channels=1, num_classes=10, size=64, causal=True)
     info = {"permutation_seed": seed, "permutation": perm.tolist()}
-    return Loaded(tensor_dataset(xtr, ytr), tensor_dataset(xte, yte), task, info=info)
+    return Loaded(tensor_dataset(xtr, ytr), tensor_dataset(xte, yte), task, info=info, standardise=(0, 1, 2))

@@ -22,7 +22,7 @@ import torch.nn.functional as F
 from bench.errors import UserError
 from datasets import register_dataset
 from datasets.base import Loaded
-from datasets.tensors import standardise, tensor_dataset
+from datasets.tensors import tensor_dataset
 from methods.task import TaskSpec
 
 CLASSES = ("circle", "square", "triangle", "cross", "ring", "star")
@@ -118,7 +118,6 @@ def shapes(
     (xtr, ytr), (xte, yte) = (
         make_split(s, n, resolution, noise, data_seed) for s, n in (("train", n_train), ("test", n_test))
     )
-    xtr, xte = standardise(xtr, xte, dims=(0, 2, 3))
     task = TaskSpec(dim=2, in_channels=3, num_classes=len(CLASSES), size=(resolution, resolution))
     info = {"data_seed": data_seed, "resolution": resolution, "classes": list(CLASSES)}
-    return Loaded(tensor_dataset(xtr, ytr), tensor_dataset(xte, yte), task, info=info)
+    return Loaded(tensor_dataset(xtr, ytr), tensor_dataset(xte, yte), task, info=info, standardise=(0, 2, 3))

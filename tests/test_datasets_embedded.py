@@ -25,7 +25,8 @@ def test_shapes_splits_labels_and_determinism():
     assert x.dtype == torch.float32 and y.dtype == torch.int64 and 0 <= y.min() and y.max() < len(CLASSES)
     assert torch.bincount(torch.cat([data.train.tensors[1], data.val.tensors[1]])).tolist() == [40] * 6
     again = get_dataset("shapes", seed=5, resolution=16, **SMALL)  # the scenes follow data_seed, not the run seed
-    assert torch.equal(again.test.tensors[0], x)
+    assert torch.equal(again.test.tensors[1], y)  # (the normalisation follows the seed's training part)
+    assert np.corrcoef(again.test.tensors[0].flatten().numpy(), x.flatten().numpy())[0, 1] > 0.9999
     other = get_dataset("shapes", seed=0, resolution=16, data_seed=1, **SMALL)
     assert not torch.equal(other.test.tensors[0], x)
     bigger = get_dataset("shapes", seed=0, resolution=16, n_train=480, n_test=60)
@@ -85,6 +86,62 @@ def test_mnist1d_length_option_resamples_the_same_signals():
     x40, x80 = d40.test.tensors[0], d80.test.tensors[0]
     down = F.interpolate(x80, size=40, mode="linear", align_corners=True)
     assert np.corrcoef(down.flatten().numpy(), x40.flatten().numpy())[0, 1] > 0.95
+
+
+def test_mnist1d_shuffled_is_mnist1d_with_one_fixed_permutation():
+    plain = get_dataset("mnist1d", seed=1, num_samples=500)
+    shuffled = get_dataset("mnist1d_shuffled", seed=1, num_samples=500)
+    perm = shuffled.info["permutation"]
+    assert sorted(perm) == list(range(40)) and perm != list(range(40))
+    for split in ("train", "val", "test"):  # one permutation in every split (scalar statistics: exactly equal)
+        a, b = getattr(plain, split).tensors, getattr(shuffled, split).tensors
+        torch.testing.assert_close(b[0], a[0][..., perm])
+        assert torch.equal(a[1], b[1])
+    assert get_dataset("mnist1d_shuffled", seed=4, num_samples=500).info["permutation"] == perm  # not the run seed's
+
+
+def test_mnist1d_is_generated_once_then_read_from_the_disk_cache(tmp_path, monkeypatch):
+    import datasets.mnist1d as m
+
+    first = get_dataset("mnist1d", num_samples=200, data_root=tmp_path)
+    assert len(list((tmp_path / "mnist1d").glob("*.npz"))) == 1
+    m.signals.cache_clear()  # a new process: nothing in memory
+
+    def no_generator(*args):
+        raise AssertionError("generated again")
+
+    monkeypatch.setattr(m, "_generate", no_generator)
+    again = get_dataset("mnist1d", num_samples=200, data_root=tmp_path)
+    assert torch.equal(first.test.tensors[0], again.test.tensors[0])
+    m.signals.cache_clear()
+    with pytest.raises(AssertionError, match="generated again"):  # other arguments are another file
+        get_dataset("mnist1d", num_samples=300, data_root=tmp_path)
+
+
+@pytest.mark.parametrize(
+    "name, options, dims",
+    [("mnist1d", {"num_samples": 500}, (0, 2)), ("digits", {}, (0, 1, 2, 3)), ("sdigits", {}, (0, 1, 2)),
+     ("shapes", SMALL, (0, 2, 3))],
+)  # fmt: skip
+def test_normalisation_statistics_come_from_the_training_part_only(name, options, dims):
+    data = get_dataset(name, seed=3, **options)
+    train, val = data.train.tensors[0], data.val.tensors[0]
+    torch.testing.assert_close(train.mean(dims), torch.zeros_like(train.mean(dims)), atol=1e-5, rtol=0)
+    torch.testing.assert_close(train.std(dims), torch.ones_like(train.std(dims)), atol=1e-4, rtol=0)
+    assert (val.mean(dims).abs() > 1e-4).any()  # the validation samples did not enter the statistics
+    assert data.info["standardised"]["dims"] == list(dims)
+
+
+def test_cross_resolution_target_keeps_the_source_normalisation():
+    from bench.config import RunConfig
+    from bench.crossres import load_at
+
+    source = get_dataset("shapes", seed=0, resolution=16, **SMALL)
+    cfg = RunConfig("conv", "shapes", 0, data={"resolution": 16, **SMALL})
+    target = load_at(cfg, 32, statistics=source.info["standardised"])
+    own = load_at(cfg, 32)
+    assert target.info["standardised"] == source.info["standardised"] != own.info["standardised"]
+    torch.testing.assert_close(target.test.tensors[0].std(), own.test.tensors[0].std(), rtol=0.1, atol=0)
 
 
 # -- augmentation --------------------------------------------------------------------------
