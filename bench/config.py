@@ -21,7 +21,9 @@ PROTOCOL_VERSION = 1  # bump when the training protocol changes what a finished 
 class TrainConfig:
     """One protocol for every method: AdamW, linear warm-up then cosine, selection on validation."""
 
-    epochs: int = 10
+    epochs: int = 10  # the most epochs a run trains: the cap, when patience stops it earlier
+    patience: int = 0  # epochs without a better validation metric before a decay or the stop; 0: never stop
+    lr_decays: int = 0  # on a plateau of `patience` epochs, divide the lr by 10 this many times before stopping
     batch_size: int = 64
     lr: float = 1e-3
     weight_decay: float = 0.0
@@ -37,6 +39,8 @@ class TrainConfig:
     def validate(self) -> None:
         checks = [
             (self.epochs >= 1, "epochs must be >= 1"),
+            (self.patience >= 0, "patience must be >= 0 (0: no early stopping)"),
+            (self.lr_decays >= 0, "lr_decays must be >= 0"),
             (self.batch_size >= 1, "batch_size must be >= 1"),
             (self.eval_batch_size >= 1, "eval_batch_size must be >= 1"),
             (self.lr > 0, "lr must be > 0"),

@@ -39,8 +39,13 @@ def _cpu_model() -> str:
     return platform.processor() or platform.machine()
 
 
-@cache
 def environment(device: str) -> dict:
+    """The run's environment; the thread count is read now (a worker sets its own), the rest once."""
+    return {**_fixed_environment(device), "num_threads": torch.get_num_threads()}
+
+
+@cache
+def _fixed_environment(device: str) -> dict:
     cuda = torch.device(device).type == "cuda"
     return {
         "python": platform.python_version(),
@@ -52,7 +57,6 @@ def environment(device: str) -> dict:
         "gpu_name": torch.cuda.get_device_name(torch.device(device)) if cuda else None,
         "cpu": _cpu_model(),
         "cpu_count": os.cpu_count(),
-        "num_threads": torch.get_num_threads(),
         "git_commit": _git("rev-parse", "--short", "HEAD"),
         "git_dirty": bool(_git("status", "--porcelain", "--untracked-files=no")),
         "hostname": platform.node(),

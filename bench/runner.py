@@ -91,7 +91,8 @@ def execute(cfg: RunConfig, device: str, cache: DataCache, progress: bool = True
               "started_at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")}  # fmt: skip
     start = time.perf_counter()
     data = cache.get(cfg)
-    torch.use_deterministic_algorithms(cfg.train.deterministic, warn_only=True)
+    if torch.are_deterministic_algorithms_enabled() != cfg.train.deterministic:  # the first call imports for 2 s
+        torch.use_deterministic_algorithms(cfg.train.deterministic, warn_only=True)
     measure.reset_peak_memory(device)
     ckpt = Path(out) / "checkpoints" / f"{cfg.run_id}.pt" if out is not None else None
     try:

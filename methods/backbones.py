@@ -16,6 +16,7 @@ import torch
 from torch import nn
 
 from bench.errors import UserError
+from methods.dropout import Dropout
 from methods.task import TaskSpec
 
 BACKBONE_HPARAMS = ("arch", "width", "depth", "dropout")
@@ -62,10 +63,10 @@ class Block(nn.Module):
 
     def __init__(self, make_layer: Callable, cin: int, cout: int, dim: int, norm: str, dropout: float, tcn_style: bool):
         super().__init__()
-        drop = nn.Dropout(dropout)
+        drop = Dropout(dropout)
         second = [make_layer(cout, cout), _norm(norm, dim, cout)]
         if tcn_style:
-            second += [nn.ReLU(), nn.Dropout(dropout)]
+            second += [nn.ReLU(), Dropout(dropout)]
         self.body = nn.Sequential(make_layer(cin, cout), _norm(norm, dim, cout), nn.ReLU(), drop, *second)
         self.shortcut = _pointwise(dim, cin, cout) if cin != cout else nn.Identity()
 

@@ -34,9 +34,25 @@ def _with(model: nn.Module, hook: str):
             yield name, fn
 
 
+class StepHooks:
+    """The hooks called at every training step, found once per run: walking the modules each step
+    costs more than a small model's arithmetic."""
+
+    def __init__(self, model: nn.Module):
+        self.regularizers = [fn for _, fn in _with(model, "regularization_loss")]
+        self.post_steps = [fn for _, fn in _with(model, "post_step")]
+
+    def regularization_loss(self) -> torch.Tensor | None:
+        terms = [fn() for fn in self.regularizers]
+        return torch.stack([t.reshape(()) for t in terms]).sum() if terms else None
+
+    def post_step(self) -> None:
+        for fn in self.post_steps:
+            fn()
+
+
 def regularization_loss(model: nn.Module) -> torch.Tensor | None:
-    terms = [fn() for _, fn in _with(model, "regularization_loss")]
-    return torch.stack([t.reshape(()) for t in terms]).sum() if terms else None
+    return StepHooks(model).regularization_loss()
 
 
 def param_groups(model: nn.Module, base_lr: float, weight_decay: float) -> list[dict]:
@@ -52,8 +68,7 @@ def param_groups(model: nn.Module, base_lr: float, weight_decay: float) -> list[
 
 
 def post_step(model: nn.Module) -> None:
-    for _, fn in _with(model, "post_step"):
-        fn()
+    StepHooks(model).post_step()
 
 
 def kernel_sizes(model: nn.Module) -> dict[str, float | list[float]]:

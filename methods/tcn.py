@@ -22,6 +22,7 @@ from torch import nn
 from torch.nn.utils.parametrizations import weight_norm
 
 from methods import register_method
+from methods.dropout import Dropout
 from methods.task import TaskSpec
 
 
@@ -42,7 +43,7 @@ class TemporalBlock(nn.Module):
         self.pad = (kernel_size - 1) * dilation  # on the left only: output t sees t - pad .. t
         self.conv1 = weight_norm(nn.Conv1d(cin, cout, kernel_size, dilation=dilation))
         self.conv2 = weight_norm(nn.Conv1d(cout, cout, kernel_size, dilation=dilation))
-        self.dropout = nn.Dropout(dropout)
+        self.dropout = Dropout(dropout)
         self.shortcut = nn.Conv1d(cin, cout, 1) if cin != cout else nn.Identity()
         if cin != cout:
             nn.init.normal_(self.shortcut.weight, 0.0, 0.01)

@@ -146,18 +146,18 @@ def test_run_killed_mid_way_resumes_from_its_last_epoch(tmp_path, monkeypatch):
     run_grid([cfg], tmp_path / "clean", "cpu", progress=False)
     (clean,), _ = store.load_runs(tmp_path / "clean")
 
-    real, calls = hooks.post_step, []
+    real, calls = hooks.StepHooks.post_step, []
 
-    def dies_in_epoch_two(model):
+    def dies_in_epoch_two(self):
         calls.append(1)
         if len(calls) == 6:  # step 2 of epoch 2 (4 steps an epoch)
             raise KeyboardInterrupt
-        real(model)
+        real(self)
 
-    monkeypatch.setattr(hooks, "post_step", dies_in_epoch_two)
+    monkeypatch.setattr(hooks.StepHooks, "post_step", dies_in_epoch_two)
     assert run_grid([cfg], tmp_path / "killed", "cpu", progress=False).interrupted
     assert (tmp_path / "killed" / "checkpoints" / f"{cfg.run_id}.pt").exists()
-    monkeypatch.setattr(hooks, "post_step", real)
+    monkeypatch.setattr(hooks.StepHooks, "post_step", real)
     run_grid([cfg], tmp_path / "killed", "cpu", progress=False)
     (resumed,), _ = store.load_runs(tmp_path / "killed")
     assert resumed["resumed_at_epoch"] == 1 and clean["resumed_at_epoch"] is None
