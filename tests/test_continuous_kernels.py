@@ -188,6 +188,34 @@ def test_fft_and_direct_agree(x_shape, k_shape, causal):
         assert ((g_fft - g_direct).norm() / g_direct.norm()).item() < 1e-4
 
 
+@pytest.mark.parametrize(
+    ("x_shape", "k_shape", "causal"),
+    [((2, 5, 50), (17,), True), ((2, 5, 50), (50,), True), ((2, 5, 300), (5,), True), ((2, 5, 31), (9,), False),
+     ((2, 5, 20, 23), (7, 9), False), ((2, 5, 16, 16), (17, 17), False)],
+)  # fmt: skip
+def test_depthwise_kernels_on_both_paths_equal_the_diagonal_dense_kernel(x_shape, k_shape, causal):
+    """A (C, 1, ...) weight convolves each channel alone: the dense kernel with it on the diagonal, on both paths."""
+    torch.manual_seed(0)
+    c = x_shape[1]
+    x = torch.randn(x_shape, dtype=torch.float64, requires_grad=True)
+    w = torch.randn(c, 1, *k_shape, dtype=torch.float64, requires_grad=True)
+    b = torch.randn(c, dtype=torch.float64, requires_grad=True)
+    dense = torch.zeros(c, c, *k_shape, dtype=torch.float64)
+    for i in range(c):
+        dense[i, i] = w[i, 0].detach()
+    reference = conv_with_kernel(x.detach(), dense, b.detach(), causal=causal, use_fft=False)
+    grad = torch.randn_like(reference)
+    grads = []
+    for use_fft in (False, True):
+        y = conv_with_kernel(x, w, b, causal=causal, use_fft=use_fft)
+        torch.testing.assert_close(y, reference, rtol=1e-10, atol=1e-10)
+        grads.append(torch.autograd.grad(y, (x, w, b), grad))
+    for g_direct, g_fft in zip(*grads):
+        torch.testing.assert_close(g_fft, g_direct, rtol=1e-10, atol=1e-10)
+    with pytest.raises(ValueError, match="depthwise"):
+        conv_with_kernel(x, torch.randn(c, 2, *k_shape, dtype=torch.float64), None, causal=causal)
+
+
 def test_cost_model_picks_fft_for_wide_kernels_and_direct_for_small():
     assert prefer_fft((32, 36, 32, 32), (36, 36, 21, 21))  # FlexConv with the mask at sigma = 0.3
     assert prefer_fft((32, 30, 1024), (30, 30, 1024), causal=True)  # CKConv over a whole sequence
