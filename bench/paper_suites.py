@@ -52,6 +52,11 @@ CKCONV_BY_DATASET = {  # dropout and SIREN omega_0 per dataset (C.1, 100k models
     "sc_raw": {"dropout": 0.0, "omega_0": 39.451, "kernel_wd": 1e-4},
 }
 SC_RAW_TRAIN = {"batch_size": 32, "epochs": 300}
+# Bai et al.'s TCN: 8 levels on sMNIST / pMNIST (one more than covering 784 steps takes), and their
+# dropout 0.05 everywhere (the per-dataset CKCNN dropouts above must not reach it)
+TCN_LEVELS = {"smnist": {"levels": 8}, "pmnist": {"levels": 8}}
+TCN = {"dropout": 0.05}
+SEQ_BY_DATASET = {d: {**hp, **TCN_LEVELS.get(d, {})} for d, hp in CKCONV_BY_DATASET.items()}
 
 
 def tag(name: str) -> tuple[str, ...]:
@@ -66,8 +71,8 @@ add_suite(
         datasets=("smnist", "pmnist", "scifar10", "npcifar10"),
         seeds=(0, 1, 2),
         train=SEQ_TRAIN,
-        model_by_dataset=CKCONV_BY_DATASET,
-        model_by_method={"flexconv": FLEXTCN6, "ckconv": CKCNN},
+        model_by_dataset=SEQ_BY_DATASET,
+        model_by_method={"flexconv": FLEXTCN6, "ckconv": CKCNN, "tcn": TCN},
         tags=tag("flexconv-seq"),
     )
 )
@@ -82,7 +87,7 @@ add_suite(
         train=SEQ_TRAIN,
         train_by_dataset={"sc_raw": {"batch_size": 32}},
         model_by_dataset=CKCONV_BY_DATASET,
-        model_by_method={"flexconv": FLEXTCN6, "ckconv": CKCNN},
+        model_by_method={"flexconv": FLEXTCN6, "ckconv": CKCNN, "tcn": TCN},
         tags=tag("flexconv-sc"),
     )
 )
