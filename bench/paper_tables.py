@@ -119,8 +119,8 @@ TABLES: tuple[PaperTable, ...] = (
     PaperTable("ckconv-seq", "CKConv: sequential image classification and Speech Commands", "ckconv-seq",
                {"smnist": "sMNIST", "pmnist": "pMNIST", "scifar10": "sCIFAR10", "sc_mfcc": "SC MFCC",
                 "sc_raw": "SC raw"},
-               (Row("CKCNN (100k)", "ckconv", {"arch": "ckcnn", "width": 30}),
-                Row("CKCNN (1M)", "ckconv", {"arch": "ckcnn", "width": 100}))),
+               (Row("CKCNN (100k)", "ckconv", {"arch": "ckcnn", "width": 30, "weight_norm": True}),
+                Row("CKCNN (1M)", "ckconv", {"arch": "ckcnn", "width": 100, "weight_norm": True}))),
     PaperTable("crossres-shapes", "Cross-resolution protocol on procedural shapes (offline; no published numbers)",
                "crossres-shapes", {"shapes": "shapes"}, (), CROSSRES_METRICS),
 )  # fmt: skip

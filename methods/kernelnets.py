@@ -4,7 +4,10 @@ Every net takes positions of shape (N, dim) and returns (out_features, N): the l
 (C_out * C_in, positions) reshapes to a conv weight without a copy.
 
 - `SIREN` (CKConv; Sitzmann et al. 2020, as in the FlexConv repo): sine layers
-  y = sin(omega_0 * (W x + b)), `no_layers` linears in all.
+  y = sin(omega_0 * (W x + b)), `no_layers` linears in all. `weight_norm=True` is the original
+  CKConv repo's kernel net instead: every linear weight-normalised, biases U(-1, 1). That repo
+  draws the SIREN weights after wrapping, into a tensor the weight norm recomputes from its own
+  (g, v) before every forward, so its weights keep PyTorch's default init; so do they here.
 - `MFN` (multiplicative filter networks, Fathony et al. 2021): h_1 = g_1(x),
   h_{l+1} = (W_l h_l + b_l) * g_{l+1}(x), out = W_out h_{L+1} + b_out, with L = `no_layers`
   hidden linears and L + 1 filters g_l, each one of
@@ -32,13 +35,26 @@ def _default_bound(fan_in: int) -> float:
 
 
 class SIREN(nn.Module):
-    def __init__(self, dim: int, out_features: int, hidden: int = 32, no_layers: int = 3, omega_0: float = 30.0):
+    def __init__(
+        self,
+        dim: int,
+        out_features: int,
+        hidden: int = 32,
+        no_layers: int = 3,
+        omega_0: float = 30.0,
+        weight_norm: bool = False,
+    ):
         super().__init__()
         if no_layers < 2:
             raise ValueError(f"SIREN needs no_layers >= 2, got {no_layers}")
         self.omega_0 = float(omega_0)
         sizes = [dim] + [hidden] * (no_layers - 1) + [out_features]
         self.linears = nn.ModuleList(nn.Linear(i, o) for i, o in zip(sizes[:-1], sizes[1:]))
+        if weight_norm:
+            for n, lin in enumerate(self.linears):
+                nn.init.uniform_(lin.bias, -1.0, 1.0)
+                self.linears[n] = nn.utils.parametrizations.weight_norm(lin)
+            return
         with torch.no_grad():
             for n, lin in enumerate(self.linears):
                 fan_in = lin.in_features
@@ -142,10 +158,13 @@ def make_kernel_net(
     omega_0: float,
     input_scale: float | None,
     init_spatial: float,
+    weight_norm: bool = False,
 ) -> nn.Module:
     """`kind` is "siren" or an MFN filter; `input_scale=None` takes the FlexConv repo's value for it."""
     if kind == "siren":
-        return SIREN(dim, out_features, hidden, no_layers, omega_0)
+        return SIREN(dim, out_features, hidden, no_layers, omega_0, weight_norm)
+    if weight_norm:
+        raise ValueError("weight_norm is an option of the SIREN kernel net only")
     if input_scale is None:
         # the FlexConv repo passes kernel.input_scale=25.6 to MAGNet and Gabor but not to
         # FourierNet, which keeps its class default of 256; the ablation ran with that

@@ -39,6 +39,39 @@ def test_flexnet7_has_the_papers_parameter_count():
         )
 
 
+def test_ckcnn_with_the_ckconv_repos_kernel_net():
+    """weight_norm=True: weight norm on every kernel-net layer (one g per output) and U(-1, 1) biases."""
+    smnist = TaskSpec(1, 1, 10, 784, causal=True)
+    count = {wn: sum(p.numel() for p in build_model("ckconv", smnist, arch="ckcnn", weight_norm=wn).parameters())
+             for wn in (False, True)}  # fmt: skip
+    assert count == {False: 95_300, True: 98_286}  # + (32 + 32 + cin * cout) per CKConv
+    stds = {}
+    for wn in (False, True):
+        torch.manual_seed(0)
+        conv = layer("ckconv", 30, 30, 1, 784, weight_norm=wn)
+        stds[wn] = conv.sample_kernel().std().item()
+    assert 0.6 < stds[True] < 0.8 and 0.08 < stds[False] < 0.13  # issue 11: 0.68 (CKConv repo) and 0.099 (ours)
+    linears = conv.net.linears
+    assert all(hasattr(lin, "parametrizations") and lin.parametrizations.weight.original0.shape == (lin.out_features, 1)
+               for lin in linears)  # fmt: skip
+    biases = torch.cat([lin.bias.detach() for lin in linears])
+    assert biases.abs().max() <= 1.0 and biases.abs().max() > 0.9  # U(-1, 1), not the default U(+-1/sqrt(fan_in))
+    first = linears[0].weight.detach()  # PyTorch's default U(+-1/sqrt(fan_in)) = U(+-1) on the 1D input
+    assert first.abs().max() <= 1.0 and first.abs().max() > 0.9
+    with pytest.raises(ValueError, match="SIREN kernel net only"):
+        CKConv(2, 2, dim=1, causal=True, size=16, kernel_net="magnet", weight_norm=True)
+
+
+def test_ckconv_paper_suite_uses_the_ckconv_repos_kernel_net_and_flexconvs_does_not():
+    from bench.grid import build_grid
+    from bench.suites import get_suite
+
+    ckconv_runs = build_grid(get_suite("ckconv-seq"), seeds=(0,)).runs
+    flexconv_runs = build_grid(get_suite("flexconv-seq"), methods_sel=["ckconv"], seeds=(0,)).runs
+    assert ckconv_runs and all(cfg.model["weight_norm"] is True for cfg in ckconv_runs)
+    assert flexconv_runs and all("weight_norm" not in cfg.model for cfg in flexconv_runs)
+
+
 @pytest.mark.parametrize("method", CONTINUOUS)
 @pytest.mark.parametrize("dim", [1, 2])
 def test_gradients_reach_every_parameter(method, dim):
