@@ -188,3 +188,44 @@ add_suite(
         tags=tag("crossres-shapes"),
     )
 )
+
+# -- SMPConv (Kim & Park, CVPR 2023): the runs of sangnekim/SMPConv smp/README.md. FlexTCN-6 (h = 30)
+# on sequences, FlexNet-7 (h = 24) on CIFAR-10, every conv an SMPConv with its small dense kernel;
+# Adam with weight decay 1e-5 (AdamW here), cosine to 1e-6 after 5 warm-up epochs (10 where given).
+# Not reproduced: the input dropout of the MNIST runs (0.1) and the repo's augmentations.
+SMP_BY_DIM = {
+    1: {"arch": "flextcn6", "width": 30, "n_points": 30, "coord_std": 0.1, "small_kernel_size": 5},
+    2: {"arch": "flexnet7", "width": 24, "n_points": 16, "coord_std": 0.05, "small_kernel_size": 3},
+}
+SMP_BY_DATASET = {  # radius, dropout and the points' bias per run
+    "smnist": {"radius": 0.002, "dropout": 0.0, "bias": False},
+    "pmnist": {"radius": 0.002, "dropout": 0.0, "bias": False},
+    "scifar10": {"radius": 0.002, "dropout": 0.0, "bias": True},
+    "sc_mfcc": {"radius": 0.012, "dropout": 0.2, "bias": True},
+    "sc_raw": {"radius": 0.0002, "dropout": 0.1, "bias": False},
+    "cifar10": {"radius": 0.12, "dropout": 0.1, "bias": False},
+}
+SMP_TRAIN_BY_DATASET = {
+    "smnist": adam(1e-4, weight_decay=1e-5, epochs=200, batch_size=64),
+    "pmnist": adam(1e-4, weight_decay=1e-5, epochs=200, batch_size=64),
+    "scifar10": adam(2e-4, weight_decay=1e-5, epochs=200, batch_size=64),
+    "sc_mfcc": adam(2e-3, weight_decay=1e-5, epochs=300, batch_size=32),
+    "sc_raw": adam(1e-3, weight_decay=1e-5, epochs=160, batch_size=32, warmup_epochs=10),
+    "cifar10": adam(5e-3, weight_decay=1e-5, epochs=210, batch_size=64, warmup_epochs=10),
+}
+
+add_suite(
+    Suite(
+        name="smpconv",
+        description="SMPConv (README): sMNIST, pMNIST, sCIFAR10, Speech Commands MFCC and raw (FlexTCN-6), CIFAR-10 "
+        "(FlexNet-7) (GPU, downloads)",
+        methods=("smpconv",),
+        datasets=tuple(SMP_BY_DATASET),
+        seeds=(0, 1, 2),
+        train={"warmup_epochs": 5},
+        train_by_dataset=SMP_TRAIN_BY_DATASET,
+        model_by_dim=SMP_BY_DIM,
+        model_by_dataset=SMP_BY_DATASET,
+        tags=tag("smpconv"),
+    )
+)

@@ -121,6 +121,9 @@ TABLES: tuple[PaperTable, ...] = (
                 "sc_raw": "SC raw"},
                (Row("CKCNN (100k)", "ckconv", {"arch": "ckcnn", "width": 30, "weight_norm": True}),
                 Row("CKCNN (1M)", "ckconv", {"arch": "ckcnn", "width": 100, "weight_norm": True}))),
+    PaperTable("smpconv", "SMPConv (repository README): sequential and image classification", "smpconv",
+               {"smnist": "sMNIST", "pmnist": "pMNIST", "scifar10": "sCIFAR10", "sc_mfcc": "SC MFCC",
+                "sc_raw": "SC raw", "cifar10": "CIFAR-10"}, (Row("SMPConv", "smpconv"),)),
     PaperTable("crossres-shapes", "Cross-resolution protocol on procedural shapes (offline; no published numbers)",
                "crossres-shapes", {"shapes": "shapes"}, (), CROSSRES_METRICS),
 )  # fmt: skip

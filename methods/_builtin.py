@@ -23,4 +23,5 @@ BUILTIN_METHODS = {
     "flexconv_siren": "methods.flexconv",
     "flexconv_gabor": "methods.flexconv",
     "flexconv_fourier": "methods.flexconv",
+    "smpconv": "methods.smpconv",
 }

@@ -1,0 +1,152 @@
+"""The methods after FlexConv: SMPConv, CCNN's separable FlexConv and the CCNN, S4D.
+
+Their kernels against the papers' formulas, their initialisations, hooks and the parameter
+counts of the paper suites' configurations against the published sizes.
+"""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from torch import nn
+
+import datasets
+import methods
+from bench.errors import UserError
+from bench.grid import build_grid
+from bench.reference import load_reference
+from bench.suites import get_suite
+from methods import TaskSpec, hooks
+from methods.smpconv import SMPConv
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def n_params(model: nn.Module) -> int:
+    return sum(p.numel() for p in model.parameters() if p.requires_grad)
+
+
+def card_task(dataset: str) -> TaskSpec:
+    """The dataset's task from its card ("3 x 1024"), without loading (or downloading) it."""
+    card = datasets.get_entry(dataset).card
+    channels, *size = (int(n) for n in card.shape.split(" (")[0].split(" x "))  # without "(option sr)"
+    return TaskSpec(card.dim, channels, card.classes, size[0] if card.dim == 1 else tuple(size), card.causal)
+
+
+def suite_param_counts(suite: str) -> dict[str, int]:
+    """Parameters of each (dataset) run of a paper suite."""
+    counts = {}
+    for cfg in build_grid(get_suite(suite), seeds=(0,)).runs:
+        counts[cfg.dataset] = n_params(methods.build_model(cfg.method, card_task(cfg.dataset), **cfg.model))
+    return counts
+
+
+def layer(name: str, cin: int, cout: int, dim: int, causal: bool, size, **hp) -> nn.Module:
+    return methods.get_method(name).obj(cin, cout, dim=dim, causal=causal, size=size, **hp)
+
+
+# -- SMPConv ------------------------------------------------------------------------------------
+
+
+def test_smpconv_paper_suite_has_the_published_sizes():
+    counts = suite_param_counts("smpconv")
+    # sangnekim/SMPConv smp/README.md: 371k, 371k, 373k, 392k, 371k, 490k
+    assert counts == {"smnist": 370_960, "pmnist": 370_960, "scifar10": 373_480, "sc_mfcc": 391_840,
+                      "sc_raw": 370_960, "cifar10": 489_622}  # fmt: skip
+    refs = load_reference()
+    columns = {"smnist": "sMNIST", "pmnist": "pMNIST", "scifar10": "sCIFAR10", "sc_mfcc": "SC MFCC",
+               "sc_raw": "SC raw", "cifar10": "CIFAR-10"}  # fmt: skip
+    for dataset, count in counts.items():
+        assert round(count, -3) == refs[("smpconv", "SMPConv", columns[dataset], "accuracy")].params
+
+
+def set_points(conv: SMPConv, positions, radii, weights) -> None:
+    with torch.no_grad():
+        conv.positions.copy_(torch.tensor(positions, dtype=torch.float32))
+        conv.radius.copy_(torch.tensor(radii, dtype=torch.float32))
+        conv.weight.copy_(torch.tensor(weights, dtype=torch.float32))
+
+
+def test_smpconv_kernel_is_the_averaged_linear_interpolation_of_its_points():
+    conv = SMPConv(1, 1, dim=1, causal=False, size=9, n_points=2, radius=None, coord_std=0.1, small_kernel_size=0)
+    assert conv.grid == (9,) and conv.radius[0, 0].item() == pytest.approx(0.25)  # one spacing of the 9-grid
+    # point a at 0 (radius 2 spacings), point b at +0.375 (radius 1 spacing): b's support overlaps a's at +0.25
+    set_points(conv, [[[0.0], [0.375]]], [[0.5, 0.25]], [[[2.0, -4.0]]])
+    x = torch.linspace(-1, 1, 9)
+    a = 2.0 * torch.relu(1 - (x - 0.0).abs() / 0.5)
+    b = -4.0 * torch.relu(1 - (x - 0.375).abs() / 0.25)
+    expected = (a + b) / ((a != 0).int() + (b != 0).int()).clamp(min=1)
+    torch.testing.assert_close(conv.sample_kernel()[0, 0], expected)
+    assert expected[5] == pytest.approx((1.0 - 2.0) / 2)  # +0.25: the average of both points
+
+
+def test_smpconv_2d_support_is_an_l1_diamond():
+    conv = SMPConv(1, 2, dim=2, causal=False, size=(9, 9), n_points=1, radius=0.5, coord_std=0.1, small_kernel_size=0)
+    set_points(conv, [[[0.0, 0.0]], [[0.5, -0.25]]], [[0.5], [0.25]], [[[1.0]], [[3.0]]])
+    kernel = conv.sample_kernel()
+    centre = kernel[0, 0]
+    assert centre[4, 4] == 1.0 and centre[4, 5] == centre[3, 4] == 0.5  # one step along an axis: half
+    assert centre[3, 3] == 0.0 and (centre != 0).sum() == 5  # a diagonal step is two steps in L1
+    assert kernel[1, 0][6, 3] == 3.0 and (kernel[1, 0] != 0).sum() == 1  # (y, x) = (0.5, -0.25), radius 1 step
+
+
+def test_smpconv_causal_init_starts_at_the_present_and_hooks():
+    torch.manual_seed(0)
+    conv = layer("smpconv", 3, 8, 1, True, 100)
+    p = conv.positions.detach()
+    assert p.shape == (8, 30, 1) and p.min() >= -1 and p.max() <= 1
+    assert p.mean() > 0.75 and (p > 0.5).float().mean() > 0.95  # 1 - 2|z|, z ~ N(0, 0.1^2)
+    assert torch.all(conv.radius == 2 / 99) and conv.weight.std().item() == pytest.approx(0.02, rel=0.1)
+    assert conv.small_weight.shape == (8, 3, 5) and conv.normalises_output
+    groups = hooks.param_groups(conv, base_lr=0.01, weight_decay=0.05)
+    radius = next(g for g in groups if any(q is conv.radius for q in g["params"]))
+    positions = next(g for g in groups if any(q is conv.positions for q in g["params"]))
+    assert radius["lr"] == pytest.approx(0.001) and radius["weight_decay"] == 0.0
+    assert positions["lr"] == 0.01 and positions["weight_decay"] == 0.0
+    assert {id(q) for q in conv.size_parameters()} == {id(conv.positions), id(conv.radius)}
+    with torch.no_grad():
+        conv.radius[0, 0] = -1.0
+        conv.radius[0, 1] = 5.0
+    conv.post_step()
+    assert conv.radius[0, 0].item() == pytest.approx(1e-4) and conv.radius[0, 1].item() == 1.0
+
+
+def test_smpconv_kernel_size_is_the_extent_its_points_cover():
+    conv = SMPConv(1, 2, dim=1, causal=True, size=101, n_points=2, radius=0.01, coord_std=0.1, small_kernel_size=0)
+    set_points(conv, [[[1.0], [0.5]], [[0.9], [0.9]]], [[0.02, 0.02], [0.04, 0.02]], [[[1.0, 1.0]], [[1.0, 1.0]]])
+    # channel 0: [0.48, 1] -> 0.52 * 50 + 1 = 27 taps; channel 1: [0.86, 0.94] -> 5 taps
+    assert conv.kernel_sizes() == pytest.approx(16.0)
+    conv2d = SMPConv(1, 1, dim=2, causal=False, size=(21, 41), n_points=2, radius=0.1, coord_std=0.1,
+                     small_kernel_size=0)  # fmt: skip
+    set_points(conv2d, [[[-0.4, 0.0], [0.4, 0.0]]], [[0.1, 0.1]], [[[1.0, 1.0]]])
+    assert conv2d.kernel_sizes() == pytest.approx([11.0, 5.0])  # rows: 1.0 * 10 + 1; columns: 0.2 * 20 + 1
+
+
+def test_smpconv_branches_carry_their_norms_and_the_backbone_adds_none():
+    task = TaskSpec(1, 2, 3, 32, causal=True)
+    block = methods.build_model("smpconv", task, width=4).features[0]
+    assert isinstance(block.body[0], SMPConv) and isinstance(block.body[1], nn.ReLU)
+    plain = methods.build_model("smpconv", task, width=4, small_kernel_size=0).features[0]
+    assert isinstance(plain.body[1], nn.BatchNorm1d) and not hasattr(plain.body[0], "norm")
+    conv = block.body[0].eval()
+    x = torch.randn(2, 2, 32)
+    with torch.no_grad():
+        points = nn.functional.conv1d(nn.functional.pad(x, (31, 0)), conv.sample_kernel())
+        small = nn.functional.conv1d(nn.functional.pad(x, (4, 0)), conv.small_weight)
+        torch.testing.assert_close(conv(x), conv.norm(points) + conv.small_norm(small))
+
+
+@pytest.mark.parametrize(
+    "hp, message",
+    [({"n_points": 0}, "n_points >= 1"), ({"radius": 0.0}, "radius > 0"), ({"coord_std": -1.0}, "coord_std > 0"),
+     ({"small_kernel_size": 4}, "odd")],
+)  # fmt: skip
+def test_smpconv_bad_hyperparameters(hp, message):
+    with pytest.raises(UserError, match=message):
+        layer("smpconv", 2, 2, 2, False, (8, 8), **hp)
