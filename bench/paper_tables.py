@@ -64,6 +64,11 @@ TCN_ARCHS = {"flextcn2": "FlexTCN-2", "flextcn4": "FlexTCN-4", "flextcn6": "Flex
 SEQ_ROWS = (*_variants("flexconv", "", {"width": 30}, TCN_ARCHS), Row("CKCNN", "ckconv", {"arch": "ckcnn", "width": 30}),
             Row("TCN", "tcn"))  # fmt: skip
 
+CCNN_4_140 = {"blocks": 4, "width": 140, "kernel_hidden": 32}
+CCNN_6_380 = {"blocks": 6, "width": 380, "kernel_hidden": 64}
+CCNN_COLUMNS = {"smnist": "sMNIST", "pmnist": "pMNIST", "scifar10": "sCIFAR10", "sc_mfcc": "SC MFCC",
+                "sc_raw": "SC raw", "cifar10": "CIFAR-10", "cifar100": "CIFAR-100", "stl10": "STL-10"}  # fmt: skip
+
 TABLES: tuple[PaperTable, ...] = (
     PaperTable("flexconv-t1", "FlexConv Table 1: sequential image classification", "flexconv-seq",
                {"smnist": "sMNIST", "pmnist": "pMNIST", "scifar10": "sCIFAR10", "npcifar10": "npCIFAR10"}, SEQ_ROWS),
@@ -124,6 +129,12 @@ TABLES: tuple[PaperTable, ...] = (
     PaperTable("smpconv", "SMPConv (repository README): sequential and image classification", "smpconv",
                {"smnist": "sMNIST", "pmnist": "pMNIST", "scifar10": "sCIFAR10", "sc_mfcc": "SC MFCC",
                 "sc_raw": "SC raw", "cifar10": "CIFAR-10"}, (Row("SMPConv", "smpconv"),)),
+    *(PaperTable(key, f"CCNN Table 1, {label} (published numbers not yet verified here)", suite, CCNN_COLUMNS,
+                 (Row(label, "ccnn", size),))
+      for key, label, suite, size in (("ccnn-t1", "CCNN-4,140", "ccnn", CCNN_4_140),
+                                      ("ccnn-t1-6380", "CCNN-6,380", "ccnn-6380", CCNN_6_380))),
+    PaperTable("ccnn-pr1", "CCNN-4,140 on CIFAR-10 as in david-knigge/ccnn PR #1 (Table 1's command)", "ccnn",
+               {"cifar10": "CIFAR-10"}, (Row("CCNN-4,140", "ccnn", CCNN_4_140),)),
     PaperTable("crossres-shapes", "Cross-resolution protocol on procedural shapes (offline; no published numbers)",
                "crossres-shapes", {"shapes": "shapes"}, (), CROSSRES_METRICS),
 )  # fmt: skip

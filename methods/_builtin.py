@@ -24,4 +24,6 @@ BUILTIN_METHODS = {
     "flexconv_gabor": "methods.flexconv",
     "flexconv_fourier": "methods.flexconv",
     "smpconv": "methods.smpconv",
+    "flexconv_sep": "methods.ccnn",
+    "ccnn": "methods.ccnn",
 }

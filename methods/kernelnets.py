@@ -15,7 +15,8 @@ Every net takes positions of shape (N, dim) and returns (out_features, N): the l
     "gabor":   exp(-1/2 gamma_l^2 |x - mu_l|^2) sin(A_l x + c_l)                 (isotropic MFN-Gabor)
     "fourier": sin(A_l x + c_l)                                                  (MFN-Fourier)
 
-Initialisations follow the FlexConv repository (methods.md A.2b). The filters' parameters
+Initialisations follow the FlexConv repository (methods.md A.2b); `ccnn_init_` redraws an
+MFN as the CCNN repository initialises its MAGNet (methods.md A.2c). The filters' parameters
 are stacked over l so one batched op evaluates all of them.
 """
 
@@ -146,6 +147,32 @@ class MFN(nn.Module):
         if self.filter != "fourier":
             freq = freq + stddevs * self.gamma.abs()
         return freq.flatten(1).amax(1) / (2 * math.pi)
+
+
+def ccnn_init_(net: MFN, omega_0: float, init_spatial: float, causal: bool) -> MFN:
+    """Initialise `net` in place as CCNN's MAGNet (david-knigge/ccnn; methods.md A.2c).
+
+    Frequencies A_l = U(+-1/sqrt(dim)) * 2 pi omega_0 gamma_l (gamma as drawn), phases c_l = 0;
+    envelope centres mu = s U(-1, 1), or on causal sequences 1 - s U(0, 1) (near the present);
+    hidden and output linears Kaiming-uniform for a linear layer, U(+-sqrt(3 / H)), with biases 1
+    and 0. CCNN's "Chang" scaling of the output layer depends on the kernel's size: the caller's.
+    """
+    if net.filter == "fourier":
+        raise ValueError("CCNN's initialisation is MAGNet's or Gabor's: the filters need envelopes")
+    n_filters, hidden, dim = net.A.shape
+    with torch.no_grad():
+        net.A.uniform_(-_default_bound(dim), _default_bound(dim)).mul_(2 * math.pi * omega_0 * net.gamma)
+        net.c.zero_()
+        if causal:
+            net.mu.copy_(1.0 - init_spatial * torch.rand_like(net.mu))
+        else:
+            net.mu.uniform_(-init_spatial, init_spatial)
+        bound = math.sqrt(3.0 / hidden)
+        for weight in (net.W, net.W_out):
+            weight.uniform_(-bound, bound)
+        net.b.fill_(1.0)
+        net.b_out.zero_()
+    return net
 
 
 def make_kernel_net(

@@ -6,6 +6,8 @@ counts of the paper suites' configurations against the published sizes.
 
 from __future__ import annotations
 
+import math
+
 import pytest
 import torch
 from torch import nn
@@ -150,3 +152,99 @@ def test_smpconv_branches_carry_their_norms_and_the_backbone_adds_none():
 def test_smpconv_bad_hyperparameters(hp, message):
     with pytest.raises(UserError, match=message):
         layer("smpconv", 2, 2, 2, False, (8, 8), **hp)
+
+
+# -- CCNN and its separable FlexConv -------------------------------------------------------------
+
+
+def test_ccnn_table1_sizes():
+    """CCNN-4,140 / CCNN-6,380 as the suites build them for CCNN's Table 1 runs.
+
+    Sources: the paper's "200K" and "2M"; published_results.md D.5 (from the ccnn repo's layers):
+    CCNN-4,140 about 199-201k, CCNN-6,380 about 1.99-2.00M parameters on sMNIST and CIFAR-10.
+    """
+    small, large = suite_param_counts("ccnn"), suite_param_counts("ccnn-6380")
+    assert (small["smnist"], small["cifar10"]) == (198_769, 201_042)
+    assert (large["smnist"], large["cifar10"]) == (1_993_091, 1_999_366)
+    # more input channels (sCIFAR10, SC MFCC) or classes (CIFAR-100) add a little, the rest is the same net
+    assert small == {"smnist": 198_769, "pmnist": 198_769, "scifar10": 199_117, "sc_mfcc": 202_075,
+                     "sc_raw": 198_769, "cifar10": 201_042, "cifar100": 213_732, "stl10": 201_042}  # fmt: skip
+    assert large["sc_raw"] == large["pmnist"] == 1_993_091 and large["stl10"] == 1_999_366
+
+
+@pytest.mark.parametrize("dim", [1, 2])
+def test_separable_flexconv_is_a_depthwise_flexconv_then_a_pointwise_mixing(dim):
+    torch.manual_seed(0)
+    size = 40 if dim == 1 else (12, 12)
+    conv = layer("flexconv_sep", 5, 7, dim, dim == 1, size).eval()
+    magnet = 4 * 32 * (3 * dim + 1) + 3 * (32 * 32 + 32) + 33 * 5  # 4 filters, 3 hidden linears, output to C_in
+    assert n_params(conv) == magnet + 5 + dim + 5 * 7 + 7  # depthwise bias, mask width; pointwise
+    kernel = conv.depthwise.sample_kernel()
+    assert kernel.shape[:2] == (5, 1)
+    x = torch.randn(2, 5, *((size,) if dim == 1 else size))
+    if dim == 1:  # causal: left padding
+        depthwise = nn.functional.conv1d(nn.functional.pad(x, (kernel.shape[-1] - 1, 0)), kernel, groups=5)
+    else:
+        depthwise = nn.functional.conv2d(x, kernel, padding=tuple(k // 2 for k in kernel.shape[2:]), groups=5)
+    expected = conv.pointwise(depthwise + conv.depthwise.bias.view(1, 5, *[1] * dim))
+    with torch.no_grad():
+        torch.testing.assert_close(conv(x), expected, rtol=1e-4, atol=1e-5)
+
+
+def test_separable_flexconv_mask_as_in_ccnn():
+    conv = layer("flexconv_sep", 3, 4, 1, True, 64).depthwise
+    assert "mask_mean" in dict(conv.named_buffers()) and conv.mask_mean.item() == 1.0  # fixed at the present
+    (group,) = conv.param_groups(0.01)
+    assert group["params"] == [conv.mask_width] and group["lr"] == 0.01 and "weight_decay" not in group
+    (group,) = hooks.param_groups(conv, base_lr=0.01, weight_decay=1e-4)[1:]
+    assert group["weight_decay"] == 1e-4  # CCNN's decay reaches its masks
+    learned = layer("flexconv_sep", 3, 4, 1, True, 64, learn_mean=True, mask_lr_factor=0.1).depthwise
+    assert {n for n, _ in learned.named_parameters()} >= {"mask_mean", "mask_width"}
+    assert learned.param_groups(0.01)[0]["lr"] == pytest.approx(0.001)
+
+
+@pytest.mark.parametrize("causal", [True, False])
+def test_separable_flexconv_kernel_net_has_ccnns_initialisation(causal):
+    torch.manual_seed(0)
+    size = 784 if causal else (32, 32)
+    conv = layer("flexconv_sep", 3, 4, 1 if causal else 2, causal, size, omega_0=2976.49).depthwise
+    net, s = conv.net, 1.667 * 0.075
+    if causal:  # envelopes start at and before the present: 1 - s U(0, 1)
+        assert net.mu.min() >= 1 - s and net.mu.max() <= 1.0
+    else:
+        assert net.mu.abs().max() <= s and net.mu.min() < 0 < net.mu.max()
+    dim = net.A.shape[-1]
+    ratio = (net.A / (2 * math.pi * 2976.49 * net.gamma)).abs()  # the default 1x1-conv init, U(+-1/sqrt(dim))
+    assert ratio.max() <= 1 / math.sqrt(dim) and ratio.max() > 0.9 / math.sqrt(dim)
+    assert torch.all(net.c == 0) and torch.all(net.b == 1) and torch.all(net.b_out == 0)
+    assert net.W.abs().max() <= math.sqrt(3 / 32) and net.W.abs().max() > 0.9 * math.sqrt(3 / 32)
+    taps = math.prod(b - a for a, b in conv.crop())  # Chang: the output layer times sqrt(1 / taps)
+    assert taps == (64 if causal else 25)
+    bound = math.sqrt(3 / 32) / math.sqrt(taps)
+    assert net.W_out.abs().max() <= bound and net.W_out.abs().max() > 0.9 * bound
+
+
+def test_ccnn_blocks_are_pre_norm_s4_blocks_with_a_mean_readout():
+    torch.manual_seed(0)
+    task = TaskSpec(1, 2, 3, 40, causal=True)
+    model = methods.build_model("ccnn", task, blocks=2, width=6).eval()
+    assert [type(m) for m in model.stem] == [type(model.stem[0]), nn.BatchNorm1d, nn.GELU]
+    block = model.blocks[0]
+    norm, conv, _, drop, linear, _ = block.body
+    assert isinstance(norm, nn.BatchNorm1d) and isinstance(drop, nn.Dropout1d)
+    x = torch.randn(3, 6, 40)
+    with torch.no_grad():
+        hand = x + nn.functional.gelu(linear(nn.functional.gelu(conv(norm(x)))))
+        torch.testing.assert_close(block(x), hand)
+        inp = torch.randn(3, 2, 40)
+        h = model.out_norm(model.blocks(model.stem(inp)))
+        torch.testing.assert_close(model(inp), model.head(h.mean(-1)))
+
+
+@pytest.mark.parametrize(
+    "hp, message",
+    [({"blocks": 0}, "blocks, width >= 1"), ({"dropout": 1.0}, "dropouts"), ({"omega_0": 0.0}, "omega_0")],
+)
+def test_ccnn_bad_hyperparameters(hp, message):
+    with pytest.raises(UserError, match=message):
+        methods.build_model("ccnn", TaskSpec(1, 1, 2, 16, causal=True), **hp)
