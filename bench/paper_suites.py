@@ -35,14 +35,15 @@ NJET = {"weight_decay": 1e-5}  # the N-Jet rows use wd 1e-5
 FLEXNET7 = {"arch": "flexnet7", "width": 24, "dropout": 0.2}
 FLEXNET5 = {"arch": "flexnet5", "width": 22, "dropout": 0.2}
 LAYER_METHODS = ("flexconv", "conv", "conv33", "njet", "ckconv", "ckconv_magnet", "flexconv_siren", "flexconv_gabor",
-                 "flexconv_fourier", "dcn_sigma", "dcls", "deformable", "srf_gauss", "dilated")  # fmt: skip
+                 "flexconv_fourier", "dcn_sigma", "dcls", "deformable", "srf_gauss", "dilated",
+                 "smpconv", "flexconv_sep", "s4d")  # fmt: skip
 CIFAR_RESNETS = ("resnet20", "resnet32", "resnet44", "resnet56", "resnet110")
 RESNET_WIDTH = {name: {"width": 16} for name in CIFAR_RESNETS}  # He et al.'s 16/32/64, not the FlexNet width
 ANTIALIAS = {"antialias": 0.1}  # Table 4's "gabor" target: lambda 0.1, no mask term (the headline row)
 
 # -- sequences: FlexTCN test case (C.2) and CKConv runs (C.1); both Adam 1e-3, no warm-up
 SEQ_TRAIN = adam(1e-3, warmup_epochs=0, batch_size=64, epochs=200)
-FLEXTCN6 = {"arch": "flextcn6", "width": 30, "dropout": 0.1, "kernel_wd": 1e-4}
+FLEXTCN6 = {"arch": "flextcn6", "width": 30, "dropout": 0.1, "kernel_wd": 1e-4}  # also S4D's net (no kernel_wd)
 CKCNN = {"arch": "ckcnn", "width": 30}  # the 100k model; the 1M one is width 100
 # the CKConv paper's own runs: the CKConv repo's weight-normed kernel net (methods/kernelnets.py)
 CKCNN_ORIGINAL = {**CKCNN, "weight_norm": True}
@@ -68,13 +69,14 @@ def tag(name: str) -> tuple[str, ...]:
 add_suite(
     Suite(
         name="flexconv-seq",
-        description="FlexConv Table 1: sMNIST, pMNIST, sCIFAR10, npCIFAR10 with FlexTCN-6, CKCNN and TCN (GPU, downloads)",
-        methods=("flexconv", "ckconv", "tcn"),
+        description="FlexConv Table 1: sMNIST, pMNIST, sCIFAR10, npCIFAR10 with FlexTCN-6, CKCNN, TCN and FlexTCN-6 "
+        "with S4D (GPU, downloads)",
+        methods=("flexconv", "ckconv", "tcn", "s4d"),
         datasets=("smnist", "pmnist", "scifar10", "npcifar10"),
         seeds=(0, 1, 2),
         train=SEQ_TRAIN,
         model_by_dataset=SEQ_BY_DATASET,
-        model_by_method={"flexconv": FLEXTCN6, "ckconv": CKCNN, "tcn": TCN},
+        model_by_method={"flexconv": FLEXTCN6, "ckconv": CKCNN, "tcn": TCN, "s4d": FLEXTCN6},
         tags=tag("flexconv-seq"),
     )
 )
@@ -82,14 +84,15 @@ add_suite(
 add_suite(
     Suite(
         name="flexconv-sc",
-        description="FlexConv Table 2: Speech Commands raw and MFCC with FlexTCN-6, CKCNN and TCN (GPU, downloads)",
-        methods=("flexconv", "ckconv", "tcn"),
+        description="FlexConv Table 2: Speech Commands raw and MFCC with FlexTCN-6, CKCNN, TCN and FlexTCN-6 with S4D "
+        "(GPU, downloads)",
+        methods=("flexconv", "ckconv", "tcn", "s4d"),
         datasets=("sc_raw", "sc_mfcc"),
         seeds=(0, 1, 2),
         train=SEQ_TRAIN,
         train_by_dataset={"sc_raw": {"batch_size": 32}},
         model_by_dataset=CKCONV_BY_DATASET,
-        model_by_method={"flexconv": FLEXTCN6, "ckconv": CKCNN, "tcn": TCN},
+        model_by_method={"flexconv": FLEXTCN6, "ckconv": CKCNN, "tcn": TCN, "s4d": FLEXTCN6},
         tags=tag("flexconv-sc"),
     )
 )

@@ -62,7 +62,7 @@ F7 = {"arch": "flexnet7", "width": 24}
 F5 = {"arch": "flexnet5", "width": 22}
 TCN_ARCHS = {"flextcn2": "FlexTCN-2", "flextcn4": "FlexTCN-4", "flextcn6": "FlexTCN-6"}
 SEQ_ROWS = (*_variants("flexconv", "", {"width": 30}, TCN_ARCHS), Row("CKCNN", "ckconv", {"arch": "ckcnn", "width": 30}),
-            Row("TCN", "tcn"))  # fmt: skip
+            Row("TCN", "tcn"), Row("FlexTCN-6 with S4D", "s4d", {"arch": "flextcn6", "width": 30}))  # fmt: skip
 
 CCNN_4_140 = {"blocks": 4, "width": 140, "kernel_hidden": 32}
 CCNN_6_380 = {"blocks": 6, "width": 380, "kernel_hidden": 64}
@@ -94,6 +94,9 @@ TABLES: tuple[PaperTable, ...] = (
         Row("FlexNet-7 with deformable conv", "deformable", F7),
         Row("FlexNet-7 with SRF (Gaussian blur)", "srf_gauss", F7),
         Row("FlexNet-7 with dilated conv", "dilated", F7),
+        Row("FlexNet-7 with SMPConv", "smpconv", F7),
+        Row("FlexNet-7 with separable FlexConv (CCNN)", "flexconv_sep", F7),
+        Row("FlexNet-7 with S4D (per-axis, S4ND)", "s4d", F7),
         *(Row(f"CIFARResNet-{d}", f"resnet{d}", {"width": 16}) for d in (20, 32, 44, 56, 110)),
     )),
     PaperTable("flexconv-t4", "FlexConv Table 4: CIFAR-10, train at 16 px, test and fine-tune at 32 px",

@@ -26,4 +26,5 @@ BUILTIN_METHODS = {
     "smpconv": "methods.smpconv",
     "flexconv_sep": "methods.ccnn",
     "ccnn": "methods.ccnn",
+    "s4d": "methods.s4d",
 }

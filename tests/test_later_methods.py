@@ -248,3 +248,117 @@ def test_ccnn_blocks_are_pre_norm_s4_blocks_with_a_mean_readout():
 def test_ccnn_bad_hyperparameters(hp, message):
     with pytest.raises(UserError, match=message):
         methods.build_model("ccnn", TaskSpec(1, 1, 2, 16, causal=True), **hp)
+
+
+# -- S4D ----------------------------------------------------------------------------------------
+
+
+def ssm_recurrence(conv, u: torch.Tensor, axis: int = 0, side: int = 0) -> torch.Tensor:
+    """y[t] = 2 Re sum_n C_n s_n[t], s_n[t] = exp(dt A_n) s_n[t-1] + (exp(dt A_n) - 1) / A_n u[t]: the SSM run step by step."""
+    dt = conv.log_dt[axis].exp().double().unsqueeze(-1)
+    A = torch.complex(-conv.log_A_real[axis].exp().double(), conv.A_imag[axis].double())
+    C = torch.view_as_complex(conv.C[axis, side].double().contiguous())
+    a_bar, b_bar = torch.exp(dt * A), (torch.exp(dt * A) - 1) / A
+    state = torch.zeros(u.shape[0], *A.shape, dtype=A.dtype)
+    out = []
+    for t in range(u.shape[-1]):
+        state = a_bar * state + b_bar * u[..., t].double().unsqueeze(-1)
+        out.append(2 * (C * state).sum(-1).real)
+    return torch.stack(out, -1)
+
+
+def test_s4d_causal_layer_is_the_diagonal_ssm_run_step_by_step():
+    torch.manual_seed(0)
+    conv = layer("s4d", 2, 3, 1, True, 60, state_size=8).eval()
+    x = torch.randn(2, 2, 60)
+    with torch.no_grad():
+        u = conv.mix(x)
+        expected = ssm_recurrence(conv, u) + conv.D.view(1, -1, 1).double() * u.double()
+        torch.testing.assert_close(conv(x).double(), expected, rtol=1e-4, atol=1e-4)
+    assert conv.sample_kernel().shape == (3, 1, 60)  # every lag of the input
+
+
+def test_s4d_centred_sequence_adds_an_ssm_run_backwards_from_the_next_step():
+    torch.manual_seed(0)
+    conv = layer("s4d", 2, 3, 1, False, 30, state_size=8, kernel_size=59).eval()  # lags -29 .. 29: all of them
+    x = torch.randn(2, 2, 30)
+    with torch.no_grad():
+        u = conv.mix(x)
+        past = ssm_recurrence(conv, u, side=0)
+        # the future side: the second C run over the reversed input, without its lag 0 (the impulse response at 0)
+        lag0 = ssm_recurrence(conv, torch.ones(1, 3, 1), side=1)
+        future = ssm_recurrence(conv, u.flip(-1), side=1).flip(-1) - lag0 * u.double()
+        expected = past + future + conv.D.view(1, -1, 1).double() * u.double()
+        torch.testing.assert_close(conv(x).double(), expected, rtol=1e-4, atol=1e-4)
+
+
+def test_s4d_image_kernel_is_the_outer_product_of_one_ssm_kernel_per_axis():
+    torch.manual_seed(0)
+    conv = layer("s4d", 2, 3, 2, False, (9, 12), state_size=8).eval()
+    x = torch.randn(2, 2, 9, 12)
+    with torch.no_grad():
+        u, kernel = conv.mix(x), conv.sample_kernel()
+        assert kernel.shape == (3, 1, 9, 13)
+        rows, cols = kernel[:, 0, :, 6], kernel[:, 0, 4, :]  # the centre row and column
+        torch.testing.assert_close(kernel[:, 0], rows.unsqueeze(-1) * cols.unsqueeze(1) / kernel[:, 0, 4:5, 6:7])
+        # separable: one 1D convolution per axis gives the layer's output
+        along_y = nn.functional.conv2d(u, rows.view(3, 1, 9, 1) / kernel[:, 0, 4, 6].view(3, 1, 1, 1), padding=(4, 0),
+                                       groups=3)  # fmt: skip
+        both = nn.functional.conv2d(along_y, cols.view(3, 1, 1, 13), padding=(0, 6), groups=3)
+        torch.testing.assert_close(conv(x), both + conv.D.view(1, 3, 1, 1) * u, rtol=1e-4, atol=1e-5)
+
+
+def test_s4d_init_optimizer_group_and_size():
+    torch.manual_seed(0)
+    conv = layer("s4d", 4, 50, 1, True, 1000)
+    dt = conv.log_dt.exp()
+    assert dt.min() >= 0.001 and dt.max() <= 0.1 and dt.max() / dt.min() > 20  # log-uniform in [1e-3, 0.1]
+    torch.testing.assert_close(conv.log_A_real.exp(), torch.full((1, 50, 32), 0.5))  # Re A = -1/2
+    torch.testing.assert_close(conv.A_imag[0, 0], math.pi * torch.arange(32.0))  # Im A = pi n (S4D-Lin)
+    assert conv.C.square().sum(-1).mean().item() == pytest.approx(1.0, rel=0.1)  # C ~ CN(0, 1)
+    for base_lr, expected in ((0.01, 1e-3), (1e-4, 1e-4)):
+        groups = hooks.param_groups(conv, base_lr=base_lr, weight_decay=0.05)
+        ssm = groups[1]
+        assert ssm["lr"] == expected and ssm["weight_decay"] == 0.0
+        assert {id(p) for p in ssm["params"]} == {id(conv.log_dt), id(conv.log_A_real), id(conv.A_imag)}
+        assert {id(p) for p in groups[0]["params"]} == {id(p) for p in (conv.C, conv.D, *conv.mix.parameters())}
+    assert {id(p) for p in conv.size_parameters()} == {id(p) for p in ssm["params"]}
+    with torch.no_grad():
+        conv.log_dt.fill_(math.log(0.01))
+        conv.log_A_real[..., 1:] = math.log(5.0)  # faster modes do not set the size: the slowest does
+    assert conv.kernel_sizes() == pytest.approx(200.0)  # 1 / (0.01 * 0.5)
+    centred = layer("s4d", 1, 2, 2, False, (64, 300))
+    with torch.no_grad():
+        centred.log_dt.fill_(math.log(0.02))
+    assert centred.kernel_sizes() == pytest.approx([65.0, 201.0])  # 2 / (0.02 * 0.5) + 1, capped at the 65-grid
+
+
+@pytest.mark.parametrize(
+    "hp, message",
+    [({"state_size": 7}, "even state_size"), ({"dt_min": 0.2}, "dt_min <= dt_max"), ({"ssm_lr": 0.0}, "ssm_lr > 0")],
+)
+def test_s4d_bad_hyperparameters(hp, message):
+    with pytest.raises(UserError, match=message):
+        layer("s4d", 2, 2, 1, True, 16, **hp)
+
+
+# -- all three ----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("name", ["smpconv", "flexconv_sep", "ccnn", "s4d"])
+@pytest.mark.parametrize("task", [TaskSpec(1, 2, 3, 24, causal=True), TaskSpec(2, 3, 4, (12, 12))], ids=["1d", "2d"])
+def test_kernels_reach_the_reports_kernel_images(name, task):
+    from bench.kernels import decode, snapshot
+
+    torch.manual_seed(0)
+    hp = {"blocks": 2, "width": 4} if name == "ccnn" else {"width": 4}
+    model = methods.build_model(name, task, **hp)
+    shots = snapshot(model)
+    convs = [m for m in model.modules() if callable(getattr(m, "sample_kernel", None))]
+    assert len(shots) == len(convs) == (3 if name == "ccnn" else 4 if task.dim == 1 else 7)
+    for module, shot in zip(convs, shots.values()):
+        kernel = decode(shot["kernel"])
+        assert kernel.ndim == task.dim and shot["causal"] == task.causal
+        expected = module.sample_kernel()[0, 0].detach().numpy()
+        assert kernel.shape == expected.shape and abs(kernel - expected).max() < 2e-3 * abs(expected).max() + 1e-6
+        assert ("mask" in shot) == (name in ("flexconv_sep", "ccnn"))
