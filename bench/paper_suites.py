@@ -1,6 +1,7 @@
-"""Suites that rerun the FlexConv and CKConv papers' experiments with the papers' hyperparameters.
+"""Suites that rerun the FlexConv, CKConv, SMPConv and CCNN papers' experiments with their hyperparameters.
 
-Sources: methods.md, Part 1, C.1 (CKConv runs) and C.2 (FlexConv runs). Every suite tags its
+Sources: methods.md, Part 1, C.1 (CKConv runs), C.2 (FlexConv runs) and C.3 (CCNN runs); SMPConv's
+smp/README.md. Every suite tags its
 runs "suite:<name>", which is how bench/paper_tables.py finds them. `--budget F` runs a
 fraction F of the epochs (and of the cross-resolution fine-tuning); those rows are marked.
 

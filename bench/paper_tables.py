@@ -1,4 +1,4 @@
-"""Paper-style tables: each table of the FlexConv and CKConv papers, laid out like it, ours beside theirs.
+"""Paper-style tables: each table of the FlexConv, CKConv, SMPConv and CCNN papers, laid out like it, ours beside theirs.
 
 A table draws on the runs of one suite (tag "suite:<name>", bench/paper_suites.py): rows are
 models, columns datasets (or, for the cross-resolution tables, source / out-of-the-box / delta /
