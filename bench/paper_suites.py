@@ -1,9 +1,9 @@
 """Suites that rerun the FlexConv, CKConv, SMPConv and CCNN papers' experiments with their hyperparameters.
 
-Sources: methods.md, Part 1, C.1 (CKConv runs), C.2 (FlexConv runs) and C.3 (CCNN runs); SMPConv's
-smp/README.md. Every suite tags its
-runs "suite:<name>", which is how bench/paper_tables.py finds them. `--budget F` runs a
-fraction F of the epochs (and of the cross-resolution fine-tuning); those rows are marked.
+Sources: methods.md, Part 1, C.1 (CKConv runs), C.2 (FlexConv runs) and C.3 (CCNN runs); the
+SMPConv repository's smp/README.md. Every suite tags its runs "suite:<name>", which is how
+bench/paper_tables.py finds them. `--budget F` runs a fraction F of the epochs (and of the
+cross-resolution fine-tuning); those rows are marked.
 
 Where our one protocol differs from the papers' code (bench/protocol.py): AdamW with the
 papers' weight decay (0 for FlexConv, so Adam), cosine decay per step to the papers' eta_min

@@ -157,9 +157,7 @@ def ccnn_init_(net: MFN, omega_0: float, init_spatial: float, causal: bool) -> M
     hidden and output linears Kaiming-uniform for a linear layer, U(+-sqrt(3 / H)), with biases 1
     and 0. CCNN's "Chang" scaling of the output layer depends on the kernel's size: the caller's.
     """
-    if net.filter == "fourier":
-        raise ValueError("CCNN's initialisation is MAGNet's or Gabor's: the filters need envelopes")
-    n_filters, hidden, dim = net.A.shape
+    _, hidden, dim = net.A.shape
     with torch.no_grad():
         net.A.uniform_(-_default_bound(dim), _default_bound(dim)).mul_(2 * math.pi * omega_0 * net.gamma)
         net.c.zero_()

@@ -254,6 +254,11 @@ def test_cost_model_picks_fft_for_wide_kernels_and_direct_for_small():
     assert prefer_fft((32, 30, 1024), (30, 30, 1024), causal=True)  # CKConv over a whole sequence
     assert not prefer_fft((64, 32, 32, 32), (32, 32, 3, 3))
     assert not prefer_fft((64, 8, 8, 8), (8, 8, 3, 3))
+    # depthwise: the grouped direct convolution is slow per multiply-add, the FFT wins sooner
+    assert prefer_fft((64, 8, 16, 16), (8, 1, 17, 17)) and not prefer_fft((64, 8, 16, 16), (8, 1, 3, 3))
+    assert prefer_fft((64, 30, 784), (30, 1, 60), causal=True) and not prefer_fft(
+        (64, 30, 784), (30, 1, 9), causal=True
+    )
 
 
 @pytest.mark.parametrize("method", CONTINUOUS)
