@@ -90,12 +90,9 @@ class SMPConv(nn.Module):
         self.grid = horizon(size, dim, causal, kernel_size)
         spacing = 2.0 / max(max(self.grid) - 1, 1)
         self.radius_lr_factor = float(radius_lr_factor)
-        if causal:  # 1 - 2|z|: the points start at and before the present step
-            z = nn.init.trunc_normal_(torch.empty(cout, n_points, dim), std=coord_std, a=-1.0, b=1.0)
-            positions = 1.0 - 2.0 * z.abs()
-        else:
-            positions = nn.init.trunc_normal_(torch.empty(cout, n_points, dim), std=coord_std, a=-1.0, b=1.0)
-        self.positions = nn.Parameter(positions)
+        z = nn.init.trunc_normal_(torch.empty(cout, n_points, dim), std=coord_std, a=-1.0, b=1.0)
+        # causal: 1 - 2|z|, the points start at and before the present step
+        self.positions = nn.Parameter(1.0 - 2.0 * z.abs() if causal else z)
         self.radius = nn.Parameter(torch.full((cout, n_points), spacing if radius is None else float(radius)))
         self.weight = nn.Parameter(torch.randn(cout, cin, n_points) * 0.02)
         self.bias = nn.Parameter(torch.zeros(cout)) if bias else None
