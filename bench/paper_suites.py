@@ -1,8 +1,9 @@
-"""Suites that rerun the FlexConv and CKConv papers' experiments with the papers' hyperparameters.
+"""Suites that rerun the FlexConv, CKConv, SMPConv and CCNN papers' experiments with their hyperparameters.
 
-Sources: methods.md, Part 1, C.1 (CKConv runs) and C.2 (FlexConv runs). Every suite tags its
-runs "suite:<name>", which is how bench/paper_tables.py finds them. `--budget F` runs a
-fraction F of the epochs (and of the cross-resolution fine-tuning); those rows are marked.
+Sources: methods.md, Part 1, C.1 (CKConv runs), C.2 (FlexConv runs) and C.3 (CCNN runs); the
+SMPConv repository's smp/README.md. Every suite tags its runs "suite:<name>", which is how
+bench/paper_tables.py finds them. `--budget F` runs a fraction F of the epochs (and of the
+cross-resolution fine-tuning); those rows are marked.
 
 Where our one protocol differs from the papers' code (bench/protocol.py): AdamW with the
 papers' weight decay (0 for FlexConv, so Adam), cosine decay per step to the papers' eta_min
@@ -35,15 +36,18 @@ NJET = {"weight_decay": 1e-5}  # the N-Jet rows use wd 1e-5
 FLEXNET7 = {"arch": "flexnet7", "width": 24, "dropout": 0.2}
 FLEXNET5 = {"arch": "flexnet5", "width": 22, "dropout": 0.2}
 LAYER_METHODS = ("flexconv", "conv", "conv33", "njet", "ckconv", "ckconv_magnet", "flexconv_siren", "flexconv_gabor",
-                 "flexconv_fourier", "dcn_sigma", "dcls", "deformable", "srf_gauss", "dilated")  # fmt: skip
+                 "flexconv_fourier", "dcn_sigma", "dcls", "deformable", "srf_gauss", "dilated",
+                 "smpconv", "flexconv_sep", "s4d")  # fmt: skip
 CIFAR_RESNETS = ("resnet20", "resnet32", "resnet44", "resnet56", "resnet110")
 RESNET_WIDTH = {name: {"width": 16} for name in CIFAR_RESNETS}  # He et al.'s 16/32/64, not the FlexNet width
 ANTIALIAS = {"antialias": 0.1}  # Table 4's "gabor" target: lambda 0.1, no mask term (the headline row)
 
 # -- sequences: FlexTCN test case (C.2) and CKConv runs (C.1); both Adam 1e-3, no warm-up
 SEQ_TRAIN = adam(1e-3, warmup_epochs=0, batch_size=64, epochs=200)
-FLEXTCN6 = {"arch": "flextcn6", "width": 30, "dropout": 0.1, "kernel_wd": 1e-4}
+FLEXTCN6 = {"arch": "flextcn6", "width": 30, "dropout": 0.1, "kernel_wd": 1e-4}  # also S4D's net (no kernel_wd)
 CKCNN = {"arch": "ckcnn", "width": 30}  # the 100k model; the 1M one is width 100
+# the CKConv paper's own runs: the CKConv repo's weight-normed kernel net (methods/kernelnets.py)
+CKCNN_ORIGINAL = {**CKCNN, "weight_norm": True}
 CKCONV_BY_DATASET = {  # dropout and SIREN omega_0 per dataset (C.1, 100k models)
     "smnist": {"dropout": 0.1, "omega_0": 31.092},
     "pmnist": {"dropout": 0.0, "omega_0": 43.457},
@@ -52,6 +56,11 @@ CKCONV_BY_DATASET = {  # dropout and SIREN omega_0 per dataset (C.1, 100k models
     "sc_raw": {"dropout": 0.0, "omega_0": 39.451, "kernel_wd": 1e-4},
 }
 SC_RAW_TRAIN = {"batch_size": 32, "epochs": 300}
+# Bai et al.'s TCN: 8 levels on sMNIST / pMNIST (one more than covering 784 steps takes), and their
+# dropout 0.05 everywhere (the per-dataset CKCNN dropouts above must not reach it)
+TCN_LEVELS = {"smnist": {"levels": 8}, "pmnist": {"levels": 8}}
+TCN = {"dropout": 0.05}
+SEQ_BY_DATASET = {d: {**hp, **TCN_LEVELS.get(d, {})} for d, hp in CKCONV_BY_DATASET.items()}
 
 
 def tag(name: str) -> tuple[str, ...]:
@@ -61,13 +70,14 @@ def tag(name: str) -> tuple[str, ...]:
 add_suite(
     Suite(
         name="flexconv-seq",
-        description="FlexConv Table 1: sMNIST, pMNIST, sCIFAR10, npCIFAR10 with FlexTCN-6, CKCNN and TCN (GPU, downloads)",
-        methods=("flexconv", "ckconv", "tcn"),
+        description="FlexConv Table 1: sMNIST, pMNIST, sCIFAR10, npCIFAR10 with FlexTCN-6, CKCNN, TCN and FlexTCN-6 "
+        "with S4D (GPU, downloads)",
+        methods=("flexconv", "ckconv", "tcn", "s4d"),
         datasets=("smnist", "pmnist", "scifar10", "npcifar10"),
         seeds=(0, 1, 2),
         train=SEQ_TRAIN,
-        model_by_dataset=CKCONV_BY_DATASET,
-        model_by_method={"flexconv": FLEXTCN6, "ckconv": CKCNN},
+        model_by_dataset=SEQ_BY_DATASET,
+        model_by_method={"flexconv": FLEXTCN6, "ckconv": CKCNN, "tcn": TCN, "s4d": FLEXTCN6},
         tags=tag("flexconv-seq"),
     )
 )
@@ -75,14 +85,15 @@ add_suite(
 add_suite(
     Suite(
         name="flexconv-sc",
-        description="FlexConv Table 2: Speech Commands raw and MFCC with FlexTCN-6, CKCNN and TCN (GPU, downloads)",
-        methods=("flexconv", "ckconv", "tcn"),
+        description="FlexConv Table 2: Speech Commands raw and MFCC with FlexTCN-6, CKCNN, TCN and FlexTCN-6 with S4D "
+        "(GPU, downloads)",
+        methods=("flexconv", "ckconv", "tcn", "s4d"),
         datasets=("sc_raw", "sc_mfcc"),
         seeds=(0, 1, 2),
         train=SEQ_TRAIN,
         train_by_dataset={"sc_raw": {"batch_size": 32}},
         model_by_dataset=CKCONV_BY_DATASET,
-        model_by_method={"flexconv": FLEXTCN6, "ckconv": CKCNN},
+        model_by_method={"flexconv": FLEXTCN6, "ckconv": CKCNN, "tcn": TCN, "s4d": FLEXTCN6},
         tags=tag("flexconv-sc"),
     )
 )
@@ -160,7 +171,7 @@ add_suite(
         train=SEQ_TRAIN,
         train_by_dataset={"sc_raw": SC_RAW_TRAIN},
         model_by_dataset=CKCONV_BY_DATASET,
-        model_by_method={"ckconv": CKCNN},
+        model_by_method={"ckconv": CKCNN_ORIGINAL},
         tags=tag("ckconv-seq"),
     )
 )
@@ -181,3 +192,94 @@ add_suite(
         tags=tag("crossres-shapes"),
     )
 )
+
+# -- SMPConv (Kim & Park, CVPR 2023): the runs of sangnekim/SMPConv smp/README.md. FlexTCN-6 (h = 30)
+# on sequences, FlexNet-7 (h = 24) on CIFAR-10, every conv an SMPConv with its small dense kernel;
+# Adam with weight decay 1e-5 (AdamW here), cosine to 1e-6 after 5 warm-up epochs (10 where given).
+# Not reproduced: the input dropout of the MNIST runs (0.1) and the repo's augmentations.
+SMP_BY_DIM = {
+    1: {"arch": "flextcn6", "width": 30, "n_points": 30, "coord_std": 0.1, "small_kernel_size": 5},
+    2: {"arch": "flexnet7", "width": 24, "n_points": 16, "coord_std": 0.05, "small_kernel_size": 3},
+}
+SMP_BY_DATASET = {  # radius, dropout and the points' bias per run
+    "smnist": {"radius": 0.002, "dropout": 0.0, "bias": False},
+    "pmnist": {"radius": 0.002, "dropout": 0.0, "bias": False},
+    "scifar10": {"radius": 0.002, "dropout": 0.0, "bias": True},
+    "sc_mfcc": {"radius": 0.012, "dropout": 0.2, "bias": True},
+    "sc_raw": {"radius": 0.0002, "dropout": 0.1, "bias": False},
+    "cifar10": {"radius": 0.12, "dropout": 0.1, "bias": False},
+}
+SMP_TRAIN_BY_DATASET = {
+    "smnist": adam(1e-4, weight_decay=1e-5, epochs=200, batch_size=64),
+    "pmnist": adam(1e-4, weight_decay=1e-5, epochs=200, batch_size=64),
+    "scifar10": adam(2e-4, weight_decay=1e-5, epochs=200, batch_size=64),
+    "sc_mfcc": adam(2e-3, weight_decay=1e-5, epochs=300, batch_size=32),
+    "sc_raw": adam(1e-3, weight_decay=1e-5, epochs=160, batch_size=32, warmup_epochs=10),
+    "cifar10": adam(5e-3, weight_decay=1e-5, epochs=210, batch_size=64, warmup_epochs=10),
+}
+
+add_suite(
+    Suite(
+        name="smpconv",
+        description="SMPConv (README): sMNIST, pMNIST, sCIFAR10, Speech Commands MFCC and raw (FlexTCN-6), CIFAR-10 "
+        "(FlexNet-7) (GPU, downloads)",
+        methods=("smpconv",),
+        datasets=tuple(SMP_BY_DATASET),
+        seeds=(0, 1, 2),
+        train={"warmup_epochs": 5},
+        train_by_dataset=SMP_TRAIN_BY_DATASET,
+        model_by_dim=SMP_BY_DIM,
+        model_by_dataset=SMP_BY_DATASET,
+        tags=tag("smpconv"),
+    )
+)
+
+# -- CCNN (Knigge, Romero et al., ICLR 2023): the Table 1 commands of david-knigge/ccnn experiments/README.md,
+# one suite per size. AdamW, linear warm-up then cosine to 0; the repo's "weight decay" is a norm penalty
+# in the training step (methods.md A.9), here the protocol's decoupled decay. Gradient accumulation
+# (STL-10) becomes the effective batch; the distributed SC MFCC 6,380 run keeps its per-GPU batch of 10.
+CCNN_4_140 = {"blocks": 4, "width": 140, "kernel_hidden": 32}
+CCNN_6_380 = {"blocks": 6, "width": 380, "kernel_hidden": 64}
+
+
+def ccnn_run(omega_0: float, dropout: float, lr: float, wd: float, batch: int, epochs: int, warmup: int = 10,
+             **model) -> tuple[dict, dict]:  # fmt: skip
+    """(model hparams, train settings) of one CCNN command."""
+    train = {"lr": lr, "weight_decay": wd, "batch_size": batch, "epochs": epochs, "warmup_epochs": warmup}
+    return {"omega_0": omega_0, "dropout": dropout, **model}, train
+
+
+CCNN_RUNS = {  # dataset: (CCNN-4,140, CCNN-6,380)
+    "smnist": (ccnn_run(2976.4910261630357, 0.1, 0.01, 1e-6, 100, 210), ccnn_run(2976.4910261630357, 0.1, 0.01, 1e-6, 100, 210)),
+    "pmnist": (ccnn_run(2985.6332826938724, 0.0, 0.02, 0.0, 100, 210, dropout_in=0.2),
+               ccnn_run(2985.633, 0.0, 0.02, 0.0, 100, 210, dropout_in=0.2)),
+    "scifar10": (ccnn_run(2386.49, 0.0, 0.02, 0.0, 50, 210), ccnn_run(4005.146, 0.25, 0.01, 0.0, 50, 210)),
+    "sc_mfcc": (ccnn_run(750.1822972936538, 0.2, 0.02, 1e-6, 100, 110), ccnn_run(1295.61, 0.2, 0.02, 1e-6, 10, 160)),
+    "sc_raw": (ccnn_run(1295.612417154228, 0.2, 0.02, 1e-6, 20, 160), ccnn_run(1295.61, 0.2, 0.02, 1e-6, 40, 160)),
+    "cifar10": (ccnn_run(4231.568793085858, 0.1, 0.02, 1e-4, 64, 350, warmup=5, kernel_size=33, mask_init=0.75),
+                ccnn_run(976.781, 0.15, 0.01, 0.0, 50, 210, kernel_size=33)),
+    "cifar100": (ccnn_run(3521.5468260391735, 0.1, 0.02, 1e-4, 50, 210, kernel_size=33),
+                 ccnn_run(679.142, 0.2, 0.02, 0.0, 50, 210, kernel_size=31)),
+    "stl10": (ccnn_run(954.281, 0.1, 0.02, 0.0, 256, 210, kernel_size=33),
+              ccnn_run(954.281, 0.1, 0.01, 0.0, 96, 210, kernel_size=31)),
+}  # fmt: skip
+
+
+def ccnn_suite(name: str, size: dict, which: int) -> Suite:
+    return Suite(
+        name=name,
+        description=f"CCNN Table 1, CCNN-{size['blocks']},{size['width']}: sMNIST, pMNIST, sCIFAR10, Speech "
+        "Commands MFCC and raw, CIFAR-10, CIFAR-100, STL-10 (GPU, downloads)",
+        methods=("ccnn",),
+        datasets=tuple(CCNN_RUNS),
+        seeds=(0, 1, 2),
+        train={"min_lr_factor": 0.0},
+        train_by_dataset={d: runs[which][1] for d, runs in CCNN_RUNS.items()},
+        model_by_dataset={d: {**size, **runs[which][0]} for d, runs in CCNN_RUNS.items()},
+        data={"cifar100": {"augment": False}, "stl10": {"augment": True}},
+        tags=tag(name),
+    )
+
+
+add_suite(ccnn_suite("ccnn", CCNN_4_140, 0))
+add_suite(ccnn_suite("ccnn-6380", CCNN_6_380, 1))

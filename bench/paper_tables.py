@@ -1,4 +1,4 @@
-"""Paper-style tables: each table of the FlexConv and CKConv papers, laid out like it, ours beside theirs.
+"""Paper-style tables: each table of the FlexConv, CKConv, SMPConv and CCNN papers, laid out like it, ours beside theirs.
 
 A table draws on the runs of one suite (tag "suite:<name>", bench/paper_suites.py): rows are
 models, columns datasets (or, for the cross-resolution tables, source / out-of-the-box / delta /
@@ -62,7 +62,12 @@ F7 = {"arch": "flexnet7", "width": 24}
 F5 = {"arch": "flexnet5", "width": 22}
 TCN_ARCHS = {"flextcn2": "FlexTCN-2", "flextcn4": "FlexTCN-4", "flextcn6": "FlexTCN-6"}
 SEQ_ROWS = (*_variants("flexconv", "", {"width": 30}, TCN_ARCHS), Row("CKCNN", "ckconv", {"arch": "ckcnn", "width": 30}),
-            Row("TCN", "tcn"))  # fmt: skip
+            Row("TCN", "tcn"), Row("FlexTCN-6 with S4D", "s4d", {"arch": "flextcn6", "width": 30}))  # fmt: skip
+
+CCNN_4_140 = {"blocks": 4, "width": 140, "kernel_hidden": 32}
+CCNN_6_380 = {"blocks": 6, "width": 380, "kernel_hidden": 64}
+CCNN_COLUMNS = {"smnist": "sMNIST", "pmnist": "pMNIST", "scifar10": "sCIFAR10", "sc_mfcc": "SC MFCC",
+                "sc_raw": "SC raw", "cifar10": "CIFAR-10", "cifar100": "CIFAR-100", "stl10": "STL-10"}  # fmt: skip
 
 TABLES: tuple[PaperTable, ...] = (
     PaperTable("flexconv-t1", "FlexConv Table 1: sequential image classification", "flexconv-seq",
@@ -89,6 +94,9 @@ TABLES: tuple[PaperTable, ...] = (
         Row("FlexNet-7 with deformable conv", "deformable", F7),
         Row("FlexNet-7 with SRF (Gaussian blur)", "srf_gauss", F7),
         Row("FlexNet-7 with dilated conv", "dilated", F7),
+        Row("FlexNet-7 with SMPConv", "smpconv", F7),
+        Row("FlexNet-7 with separable FlexConv (CCNN)", "flexconv_sep", F7),
+        Row("FlexNet-7 with S4D (per-axis, S4ND)", "s4d", F7),
         *(Row(f"CIFARResNet-{d}", f"resnet{d}", {"width": 16}) for d in (20, 32, 44, 56, 110)),
     )),
     PaperTable("flexconv-t4", "FlexConv Table 4: CIFAR-10, train at 16 px, test and fine-tune at 32 px",
@@ -119,8 +127,17 @@ TABLES: tuple[PaperTable, ...] = (
     PaperTable("ckconv-seq", "CKConv: sequential image classification and Speech Commands", "ckconv-seq",
                {"smnist": "sMNIST", "pmnist": "pMNIST", "scifar10": "sCIFAR10", "sc_mfcc": "SC MFCC",
                 "sc_raw": "SC raw"},
-               (Row("CKCNN (100k)", "ckconv", {"arch": "ckcnn", "width": 30}),
-                Row("CKCNN (1M)", "ckconv", {"arch": "ckcnn", "width": 100}))),
+               (Row("CKCNN (100k)", "ckconv", {"arch": "ckcnn", "width": 30, "weight_norm": True}),
+                Row("CKCNN (1M)", "ckconv", {"arch": "ckcnn", "width": 100, "weight_norm": True}))),
+    PaperTable("smpconv", "SMPConv (repository README): sequential and image classification", "smpconv",
+               {"smnist": "sMNIST", "pmnist": "pMNIST", "scifar10": "sCIFAR10", "sc_mfcc": "SC MFCC",
+                "sc_raw": "SC raw", "cifar10": "CIFAR-10"}, (Row("SMPConv", "smpconv"),)),
+    *(PaperTable(key, f"CCNN Table 1, {label} (published numbers not yet verified here)", suite, CCNN_COLUMNS,
+                 (Row(label, "ccnn", size),))
+      for key, label, suite, size in (("ccnn-t1", "CCNN-4,140", "ccnn", CCNN_4_140),
+                                      ("ccnn-t1-6380", "CCNN-6,380", "ccnn-6380", CCNN_6_380))),
+    PaperTable("ccnn-pr1", "CCNN-4,140 on CIFAR-10 as in david-knigge/ccnn PR #1 (Table 1's command)", "ccnn",
+               {"cifar10": "CIFAR-10"}, (Row("CCNN-4,140", "ccnn", CCNN_4_140),)),
     PaperTable("crossres-shapes", "Cross-resolution protocol on procedural shapes (offline; no published numbers)",
                "crossres-shapes", {"shapes": "shapes"}, (), CROSSRES_METRICS),
 )  # fmt: skip

@@ -27,4 +27,8 @@ BUILTIN_METHODS = {
     "flexconv_siren": "methods.flexconv",
     "flexconv_gabor": "methods.flexconv",
     "flexconv_fourier": "methods.flexconv",
+    "smpconv": "methods.smpconv",
+    "flexconv_sep": "methods.ccnn",
+    "ccnn": "methods.ccnn",
+    "s4d": "methods.s4d",
 }

@@ -5,6 +5,9 @@
   changes), ReLU; global average pool -> Linear. No pooling or striding anywhere.
 - 1D: a TCN-style net laid out like FlexTCN-N / CKCNN: no stem; blocks conv -> norm -> ReLU
   -> Dropout, twice, + shortcut, ReLU; Linear on the last step (causal tasks) or on the mean.
+
+A layer that normalises its own output (attribute `normalises_output = True`, e.g. SMPConv's
+two branches, each with its own BatchNorm) gets no norm after it.
 """
 
 from __future__ import annotations
@@ -54,6 +57,11 @@ def _norm(kind: str, dim: int, channels: int) -> nn.Module:
     return nn.BatchNorm2d(channels) if dim == 2 else nn.BatchNorm1d(channels)
 
 
+def _layer_and_norm(make_layer: Callable, cin: int, cout: int, norm: str, dim: int) -> list[nn.Module]:
+    layer = make_layer(cin, cout)
+    return [layer] if getattr(layer, "normalises_output", False) else [layer, _norm(norm, dim, cout)]
+
+
 def _pointwise(dim: int, cin: int, cout: int) -> nn.Module:
     return nn.Conv2d(cin, cout, 1) if dim == 2 else nn.Conv1d(cin, cout, 1)
 
@@ -64,10 +72,10 @@ class Block(nn.Module):
     def __init__(self, make_layer: Callable, cin: int, cout: int, dim: int, norm: str, dropout: float, tcn_style: bool):
         super().__init__()
         drop = Dropout(dropout)
-        second = [make_layer(cout, cout), _norm(norm, dim, cout)]
+        second = _layer_and_norm(make_layer, cout, cout, norm, dim)
         if tcn_style:
             second += [nn.ReLU(), Dropout(dropout)]
-        self.body = nn.Sequential(make_layer(cin, cout), _norm(norm, dim, cout), nn.ReLU(), drop, *second)
+        self.body = nn.Sequential(*_layer_and_norm(make_layer, cin, cout, norm, dim), nn.ReLU(), drop, *second)
         self.shortcut = _pointwise(dim, cin, cout) if cin != cout else nn.Identity()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -83,7 +91,7 @@ class Backbone(nn.Module):
         layers: list[nn.Module] = []
         cin = task.in_channels
         if dim == 2:  # FlexNet stem
-            layers += [make_layer(cin, widths[0]), _norm(norm, dim, widths[0]), nn.ReLU()]
+            layers += [*_layer_and_norm(make_layer, cin, widths[0], norm, dim), nn.ReLU()]
             cin = widths[0]
         for w in widths:
             layers.append(Block(make_layer, cin, w, dim, norm, dropout, tcn_style=dim == 1))

@@ -7,6 +7,12 @@ K = L on causal sequences (position +1 is the present step, -1 the oldest), K = 
 even) or H (H odd) on images, so a centred kernel reaches every pixel. `kernel_size`
 overrides K.
 
+Two SIREN kernel nets: the FlexConv repository's (default; its CKCNN rows) and, with
+`weight_norm=True`, the CKConv repository's, which its paper's numbers come from: weight norm
+on every layer and U(-1, 1) biases (methods/kernelnets.py). At 30 -> 30 channels the latter's
+sampled kernel starts with std 0.7, the former's with 0.1; on sMNIST the CKCNN has 98,286
+parameters instead of 95,300.
+
 `CKConv` is also the base of FlexConv (methods/flexconv.py), which only adds the mask and
 the crop: the grid, the sampling, the eval-mode cache, the regularisers and the
 resolution change live here.
@@ -70,6 +76,7 @@ class CKConv(nn.Module):
         init_spatial: float = 1.0,
         antialias: float = 0.0,
         kernel_wd: float = 0.0,
+        weight_norm: bool = False,
     ):
         super().__init__()
         if causal and dim != 1:
@@ -86,7 +93,7 @@ class CKConv(nn.Module):
         self.rate_norm = 1.0
         self.net = make_kernel_net(
             kernel_net, dim, cin * cout, hidden=kernel_hidden, no_layers=kernel_layers,
-            omega_0=omega_0, input_scale=input_scale, init_spatial=init_spatial,
+            omega_0=omega_0, input_scale=input_scale, init_spatial=init_spatial, weight_norm=weight_norm,
         )  # fmt: skip
         self.bias = nn.Parameter(torch.zeros(cout))
         self.antialias, self.kernel_wd = float(antialias), float(kernel_wd)
@@ -205,11 +212,13 @@ CARD = dict(
 def ckconv(
     cin, cout, *, dim, causal, size,
     kernel_size: int | None = None, omega_0: float = 30.0, kernel_hidden: int = 32, kernel_layers: int = 3,
-    kernel_wd: float = 0.0,
+    kernel_wd: float = 0.0, weight_norm: bool = False,
 ):  # fmt: skip
+    # weight_norm=True: the CKConv repo's kernel net (its paper's numbers); False: the FlexConv repo's
     return CKConv(
         cin, cout, dim=dim, causal=causal, size=size, kernel_net="siren", kernel_size=kernel_size,
         kernel_hidden=kernel_hidden, kernel_layers=kernel_layers, omega_0=omega_0, kernel_wd=kernel_wd,
+        weight_norm=weight_norm,
     )  # fmt: skip
 
 

@@ -13,9 +13,10 @@ sides stay odd); causal, the points with x > mu - r (the kernel always ends at t
 No crop is made when the root falls outside [-1, 1]. A 33-grid at init gives 5 x 5. The
 computed kernel therefore grows and shrinks with sigma; `kernel_sizes()` reports it.
 
+Each image axis is cropped by its own mask root, as in the repository (its code names the rows'
+root `x_root` and the columns' `y_root`, but meshes the two cropped axes in the right order).
+
 Differences from the FlexConv repository, on purpose:
-- each image axis is cropped by its own mask root (the repo crops the columns with the rows'
-  root and vice versa; identical while the mask is isotropic);
 - the crop keeps at least the taps next to the mask's centre (3 per axis centred, the
   present and the step before causal). The repo's crop can shrink to the centre tap alone
   (sigma_0 = 0.075 on the 9-grid of an 8-px image: 1 x 1), where the mask, centred on that

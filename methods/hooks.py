@@ -17,6 +17,9 @@ Any nn.Module inside a model (usually a layer) may define:
   model was trained at (cross-resolution evaluation); only for methods whose card says
   `resolution_change=True`.
 
+A layer may also set the attribute `normalises_output = True`: it normalises its own output,
+and the shared backbones (methods/backbones.py) put no norm after it.
+
 Each module reports only its own parameters and terms: the helpers below walk every
 submodule, so a container must not aggregate its children's hooks.
 """

@@ -4,7 +4,10 @@ Every net takes positions of shape (N, dim) and returns (out_features, N): the l
 (C_out * C_in, positions) reshapes to a conv weight without a copy.
 
 - `SIREN` (CKConv; Sitzmann et al. 2020, as in the FlexConv repo): sine layers
-  y = sin(omega_0 * (W x + b)), `no_layers` linears in all.
+  y = sin(omega_0 * (W x + b)), `no_layers` linears in all. `weight_norm=True` is the original
+  CKConv repo's kernel net instead: every linear weight-normalised, biases U(-1, 1). That repo
+  draws the SIREN weights after wrapping, into a tensor the weight norm recomputes from its own
+  (g, v) before every forward, so its weights keep PyTorch's default init; so do they here.
 - `MFN` (multiplicative filter networks, Fathony et al. 2021): h_1 = g_1(x),
   h_{l+1} = (W_l h_l + b_l) * g_{l+1}(x), out = W_out h_{L+1} + b_out, with L = `no_layers`
   hidden linears and L + 1 filters g_l, each one of
@@ -12,7 +15,8 @@ Every net takes positions of shape (N, dim) and returns (out_features, N): the l
     "gabor":   exp(-1/2 gamma_l^2 |x - mu_l|^2) sin(A_l x + c_l)                 (isotropic MFN-Gabor)
     "fourier": sin(A_l x + c_l)                                                  (MFN-Fourier)
 
-Initialisations follow the FlexConv repository (methods.md A.2b). The filters' parameters
+Initialisations follow the FlexConv repository (methods.md A.2b); `ccnn_init_` redraws an
+MFN as the CCNN repository initialises its MAGNet (methods.md A.2c). The filters' parameters
 are stacked over l so one batched op evaluates all of them.
 """
 
@@ -32,13 +36,26 @@ def _default_bound(fan_in: int) -> float:
 
 
 class SIREN(nn.Module):
-    def __init__(self, dim: int, out_features: int, hidden: int = 32, no_layers: int = 3, omega_0: float = 30.0):
+    def __init__(
+        self,
+        dim: int,
+        out_features: int,
+        hidden: int = 32,
+        no_layers: int = 3,
+        omega_0: float = 30.0,
+        weight_norm: bool = False,
+    ):
         super().__init__()
         if no_layers < 2:
             raise ValueError(f"SIREN needs no_layers >= 2, got {no_layers}")
         self.omega_0 = float(omega_0)
         sizes = [dim] + [hidden] * (no_layers - 1) + [out_features]
         self.linears = nn.ModuleList(nn.Linear(i, o) for i, o in zip(sizes[:-1], sizes[1:]))
+        if weight_norm:
+            for n, lin in enumerate(self.linears):
+                nn.init.uniform_(lin.bias, -1.0, 1.0)
+                self.linears[n] = nn.utils.parametrizations.weight_norm(lin)
+            return
         with torch.no_grad():
             for n, lin in enumerate(self.linears):
                 fan_in = lin.in_features
@@ -132,6 +149,30 @@ class MFN(nn.Module):
         return freq.flatten(1).amax(1) / (2 * math.pi)
 
 
+def ccnn_init_(net: MFN, omega_0: float, init_spatial: float, causal: bool) -> MFN:
+    """Initialise `net` in place as CCNN's MAGNet (david-knigge/ccnn; methods.md A.2c).
+
+    Frequencies A_l = U(+-1/sqrt(dim)) * 2 pi omega_0 gamma_l (gamma as drawn), phases c_l = 0;
+    envelope centres mu = s U(-1, 1), or on causal sequences 1 - s U(0, 1) (near the present);
+    hidden and output linears Kaiming-uniform for a linear layer, U(+-sqrt(3 / H)), with biases 1
+    and 0. CCNN's "Chang" scaling of the output layer depends on the kernel's size: the caller's.
+    """
+    _, hidden, dim = net.A.shape
+    with torch.no_grad():
+        net.A.uniform_(-_default_bound(dim), _default_bound(dim)).mul_(2 * math.pi * omega_0 * net.gamma)
+        net.c.zero_()
+        if causal:
+            net.mu.copy_(1.0 - init_spatial * torch.rand_like(net.mu))
+        else:
+            net.mu.uniform_(-init_spatial, init_spatial)
+        bound = math.sqrt(3.0 / hidden)
+        for weight in (net.W, net.W_out):
+            weight.uniform_(-bound, bound)
+        net.b.fill_(1.0)
+        net.b_out.zero_()
+    return net
+
+
 def make_kernel_net(
     kind: str,
     dim: int,
@@ -142,10 +183,13 @@ def make_kernel_net(
     omega_0: float,
     input_scale: float | None,
     init_spatial: float,
+    weight_norm: bool = False,
 ) -> nn.Module:
     """`kind` is "siren" or an MFN filter; `input_scale=None` takes the FlexConv repo's value for it."""
     if kind == "siren":
-        return SIREN(dim, out_features, hidden, no_layers, omega_0)
+        return SIREN(dim, out_features, hidden, no_layers, omega_0, weight_norm)
+    if weight_norm:
+        raise ValueError("weight_norm is an option of the SIREN kernel net only")
     if input_scale is None:
         # the FlexConv repo passes kernel.input_scale=25.6 to MAGNet and Gabor but not to
         # FourierNet, which keeps its class default of 256; the ablation ran with that

@@ -39,6 +39,39 @@ def test_flexnet7_has_the_papers_parameter_count():
         )
 
 
+def test_ckcnn_with_the_ckconv_repos_kernel_net():
+    """weight_norm=True: weight norm on every kernel-net layer (one g per output) and U(-1, 1) biases."""
+    smnist = TaskSpec(1, 1, 10, 784, causal=True)
+    count = {wn: sum(p.numel() for p in build_model("ckconv", smnist, arch="ckcnn", weight_norm=wn).parameters())
+             for wn in (False, True)}  # fmt: skip
+    assert count == {False: 95_300, True: 98_286}  # + (32 + 32 + cin * cout) per CKConv
+    stds = {}
+    for wn in (False, True):
+        torch.manual_seed(0)
+        conv = layer("ckconv", 30, 30, 1, 784, weight_norm=wn)
+        stds[wn] = conv.sample_kernel().std().item()
+    assert 0.6 < stds[True] < 0.8 and 0.08 < stds[False] < 0.13  # issue 11: 0.68 (CKConv repo) and 0.099 (ours)
+    linears = conv.net.linears
+    assert all(hasattr(lin, "parametrizations") and lin.parametrizations.weight.original0.shape == (lin.out_features, 1)
+               for lin in linears)  # fmt: skip
+    biases = torch.cat([lin.bias.detach() for lin in linears])
+    assert biases.abs().max() <= 1.0 and biases.abs().max() > 0.9  # U(-1, 1), not the default U(+-1/sqrt(fan_in))
+    first = linears[0].weight.detach()  # PyTorch's default U(+-1/sqrt(fan_in)) = U(+-1) on the 1D input
+    assert first.abs().max() <= 1.0 and first.abs().max() > 0.9
+    with pytest.raises(ValueError, match="SIREN kernel net only"):
+        CKConv(2, 2, dim=1, causal=True, size=16, kernel_net="magnet", weight_norm=True)
+
+
+def test_ckconv_paper_suite_uses_the_ckconv_repos_kernel_net_and_flexconvs_does_not():
+    from bench.grid import build_grid
+    from bench.suites import get_suite
+
+    ckconv_runs = build_grid(get_suite("ckconv-seq"), seeds=(0,)).runs
+    flexconv_runs = build_grid(get_suite("flexconv-seq"), methods_sel=["ckconv"], seeds=(0,)).runs
+    assert ckconv_runs and all(cfg.model["weight_norm"] is True for cfg in ckconv_runs)
+    assert flexconv_runs and all("weight_norm" not in cfg.model for cfg in flexconv_runs)
+
+
 @pytest.mark.parametrize("method", CONTINUOUS)
 @pytest.mark.parametrize("dim", [1, 2])
 def test_gradients_reach_every_parameter(method, dim):
@@ -188,11 +221,44 @@ def test_fft_and_direct_agree(x_shape, k_shape, causal):
         assert ((g_fft - g_direct).norm() / g_direct.norm()).item() < 1e-4
 
 
+@pytest.mark.parametrize(
+    ("x_shape", "k_shape", "causal"),
+    [((2, 5, 50), (17,), True), ((2, 5, 50), (50,), True), ((2, 5, 300), (5,), True), ((2, 5, 31), (9,), False),
+     ((2, 5, 20, 23), (7, 9), False), ((2, 5, 16, 16), (17, 17), False)],
+)  # fmt: skip
+def test_depthwise_kernels_on_both_paths_equal_the_diagonal_dense_kernel(x_shape, k_shape, causal):
+    """A (C, 1, ...) weight convolves each channel alone: the dense kernel with it on the diagonal, on both paths."""
+    torch.manual_seed(0)
+    c = x_shape[1]
+    x = torch.randn(x_shape, dtype=torch.float64, requires_grad=True)
+    w = torch.randn(c, 1, *k_shape, dtype=torch.float64, requires_grad=True)
+    b = torch.randn(c, dtype=torch.float64, requires_grad=True)
+    dense = torch.zeros(c, c, *k_shape, dtype=torch.float64)
+    for i in range(c):
+        dense[i, i] = w[i, 0].detach()
+    reference = conv_with_kernel(x.detach(), dense, b.detach(), causal=causal, use_fft=False)
+    grad = torch.randn_like(reference)
+    grads = []
+    for use_fft in (False, True):
+        y = conv_with_kernel(x, w, b, causal=causal, use_fft=use_fft)
+        torch.testing.assert_close(y, reference, rtol=1e-10, atol=1e-10)
+        grads.append(torch.autograd.grad(y, (x, w, b), grad))
+    for g_direct, g_fft in zip(*grads):
+        torch.testing.assert_close(g_fft, g_direct, rtol=1e-10, atol=1e-10)
+    with pytest.raises(ValueError, match="depthwise"):
+        conv_with_kernel(x, torch.randn(c, 2, *k_shape, dtype=torch.float64), None, causal=causal)
+
+
 def test_cost_model_picks_fft_for_wide_kernels_and_direct_for_small():
     assert prefer_fft((32, 36, 32, 32), (36, 36, 21, 21))  # FlexConv with the mask at sigma = 0.3
     assert prefer_fft((32, 30, 1024), (30, 30, 1024), causal=True)  # CKConv over a whole sequence
     assert not prefer_fft((64, 32, 32, 32), (32, 32, 3, 3))
     assert not prefer_fft((64, 8, 8, 8), (8, 8, 3, 3))
+    # depthwise: the grouped direct convolution is slow per multiply-add, the FFT wins sooner
+    assert prefer_fft((64, 8, 16, 16), (8, 1, 17, 17)) and not prefer_fft((64, 8, 16, 16), (8, 1, 3, 3))
+    assert prefer_fft((64, 30, 784), (30, 1, 60), causal=True) and not prefer_fft(
+        (64, 30, 784), (30, 1, 9), causal=True
+    )
 
 
 @pytest.mark.parametrize("method", CONTINUOUS)

@@ -292,12 +292,29 @@ def test_torchvision_resnets_take_a_width():
 # -- TCN ----------------------------------------------------------------------------------------
 
 
+SMNIST = TaskSpec(dim=1, in_channels=1, num_classes=10, size=784, causal=True)
+
+
 def test_tcn_levels_cover_the_sequence():
     assert receptive_field(8, 7) == 3061  # Bai et al.'s sMNIST model
     assert levels_to_cover(784, 7) == 7 and receptive_field(7, 7) >= 784 > receptive_field(6, 7)
-    model = methods.build_model("tcn", TaskSpec(dim=1, in_channels=1, num_classes=10, size=784, causal=True), levels=8)
+    assert n_params(methods.build_model("tcn", SMNIST)) == 58_060  # the generic default: 7 levels
+    model = methods.build_model("tcn", SMNIST, levels=8)
     assert len(model.features) == 8
-    assert 60_000 < n_params(model) < 70_000  # the paper's "about 70K" at 25 channels
+    assert n_params(model) == 66_910  # the paper's "about 70K" at 25 channels; the official TCN's count
+
+
+def test_tcn_in_the_paper_suites_is_bai_et_al_s_model():
+    from bench.grid import build_grid
+    from bench.suites import get_suite
+
+    grid = build_grid(get_suite("flexconv-seq"), methods_sel=["tcn"])
+    by_dataset = {cfg.dataset: cfg.model for cfg in grid.runs if cfg.seed == 0}
+    assert by_dataset["smnist"] == by_dataset["pmnist"] == {"levels": 8, "dropout": 0.05}
+    assert by_dataset["scifar10"] == {"dropout": 0.05}  # elsewhere the levels still cover the sequence
+    assert n_params(methods.build_model("tcn", SMNIST, **by_dataset["smnist"])) == 66_910
+    sc = next(cfg.model for cfg in build_grid(get_suite("flexconv-sc"), methods_sel=["tcn"]).runs)
+    assert sc == {"dropout": 0.05}  # not the CKCNN's per-dataset dropout
 
 
 def test_tcn_uses_weight_norm_and_is_causal():
