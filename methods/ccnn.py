@@ -36,6 +36,7 @@ from torch import nn
 
 from bench.errors import UserError
 from methods import register_method
+from methods.dropout import Dropout
 from methods.flexconv import FlexConv
 from methods.kernelnets import ccnn_init_
 from methods.task import TaskSpec
@@ -152,7 +153,7 @@ class CCNN(nn.Module):
         def conv(cin: int, cout: int) -> SeparableFlexConv:
             return flexconv_sep(cin, cout, dim=dim, causal=task.causal, size=task.size, **layer_hp)
 
-        self.dropout_in = nn.Dropout(dropout_in)
+        self.dropout_in = Dropout(dropout_in)
         self.stem = nn.Sequential(conv(task.in_channels, width), _batch_norm(dim, width), nn.GELU())
         self.blocks = nn.Sequential(*(CCNNBlock(conv(width, width), width, dim, dropout) for _ in range(blocks)))
         self.out_norm = _batch_norm(dim, width)
