@@ -6,7 +6,6 @@ when the run's file is written, so only interrupted runs leave one behind.
 
 from __future__ import annotations
 
-import os
 import random
 from pathlib import Path
 
@@ -28,10 +27,9 @@ def save(path: Path, model, optimizer, schedule, generator: torch.Generator, loo
         },  # fmt: skip
         "loop": loop,
     }
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
-    torch.save(state, tmp)
-    os.replace(tmp, path)
+    from bench.store import atomic_write
+
+    atomic_write(path, lambda f: torch.save(state, f), sync=False)
 
 
 def load(path: Path, model, optimizer, schedule, generator: torch.Generator) -> dict | None:

@@ -9,7 +9,7 @@ import sys
 from bench.errors import UserError
 
 EPILOG = """examples:
-  python run_all.py                                   # the quick suite on embedded data, then tables and plots
+  python run_all.py                                   # the cpu suite (converged, 3 seeds, < 10 min), tables, plots
   python run_all.py --suite smoke                     # a 1-minute check of every method
   python run_all.py --methods 'flexconv*,conv' --datasets sdigits --seeds 0-2 --epochs 5
   python run_all.py --set train.lr=0.01 --set model.width=16
@@ -17,6 +17,9 @@ EPILOG = """examples:
   python run_all.py report                            # rebuild tables and plots from stored runs
   python run_all.py fetch --suite flexconv-cifar      # download a suite's datasets (before going offline)
 """
+
+
+DEFAULT_SUITE = "cpu"
 
 
 class Parser(argparse.ArgumentParser):
@@ -28,14 +31,14 @@ def make_parser() -> Parser:
     p = Parser(prog="run_all.py", description="LKSBench: learned kernel sizes, one protocol.", epilog=EPILOG,
                formatter_class=argparse.RawDescriptionHelpFormatter)  # fmt: skip
     p.add_argument("command", nargs="?", default="run", choices=["run", "list", "report", "fetch"])
-    p.add_argument("--suite", default="quick", help="named suite (default: quick); see `list`")
+    p.add_argument("--suite", default=DEFAULT_SUITE, help=f"named suite (default: {DEFAULT_SUITE}); see `list`")
     p.add_argument("--methods", help="comma list of method names or globs")
     p.add_argument("--datasets", help="comma list of dataset names or globs")
     p.add_argument("--seeds", help="e.g. 0,1,2 or 0-4 (default: the suite's)")
     p.add_argument("--epochs", type=int, help="override the suite's epochs")
     p.add_argument("--budget", type=float, default=1.0, help="fraction of the suite's epochs (rows are marked)")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N (default: auto)")
-    p.add_argument("--out", default="results", help="results folder (default: results/)")
+    p.add_argument("--out", help="results folder (default: results/<suite>/)")
     p.add_argument("--data-root", help="where real datasets live (default: $LKSBENCH_DATA or ./data)")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                    help="override train.*, model.* or data.* settings (repeatable)")  # fmt: skip
@@ -47,6 +50,7 @@ def make_parser() -> Parser:
     p.add_argument("--compile", action="store_true", help="torch.compile models whose shapes are fixed (CUDA only)")
     g = p.add_argument_group("launchers (see docs: running on several GPUs or a SLURM cluster)")
     g.add_argument("--launcher", default="local", help="local (default), local-gpus, slurm, or a plugin's")
+    g.add_argument("--workers", help="local: worker processes (default auto: one per CPU core on the CPU, 1 on a GPU)")
     g.add_argument("--gpus", help="local-gpus: GPU ids, one worker each, e.g. 0,1,2,3 (default: all); cpu,cpu on CPU")
     g.add_argument("--slurm-cluster", help="slurm (default) or local (the same jobs as local processes)")
     g.add_argument("--slurm-partition", help="SLURM partition")
@@ -58,7 +62,7 @@ def make_parser() -> Parser:
     return p
 
 
-LAUNCHER_FLAGS = ("gpus", "slurm_cluster", "slurm_partition", "slurm_time", "slurm_gpus", "slurm_array_parallelism",
+LAUNCHER_FLAGS = ("workers", "gpus", "slurm_cluster", "slurm_partition", "slurm_time", "slurm_gpus", "slurm_array_parallelism",
                   "slurm_set")  # fmt: skip
 
 
@@ -96,7 +100,7 @@ def cmd_list() -> None:
         print(f"  {entry.name:<18} {entry.card.description}")
 
 
-def cmd_run(args) -> int:
+def cmd_run(args, signals: list) -> int:
     from bench.config import parse_overrides
     from bench.env import resolve_device
     from bench.grid import build_grid, parse_seeds
@@ -134,7 +138,7 @@ def cmd_run(args) -> int:
     summary = launch(args.launcher, grid.runs, ctx)
     print(summary.line())
     if summary.interrupted:
-        return 130
+        return 143 if signals else 130
     if not args.no_report:
         cmd_report(args)
     return 0
@@ -160,9 +164,36 @@ def cmd_report(args) -> None:
         print(line)
 
 
+def default_out(args) -> None:
+    """Each suite writes to its own folder unless --out says otherwise (a smoke run never touches the cpu suite's)."""
+    if args.out is None:
+        args.out = os.path.join("results", args.suite)
+
+
 def main(argv: list[str] | None = None) -> int:
+    """The CLI; SIGTERM (what a cluster sends before a kill) stops it the way Ctrl-C does, with status 143."""
+    import signal
+    import threading
+
+    signals: list[int] = []
+
+    def on_term(signum, frame):
+        signals.append(signum)
+        raise KeyboardInterrupt
+
+    in_main = threading.current_thread() is threading.main_thread()
+    previous = signal.signal(signal.SIGTERM, on_term) if in_main else None
+    try:
+        return _main(argv, signals)
+    finally:
+        if in_main:
+            signal.signal(signal.SIGTERM, previous)
+
+
+def _main(argv: list[str] | None, signals: list[int]) -> int:
     try:
         args = make_parser().parse_args(argv)
+        default_out(args)
         from bench.plugins import load_plugin
 
         for spec in args.plugin:
@@ -176,10 +207,10 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "fetch":
             cmd_fetch(args)
             return 0
-        return cmd_run(args)
+        return cmd_run(args, signals)
     except UserError as exc:
         print(f"run_all.py: error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
-        return 130
+        return 143 if signals else 130

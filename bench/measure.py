@@ -196,31 +196,48 @@ def parameter_counts(model: nn.Module) -> dict:
 # -- memory --------------------------------------------------------------------------------------
 
 
-def _vm_hwm_mb() -> float | None:
+def _status_mb(field: str) -> float | None:
+    """A `Vm...` line of /proc/self/status in MiB (Linux), else None."""
     try:
-        match = re.search(r"VmHWM:\s+(\d+) kB", Path("/proc/self/status").read_text())
+        match = re.search(rf"{field}:\s+(\d+) kB", Path("/proc/self/status").read_text())
     except OSError:
         return None
     return int(match.group(1)) / 1024 if match else None
 
 
-def reset_peak_memory(device: str) -> None:
-    """Start a run's peak-memory window: CUDA's allocator peak, and the peak RSS where Linux allows it."""
-    if torch.device(device).type == "cuda":
-        torch.cuda.reset_peak_memory_stats()
+_rss_at_start: float | None = None
+
+
+def _trim_heap() -> None:
+    """Hand memory freed by earlier runs back to the OS (glibc), so a run's own peak shows above the start."""
     try:
-        Path("/proc/self/clear_refs").write_text("5")  # resets VmHWM to the current RSS (Linux >= 4.0)
-    except OSError:
+        import ctypes
+
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):
         pass
 
 
-def peak_cpu_memory() -> tuple[float, str]:
-    """Peak resident memory of this process in MiB, and over which window it was taken."""
-    hwm = _vm_hwm_mb()
-    if hwm is not None:
-        return hwm, "since run start (VmHWM)"
+def reset_peak_memory(device: str) -> None:
+    """Start a run's peak-memory window: CUDA's allocator peak, and the peak RSS where Linux allows it."""
+    global _rss_at_start
+    if torch.device(device).type == "cuda":
+        torch.cuda.reset_peak_memory_stats()
+    _trim_heap()
+    try:
+        Path("/proc/self/clear_refs").write_text("5")  # resets VmHWM to the current RSS (Linux >= 4.0)
+        _rss_at_start = _status_mb("VmRSS")
+    except OSError:
+        _rss_at_start = None
+
+
+def peak_cpu_memory() -> tuple[float, str, float | None]:
+    """(peak resident memory of this process in MiB, over which window, MiB the run added to the RSS it started at)."""
+    hwm = _status_mb("VmHWM")
+    if hwm is not None and _rss_at_start is not None:
+        return hwm, "since run start (VmHWM)", max(0.0, hwm - _rss_at_start)
     maxrss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    return maxrss / (2**20 if sys.platform == "darwin" else 1024), "process lifetime (ru_maxrss)"
+    return maxrss / (2**20 if sys.platform == "darwin" else 1024), "process lifetime (ru_maxrss)", None
 
 
 # -- the post-training step ----------------------------------------------------------------------
@@ -228,7 +245,8 @@ def peak_cpu_memory() -> tuple[float, str]:
 
 def add_cost(cfg, model: nn.Module, data, record: dict, device: str) -> None:
     """runner.POST_TRAIN_STEPS entry: parameters, FLOPs per sample and peak memory into `record`."""
-    record["peak_cpu_rss_mb"], record["peak_cpu_rss_window"] = peak_cpu_memory()  # before counting adds to it
+    # before counting adds to it
+    record["peak_cpu_rss_mb"], record["peak_cpu_rss_window"], record["run_cpu_mem_mb"] = peak_cpu_memory()
     errors = []
     try:
         record.update(parameter_counts(model))

@@ -1,7 +1,13 @@
-"""The report's plots, from the stored runs only (results/plots/*.png).
+"""The report's plots, from the stored runs only (<out>/plots/*.png).
 
+Every method has one colour and marker in every plot of a report (`method_styles`): filled
+markers and solid lines for methods that learn their kernel size, hollow markers and dashed
+lines for fixed-size baselines and whole-model references. Points are named by a legend, never
+by labels on the points (which overlap).
+
+- the test metric per dataset: every seed as a dot, the mean with its 95 % interval, chance;
+- test metric vs parameters, vs forward FLOPs and vs training time per dataset;
 - accuracy vs parameters per paper table, our rows beside the published points;
-- test metric vs training time per dataset;
 - learned kernel size per layer over training, for every method that learns its size;
 - the learned continuous kernels and masks (bench/kernels.py snapshots) as images;
 - the cross-resolution drop per method (source, out of the box, fine-tuned);
@@ -29,9 +35,127 @@ def _plt():
 
 def _save(fig, path: Path) -> Path:
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
+    fig.savefig(path, dpi=110, bbox_inches="tight")  # "tight": a legend right of the panels stays in
     _plt().close(fig)
     return path
+
+
+MARKERS = ("o", "s", "^", "D", "v", "P", "X", "*", "<", ">")
+
+
+def method_styles(names, method_of: dict[str, str] | None = None) -> dict[str, dict]:
+    """{name: matplotlib style} for the methods (or rows, with `method_of` naming each row's method) of one
+    report: a colour and marker each (distinct for up to 20, distinct pairs beyond), filled markers and solid
+    lines when the method learns its size."""
+    import matplotlib
+
+    import methods
+
+    palette = matplotlib.colormaps["tab20"].colors
+    out = {}
+    for i, name in enumerate(sorted(set(names))):
+        try:
+            learned = methods.card_of((method_of or {}).get(name, name)).learned_size
+        except Exception:  # a plugin method this report was not given
+            learned = True
+        colour = palette[(i * 7) % len(palette)]  # a stride through the palette keeps neighbours apart
+        marker = MARKERS[(i + i // len(palette)) % len(MARKERS)]
+        out[name] = {"color": colour, "marker": marker, "mfc": colour if learned else "white",
+                     "ls": "-" if learned else "--"}  # fmt: skip
+    return out
+
+
+def _point_style(style: dict) -> dict:
+    return {"color": style["color"], "marker": style["marker"], "mfc": style["mfc"], "ms": 5, "ls": "none"}
+
+
+def _legend(fig, handles: dict) -> None:
+    """One legend for the figure, right of the panels."""
+    fig.legend(list(handles.values()), list(handles), loc="center left", bbox_to_anchor=(1.0, 0.5), fontsize=7,
+               frameon=False)  # fmt: skip
+
+
+def _metric_label(metric: str) -> str:
+    return "test accuracy (%)" if metric == "accuracy" else "test MSE (lower is better)"
+
+
+def _chance(part) -> float | None:
+    classes = part["num_classes"].dropna()
+    return 100.0 / float(classes.iloc[0]) if len(classes) and part["metric"].iloc[0] == "accuracy" else None
+
+
+def _chance_or_note(ax, part, vertical: bool) -> None:
+    """Chance as a line when it lies near the data; when every row is far above it, the axis zooms on the data
+    and says where chance is (so noise at chance never looks like a ranking, and close results stay readable)."""
+    chance = _chance(part)
+    values = [v for vs in part["values"] for v in vs]
+    lo, hi = min(values), max(values)
+    if chance is None:
+        return
+    line = ax.axvline if vertical else ax.axhline
+    if lo - chance < 0.5 * (100 - chance):  # some row is within half the way to 100 %: show chance itself
+        lo = min(lo, chance)
+        line(chance, color="0.5", ls=":", lw=1)
+    else:
+        ax.text(0.01, 0.01, f"chance {chance:.0f} % (off scale)", transform=ax.transAxes, fontsize=6, color="0.4")
+    pad = 0.04 * max(hi - lo, 1.0)
+    (ax.set_xlim if vertical else ax.set_ylim)(lo - pad, min(100.0, hi) + pad)
+
+
+def seeds_per_dataset(agg, plots: Path, styles: dict) -> list[Path]:
+    """Per dataset: each row's seeds as dots, its mean and 95 % interval as a bar, chance as a line."""
+    from bench.report import row_label
+
+    if agg.empty:
+        return []
+    datasets = sorted(agg["dataset"].unique())
+    rows = max(agg.groupby("dataset").size())
+    plt = _plt()
+    fig, axes = plt.subplots(1, len(datasets), figsize=(4.2 * len(datasets), 0.24 * rows + 1.6), squeeze=False)
+    for ax, ds in zip(axes[0], datasets):
+        part = agg[agg["dataset"] == ds]
+        higher = part["metric"].iloc[0] != "mse"
+        part = part.sort_values("mean", ascending=higher)
+        for y, (_, r) in enumerate(part.iterrows()):
+            st = styles[r["method"]]
+            jitter = np.linspace(-0.15, 0.15, len(r["values"])) if len(r["values"]) > 1 else [0.0]
+            ax.plot(r["values"], y + np.asarray(jitter), ".", color=st["color"], ms=3, alpha=0.7)
+            ax.errorbar(r["mean"], y, xerr=0 if np.isnan(r["ci"]) else r["ci"], **_point_style(st), capsize=2)
+        ax.set_yticks(range(len(part)), [row_label(m, v) for m, v in zip(part["method"], part["variant"])],
+                      fontsize=7)  # fmt: skip
+        _chance_or_note(ax, part, vertical=True)
+        ax.set_xlabel(_metric_label(part["metric"].iloc[0]), fontsize=8)
+        ax.set_title(ds, fontsize=9)
+        ax.grid(axis="x", alpha=0.3)
+    fig.suptitle("test metric per seed (dots) and mean with 95 % interval (bar)", fontsize=9)
+    return [_save(fig, plots / "accuracy_per_dataset.png")]
+
+
+def metric_against(agg, column: str, label: str, name: str, plots: Path, styles: dict) -> list[Path]:
+    """Test metric (mean, 95 % interval) against `column` (log scale), one panel per dataset, one legend."""
+    from bench.report import row_label
+
+    agg = agg[agg[column].notna() & (agg[column] > 0)] if len(agg) else agg
+    if agg.empty:
+        return []
+    datasets = sorted(agg["dataset"].unique())
+    plt = _plt()
+    fig, axes = plt.subplots(1, len(datasets), figsize=(3.8 * len(datasets), 3.4), squeeze=False)
+    handles = {}
+    for ax, ds in zip(axes[0], datasets):
+        part = agg[agg["dataset"] == ds]
+        for _, r in part.iterrows():
+            h = ax.errorbar(r[column], r["mean"], yerr=0 if np.isnan(r["ci"]) else r["ci"],
+                            **_point_style(styles[r["method"]]), capsize=2)  # fmt: skip
+            handles.setdefault(row_label(r["method"], r["variant"]), h)
+        _chance_or_note(ax, part, vertical=False)
+        ax.set_xscale("log")
+        ax.set_xlabel(label, fontsize=8)
+        ax.set_ylabel(_metric_label(part["metric"].iloc[0]), fontsize=8)
+        ax.set_title(ds, fontsize=9)
+        ax.grid(alpha=0.3)
+    _legend(fig, handles)
+    return [_save(fig, plots / name)]
 
 
 def slug(text: str) -> str:
@@ -52,7 +176,8 @@ def first_runs(records: list[dict]) -> dict[tuple[str, str], dict]:
 
 
 def accuracy_vs_params(records: list[dict], plots: Path) -> list[Path]:
-    """Per paper table: ours (mean ± std over seeds) and the published points, against parameters."""
+    """Per paper table: each row's mean ± std over seeds against its parameters, in the row's own colour and
+    marker (legend), and its published point as a grey square joined to ours by a thin line."""
     from bench.paper_tables import TABLES, build
     from bench.reference import load_reference
 
@@ -62,53 +187,35 @@ def accuracy_vs_params(records: list[dict], plots: Path) -> list[Path]:
         if not built.cells or table.crossres:
             continue
         cols = list(dict.fromkeys(c for c, _ in built.columns))
+        paper = {r.label: r.method for r in table.rows}
+        method_of = {row: paper.get(built.base.get(row) or "", row.split(" [")[0]) for row in built.rows}
+        styles = method_styles(built.rows, method_of)  # one look per row: rows are often one method's variants
         plt = _plt()
-        fig, axes = plt.subplots(1, len(cols), figsize=(6.5 * len(cols), 4.5), squeeze=False)
+        fig, axes = plt.subplots(1, len(cols), figsize=(5.0 * len(cols), 4.2), squeeze=False)
+        handles = {}
         for ax, col in zip(axes[0], cols):
             for row in built.rows:
                 cell, params = built.cells.get((row, col, "accuracy")), built.params.get(row)
-                if cell and cell.values and params:
-                    err = 0 if math.isnan(cell.std) else cell.std
-                    ax.errorbar(np.median(params), cell.mean, yerr=err, fmt="o", ms=4, color="tab:blue")
-                    ax.annotate(
-                        row, (np.median(params), cell.mean), fontsize=6, xytext=(2, 2), textcoords="offset points"
-                    )
                 ref = built.ref(row, col, "accuracy")
-                if ref and ref.params and built.base.get(row) == row:
-                    ax.plot(ref.params, ref.value, "s", mfc="none", color="tab:red", ms=5)
-                    ax.annotate(row, (ref.params, ref.value), fontsize=6, color="tab:red", xytext=(2, -8),
-                                textcoords="offset points")  # fmt: skip
-            ax.plot([], [], "o", color="tab:blue", label="ours")
-            ax.plot([], [], "s", mfc="none", color="tab:red", label="published")
+                ref = ref if ref and ref.params and built.base.get(row) == row else None
+                if not (cell and cell.values and params):
+                    continue
+                x = float(np.median(params))
+                handles[row] = ax.errorbar(x, cell.mean, yerr=0 if math.isnan(cell.std) else cell.std,
+                                           **_point_style(styles[row]), capsize=2)  # fmt: skip
+                if ref:
+                    ax.plot([ref.params, x], [ref.value, cell.mean], color=styles[row]["color"], lw=0.6, alpha=0.6)
+                    ax.plot(ref.params, ref.value, "s", mfc="none", color="0.35", ms=5)
             ax.set_xscale("log")
             ax.set_xlabel("trainable parameters")
             ax.set_ylabel("test accuracy (%)")
             ax.set_title(col)
-            ax.legend(fontsize=7)
+            ax.grid(alpha=0.3)
+        handles["published (joined to ours)"] = axes[0][0].plot([], [], "s", mfc="none", color="0.35")[0]
+        _legend(fig, handles)
         fig.suptitle(table.title, fontsize=9)
         written.append(_save(fig, plots / f"{table.key}_accuracy_vs_params.png"))
     return written
-
-
-def accuracy_vs_time(agg, plots: Path) -> list[Path]:
-    """Test metric against mean training time, one panel per dataset (from report.aggregate)."""
-    agg = agg[agg["train_time_s"].notna()] if len(agg) else agg
-    datasets = sorted(agg["dataset"].unique()) if len(agg) else []
-    if not datasets:
-        return []
-    plt = _plt()
-    fig, axes = plt.subplots(1, len(datasets), figsize=(3.8 * len(datasets), 3.4), squeeze=False)
-    for ax, ds in zip(axes[0], datasets):
-        sub = agg[agg["dataset"] == ds]
-        ax.errorbar(sub["train_time_s"], sub["mean"], yerr=sub["std"].fillna(0), fmt="o", ms=4)
-        for _, r in sub.iterrows():
-            label = r["method"] + (f" [{r['variant']}]" if isinstance(r["variant"], str) and r["variant"] else "")
-            ax.annotate(label, (r["train_time_s"], r["mean"]), fontsize=6, xytext=(2, 2), textcoords="offset points")
-        ax.set_xscale("log")
-        ax.set_xlabel("training time (s)")
-        ax.set_ylabel("test accuracy (%)" if sub["metric"].iloc[0] == "accuracy" else "test MSE")
-        ax.set_title(ds)
-    return [_save(fig, plots / "accuracy_vs_training_time.png")]
 
 
 def _learns_size(method: str, runs: list[dict]) -> bool:
@@ -259,46 +366,60 @@ def crossres_drop(records: list[dict], plots: Path) -> list[Path]:
     return [_save(fig, plots / "crossres_drop.png")]
 
 
-def training_curves(records: list[dict], plots: Path) -> list[Path]:
-    """Per dataset: training loss and validation metric per epoch, one line per method (mean over seeds)."""
+def training_curves(records: list[dict], plots: Path, styles: dict) -> list[Path]:
+    """Per dataset: training loss and validation metric per epoch, one line per configuration (mean over
+    the seeds still training at that epoch: with early stopping, runs end at different epochs)."""
     curves: dict[str, dict[str, list[list[dict]]]] = defaultdict(lambda: defaultdict(list))
+    methods_of: dict[str, str] = {}
     for r in records:
         if r["status"] == "ok" and r.get("history"):
             curves[r["dataset"]][run_label(r)].append(r["history"])
+            methods_of[run_label(r)] = r["method"]
     written = []
     for dataset, by_label in sorted(curves.items()):
         plt = _plt()
-        fig, (left, right) = plt.subplots(1, 2, figsize=(9, 3.4))
+        fig, (left, right) = plt.subplots(1, 2, figsize=(9, 3.6))
+        handles = {}
         for label, histories in sorted(by_label.items()):
-            n = min(len(h) for h in histories)
-            epochs = np.arange(1, n + 1)
+            st = styles[methods_of[label]]
+            n = max(len(h) for h in histories)
             for ax, key in ((left, "train_loss"), (right, "val")):
-                ax.plot(
-                    epochs,
-                    np.mean([[h[i][key] for i in range(n)] for h in histories], axis=0),
-                    lw=1,
-                    marker="o",
-                    ms=2,
-                    label=label,
-                )
+                values = np.full((len(histories), n), np.nan)
+                for i, h in enumerate(histories):
+                    values[i, : len(h)] = [e[key] for e in h]
+                (line,) = ax.plot(np.arange(1, n + 1), np.nanmean(values, axis=0), lw=1, color=st["color"],
+                                  ls=st["ls"], marker=st["marker"], mfc=st["mfc"], ms=2.5, markevery=max(1, n // 8))  # fmt: skip
+                handles.setdefault(label, line)
         left.set_ylabel("training loss")
+        left.set_yscale("log")
         right.set_ylabel("validation metric")
         for ax in (left, right):
             ax.set_xlabel("epoch")
-        right.legend(fontsize=6, ncol=2)
+            ax.grid(alpha=0.3)
+        _legend(fig, handles)
         fig.suptitle(f"training curves: {dataset}", fontsize=9)
         written.append(_save(fig, plots / f"training_curves_{slug(dataset)}.png"))
     return written
 
 
+def cost_plots(agg, plots: Path, styles: dict) -> list[Path]:
+    """Test metric against forward FLOPs per sample and against training time (on the runs' device)."""
+    out = metric_against(agg, "flops_fwd", "forward FLOPs per sample", "accuracy_vs_cost.png", plots, styles)
+    return out + metric_against(agg, "train_time_s", "training time (s)", "accuracy_vs_training_time.png", plots,
+                                styles)  # fmt: skip
+
+
 def build_plots(records: list[dict], agg, plots: str | Path) -> list[Path]:
     plots = Path(plots)
     plots.mkdir(parents=True, exist_ok=True)
+    styles = method_styles(r["method"] for r in records)  # one look per method in every plot of the report
     return [
+        *seeds_per_dataset(agg, plots, styles),
+        *metric_against(agg, "params", "trainable parameters", "accuracy_vs_params.png", plots, styles),
+        *cost_plots(agg, plots, styles),
         *accuracy_vs_params(records, plots),
-        *accuracy_vs_time(agg, plots),
         *kernel_size_curves(records, plots),
         *kernel_images(records, plots),
         *crossres_drop(records, plots),
-        *training_curves(records, plots),
+        *training_curves(records, plots, styles),
     ]

@@ -1,115 +1,202 @@
 """Tables and plots from the stored runs, never from memory: `python run_all.py report` rebuilds them.
 
-Aggregation is over seeds: mean, std (ddof=1) and n per method x dataset. Runs tagged
-smoke or budget (< 1 of the suite's epochs) are kept apart and marked in every table.
+A cell holds one configuration: runs are grouped by their whole configuration except the seed.
+Runs of a method on a dataset that differ in a setting are separate rows, labelled by what
+differs from the configuration most of them share (e.g. `conv [lr=0.01]`); smoke runs and
+shortened runs (--budget) are marked too. Per cell: mean, 95 % confidence interval and n over
+seeds (bench/stats.py); per dataset, the best row in bold and every row not significantly worse
+marked ≈; an average-rank column over datasets.
 """
 
 from __future__ import annotations
 
+import json
+import math
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-from bench import store
+from bench import stats, store
 
 MARKS = {"smoke": "smoke", "budget": "budget"}
-
-
+SETTING_SECTIONS = ("model", "data", "train", "crossres")
 COST_FIELDS = ["params_weights", "flops_fwdbwd", "throughput", "epoch_time_s", "peak_mem_mb", "device"]
+TIE = "≈"  # not significantly worse than the best of its column
 
 
 def cost_fields(r: dict) -> dict:
-    """Cost columns of a run (bench/measure.py); peak memory is the GPU's on CUDA, else the process's RSS."""
+    """Cost columns of a run (bench/measure.py); peak memory is the GPU's on CUDA, else what the run added to RSS."""
     gpu = (r.get("env") or {}).get("gpu_name")
-    peak = r.get("peak_gpu_mem_mb") if r.get("peak_gpu_mem_mb") is not None else r.get("peak_cpu_rss_mb")
+    peak = r.get("peak_gpu_mem_mb") if r.get("peak_gpu_mem_mb") is not None else r.get("run_cpu_mem_mb")
     return {"params_weights": r.get("params_weights"), "flops_fwdbwd": r.get("flops_fwdbwd"),
             "throughput": r.get("throughput_train_samples_s"), "epoch_time_s": r.get("epoch_time_s"),
             "peak_mem_mb": peak, "device": gpu or "cpu"}  # fmt: skip
 
 
+def settings_of(config: dict) -> dict[str, str]:
+    """A run's settings as flat `section.key` -> JSON text: everything that defines it except the seed."""
+    flat = {f"{section}.{k}": v for section in SETTING_SECTIONS for k, v in (config.get(section) or {}).items()}
+    flat["budget"] = config.get("budget", 1.0)
+    return {k: json.dumps(v, sort_keys=True, default=str) for k, v in flat.items()}
+
+
+def number(value) -> float | None:
+    """A metric as a float, or None for anything that is not a finite-or-inf number (a damaged file)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return None
+    return float(value)
+
+
+def classes_of(dataset: str) -> int | None:
+    """The dataset card's class count, for run files written before records held their task."""
+    import datasets
+
+    try:
+        return datasets.get_entry(dataset).card.classes
+    except Exception:  # a plugin dataset this report was not given
+        return None
+
+
 def runs_frame(records: list[dict]) -> pd.DataFrame:
-    """One row per run: identity, status, metrics, size and cost."""
+    """One row per run: identity, status, metrics, size, cost, and its settings (for grouping)."""
     rows = []
     for r in records:
         m = r.get("metric", "accuracy")
         marks = [MARKS[t] for t in r.get("tags", []) if t in MARKS]
         rows.append({
             "run_id": r["run_id"], "method": r["method"], "dataset": r["dataset"], "seed": r["seed"],
-            "status": r["status"], "error": r.get("error"), "metric": m,
-            "variant": "+".join(marks),
-            "train": r.get(f"train_{m}"), "val": r.get(f"val_{m}"), "test": r.get(f"test_{m}"),
-            "params": r.get("params"), "wall_time_s": r.get("wall_time_s"),
-            "train_time_s": r.get("train_time_s"), "flops_fwd": r.get("flops_fwd"), **cost_fields(r),
+            "status": r["status"], "error": r.get("error"), "metric": m, "marks": "+".join(marks),
+            "settings": json.dumps(settings_of(r.get("config") or {}), sort_keys=True),
+            "train": number(r.get(f"train_{m}")), "val": number(r.get(f"val_{m}")),
+            "test": number(r.get(f"test_{m}")), "params": r.get("params"), "wall_time_s": r.get("wall_time_s"),
+            "train_time_s": r.get("train_time_s"), "flops_fwd": r.get("flops_fwd"),
+            "epochs_run": r.get("epochs_run"), "epochs_cap": r.get("epochs_cap"),
+            "num_classes": (r.get("task") or {}).get("num_classes") or classes_of(r["dataset"]), **cost_fields(r),
         })  # fmt: skip
-    columns = ["run_id", "method", "dataset", "seed", "status", "error", "metric", "variant", "train", "val", "test",
-               "params", "wall_time_s", "train_time_s", "flops_fwd", *COST_FIELDS]  # fmt: skip
-    return pd.DataFrame(rows, columns=columns)
+    columns = ["run_id", "method", "dataset", "seed", "status", "error", "metric", "marks", "settings", "train", "val",
+               "test", "params", "wall_time_s", "train_time_s", "flops_fwd", "epochs_run", "epochs_cap", "num_classes",
+               *COST_FIELDS]  # fmt: skip
+    df = pd.DataFrame(rows, columns=columns)
+    df["variant"] = variant_labels(df)
+    return df
+
+
+def _short(key: str, keys: list[str]) -> str:
+    """`train.lr` -> `lr`, unless another differing key has the same name in another section."""
+    name = key.split(".", 1)[-1]
+    return name if sum(k.split(".", 1)[-1] == name for k in keys) == 1 else key
+
+
+def variant_labels(df: pd.DataFrame) -> list[str]:
+    """Per run: its marks and the settings in which its configuration differs from the usual one of its
+    (method, dataset, marks) group: the configuration most runs there have, among equals the centre one."""
+    labels = [""] * len(df)
+    if df.empty:
+        return labels
+    for _, group in df.groupby(["method", "dataset", "marks"], sort=False):
+        counts = group["settings"].value_counts()
+        configs = {text: json.loads(text) for text in counts.index}
+
+        def distance(a: dict, b: dict) -> int:
+            return sum(a.get(k) != b.get(k) for k in set(a) | set(b))
+
+        # the configuration most runs share; among equals, the one closest to all others (the centre)
+        base = configs[max(counts.index, key=lambda t: (counts[t], -sum(distance(configs[t], c) for c in
+                                                                         configs.values()), t))]  # fmt: skip
+        for i, text in zip(group.index, group["settings"]):
+            own = json.loads(text)
+            keys = sorted(k for k in set(base) | set(own) if base.get(k) != own.get(k))
+            diffs = [f"{_short(k, keys)}={json.loads(own[k]) if k in own else '(default)'}" for k in keys]
+            labels[df.index.get_loc(i)] = ", ".join(filter(None, [group["marks"].iloc[0], *diffs]))
+    return labels
 
 
 COST_AGG = {"params_weights": ("params_weights", "median"), "flops_fwd": ("flops_fwd", "median"),
             "flops_fwdbwd": ("flops_fwdbwd", "median"), "throughput": ("throughput", "mean"),
             "epoch_time_s": ("epoch_time_s", "mean"), "peak_mem_mb": ("peak_mem_mb", "max"),
             "device": ("device", "first")}  # fmt: skip
+KEYS = ["method", "variant", "dataset", "metric"]
 
 
 def aggregate(df: pd.DataFrame) -> pd.DataFrame:
-    """mean, std (ddof=1; NaN for n=1) and n of the test metric per (method, variant, dataset)."""
-    ok = df[df["status"] == "ok"]
-    keys = ["method", "variant", "dataset", "metric"]
+    """Per (method, variant, dataset): mean, 95 % CI half-width, std, n of the test metric, the seeds' values,
+    and the row's significance mark in its dataset (best / tied / worse / untested)."""
+    ok = df[(df["status"] == "ok") & df["test"].notna()]
+    extra = ["mean", "ci", "std", "n", "values", "val_mean", "params", "train_time_s", "epochs_run", "at_cap",
+             "num_classes", "mark"]  # fmt: skip
     if ok.empty:
-        return pd.DataFrame(columns=[*keys, "mean", "std", "n", "val_mean", "params", "train_time_s", *COST_AGG])
-    g = ok.groupby(keys, dropna=False)
-    agg = g.agg(mean=("test", "mean"), std=("test", "std"), n=("test", "size"), val_mean=("val", "mean"),
-                params=("params", "median"), train_time_s=("train_time_s", "mean"), **COST_AGG)  # fmt: skip
-    return agg.reset_index()
+        return pd.DataFrame(columns=[*KEYS, *extra, *COST_AGG])
+    g = ok.groupby(KEYS, dropna=False)
+    agg = g.agg(std=("test", "std"), n=("test", "size"), val_mean=("val", "mean"), params=("params", "median"),
+                train_time_s=("train_time_s", "mean"), epochs_run=("epochs_run", "mean"),
+                num_classes=("num_classes", "first"), **COST_AGG).reset_index()  # fmt: skip
+    values = g["test"].apply(list).reset_index(drop=True)
+    at_cap = g.apply(lambda d: int((d["epochs_run"] >= d["epochs_cap"]).sum()), include_groups=False)
+    agg["values"] = values
+    agg["at_cap"] = at_cap.reset_index(drop=True)
+    agg["mean"], agg["ci"] = zip(*(stats.mean_ci(v)[:2] for v in values))
+    agg["mark"] = ""
+    for (_, metric), part in agg.groupby(["dataset", "metric"]):
+        groups = {i: part.at[i, "values"] for i in part.index}
+        for i, mark in stats.compare_to_best(groups, higher_is_better=metric != "mse").items():
+            agg.at[i, "mark"] = mark
+    return agg[[*KEYS, *extra, *COST_AGG]]
 
 
-def fmt_cell(mean: float, std: float, n: int, metric: str) -> str:
+def fmt_cell(mean: float, ci: float, n: int, metric: str) -> str:
     digits = 2 if metric == "accuracy" else 4
-    spread = "" if np.isnan(std) else f" ± {std:.{digits}f}"
+    spread = "" if np.isnan(ci) else f" ± {ci:.{digits}f}"
     return f"{mean:.{digits}f}{spread} ({n})"
 
 
 def row_label(method: str, variant: str) -> str:
-    return f"{method} [{variant}]" if variant else method
+    return f"{method} [{variant}]" if isinstance(variant, str) and variant else method
 
 
 def column_label(dataset: str, metric: str) -> str:
     return f"{dataset} ({'acc %' if metric == 'accuracy' else 'MSE'})"
 
 
+def fmt_params(lo, hi) -> str:
+    if pd.isna(lo):
+        return "–"
+    return f"{int(lo):,}" if lo == hi else f"{int(lo):,}–{int(hi):,}"
+
+
 def wide_table(agg: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Rows: methods; columns: datasets. Returns (formatted cells, numeric means) of the same shape."""
+    """Rows: configurations; columns: params, datasets, average rank. Returns (cells, marks) of the same shape."""
     if agg.empty:
         return pd.DataFrame(), pd.DataFrame()
     agg = agg.assign(row=[row_label(m, v) for m, v in zip(agg["method"], agg["variant"])],
                      col=[column_label(d, m) for d, m in zip(agg["dataset"], agg["metric"])],
-                     cell=[fmt_cell(a, s, n, m) for a, s, n, m in zip(agg["mean"], agg["std"], agg["n"], agg["metric"])])  # fmt: skip
+                     cell=[fmt_cell(a, c, n, m) for a, c, n, m in zip(agg["mean"], agg["ci"], agg["n"], agg["metric"])])  # fmt: skip
     cells = agg.pivot(index="row", columns="col", values="cell").fillna("–").rename_axis(index="method", columns=None)
-    means = agg.pivot(index="row", columns="col", values="mean").rename_axis(index="method", columns=None)
+    marks = agg.pivot(index="row", columns="col", values="mark").fillna("").rename_axis(index="method", columns=None)
     lo, hi = agg.groupby("row")["params"].min(), agg.groupby("row")["params"].max()
-    span = [("–" if pd.isna(a) else f"{int(a):,}" if a == b else f"{int(a):,}–{int(b):,}") for a, b in
-            zip(lo.reindex(cells.index), hi.reindex(cells.index))]  # fmt: skip
-    cells.insert(0, "params", span)
-    return cells, means
+    cells.insert(0, "params", [fmt_params(a, b) for a, b in zip(lo.reindex(cells.index), hi.reindex(cells.index))])
+    marks.insert(0, "params", "")
+    means = {col: dict(zip(part["row"], part["mean"])) for col, part in agg.groupby("col")}
+    higher = {col: part["metric"].iloc[0] != "mse" for col, part in agg.groupby("col")}
+    if len(means) > 1:
+        avg = stats.average_ranks(means, higher)
+        cells["avg rank"] = [f"{avg[r][0]:.1f} ({avg[r][1]})" if r in avg else "–" for r in cells.index]
+        marks["avg rank"] = ""
+        order = sorted(cells.index, key=lambda r: (avg.get(r, (math.inf,))[0], r))
+        cells, marks = cells.loc[order], marks.loc[order]
+    return cells, marks
 
 
-def best_mask(cells: pd.DataFrame, means: pd.DataFrame) -> pd.DataFrame:
-    """True where a cell holds the best mean of its column (max accuracy, min MSE); ties all bold."""
-    mask = pd.DataFrame(False, index=cells.index, columns=cells.columns)
-    for col in means.columns:
-        values = means[col]
-        if values.notna().any():
-            best = values.min() if col.endswith("(MSE)") else values.max()
-            mask.loc[values.index[np.isclose(values, best)], col] = True
-    return mask
+def _shown(value: str, mark: str, bold) -> str:
+    if mark == "best":
+        return bold(value)
+    return f"{value} {TIE}" if mark == "tied" else value
 
 
-def to_markdown(cells: pd.DataFrame, mask: pd.DataFrame) -> str:
+def to_markdown(cells: pd.DataFrame, marks: pd.DataFrame) -> str:
     shown = cells.copy()
     for col in shown.columns:
-        shown[col] = [f"**{v}**" if b else v for v, b in zip(shown[col], mask[col])]
+        shown[col] = [_shown(v, m, lambda t: f"**{t}**") for v, m in zip(shown[col], marks[col])]
     return shown.to_markdown()
 
 
@@ -118,144 +205,92 @@ LATEX_SPECIALS = {"\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$",
 
 
 def tex(text: str) -> str:
-    """Escape LaTeX specials, then typeset ± and ranges."""
+    """Escape LaTeX specials, then typeset ±, ≈ and ranges."""
     text = "".join(LATEX_SPECIALS.get(ch, ch) for ch in str(text))
-    return text.replace("±", r"$\pm$").replace("–", "--")
+    return text.replace("±", r"$\pm$").replace(TIE, r"$\approx$").replace("–", "--")
 
 
-def to_latex(cells: pd.DataFrame, mask: pd.DataFrame, caption: str) -> str:
-    """Booktabs LaTeX with the best cell of each column in bold; compiles with \\usepackage{booktabs}."""
-    shown = cells.map(tex).reset_index()
-    shown["method"] = shown["method"].map(tex)
-    flags = mask.reset_index(drop=True)
-    styler = shown.style.apply(
-        lambda col: ["textbf:--rwrap;" if col.name in flags and flags[col.name][i] else "" for i in range(len(col))]
-    )
-    styler = styler.hide(axis="index").format_index(tex, axis=1)
-    return styler.to_latex(hrules=True, caption=tex(caption), position_float="centering",
-                           column_format="l" + "r" * len(cells.columns))  # fmt: skip
+def to_latex(cells: pd.DataFrame, marks: pd.DataFrame, caption: str) -> str:
+    """Booktabs LaTeX, best cell of each column in bold, ties marked; compiles with \\usepackage{booktabs}."""
+    body = []
+    for row in cells.index:
+        shown = [_shown(tex(v), m, lambda t: rf"\textbf{{{t}}}") for v, m in zip(cells.loc[row], marks.loc[row])]
+        body.append(" & ".join([tex(row), *shown]) + r" \\")
+    header = " & ".join(["method", *(tex(c) for c in cells.columns)]) + r" \\"
+    return "\n".join([
+        r"% generated by `python run_all.py report`; needs \usepackage{booktabs}", r"\begin{table}[ht]", r"\centering",
+        rf"\caption{{{tex(caption)}}}", r"\begin{tabular}{l" + "r" * len(cells.columns) + "}", r"\toprule", header,
+        r"\midrule", *body, r"\bottomrule", r"\end{tabular}", r"\end{table}", "",
+    ])  # fmt: skip
 
 
-def plot_summary(agg: pd.DataFrame, plots: Path) -> list[Path]:
-    import matplotlib
+CAPTION = (
+    "Test metric at the checkpoint with the best validation metric: mean ± half-width of the 95 % confidence "
+    "interval (Student's t) over seeds, (n) seeds. Bold: the best mean of its column; ≈: not significantly "
+    "worse than it (one-sided Welch t-test, Holm-corrected over the rows of the column, α = 0.05); no mark: "
+    "significantly worse, or fewer than 2 seeds. avg rank: mean rank over the datasets a row ran on (count)."
+)
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
 
-    written = []
-    datasets = sorted(agg["dataset"].unique())
-    if not datasets:
-        return written
-    # 1. test metric per dataset: one panel per dataset, one bar per method, error bars over seeds
-    fig, axes = plt.subplots(1, len(datasets), figsize=(3.2 * len(datasets), 0.28 * agg["method"].nunique() + 1.8),
-                             squeeze=False)  # fmt: skip
-    for ax, ds in zip(axes[0], datasets):
-        sub = agg[agg["dataset"] == ds].sort_values("mean")
-        labels = [row_label(m, v) for m, v in zip(sub["method"], sub["variant"])]
-        ax.barh(labels, sub["mean"], xerr=sub["std"].fillna(0), color="tab:blue", alpha=0.8)
-        ax.set_title(ds)
-        ax.set_xlabel("test accuracy (%)" if sub["metric"].iloc[0] == "accuracy" else "test MSE (lower is better)")
-        ax.tick_params(axis="y", labelsize=7)
-    fig.tight_layout()
-    written.append(plots / "accuracy_per_dataset.png")
-    fig.savefig(written[-1], dpi=120)
-    plt.close(fig)
-    # 2. test metric vs parameters, one panel per dataset
-    fig, axes = plt.subplots(1, len(datasets), figsize=(3.6 * len(datasets), 3.4), squeeze=False)
-    for ax, ds in zip(axes[0], datasets):
-        sub = agg[agg["dataset"] == ds]
-        ax.errorbar(sub["params"], sub["mean"], yerr=sub["std"].fillna(0), fmt="o", ms=4)
-        for _, r in sub.iterrows():
-            ax.annotate(r["method"], (r["params"], r["mean"]), fontsize=6, xytext=(2, 2), textcoords="offset points")
-        ax.set_xscale("log")
-        ax.set_title(ds)
-        ax.set_xlabel("trainable parameters")
-        ax.set_ylabel("test accuracy (%)" if sub["metric"].iloc[0] == "accuracy" else "test MSE")
-    fig.tight_layout()
-    written.append(plots / "accuracy_vs_params.png")
-    fig.savefig(written[-1], dpi=120)
-    plt.close(fig)
-    return written
+def _fmt(value, spec: str) -> str:
+    return "–" if value is None or pd.isna(value) else format(value, spec)
 
 
 def cost_table(agg: pd.DataFrame, tables: Path) -> list[Path]:
-    """Per method and dataset: size, FLOPs per sample, speed and memory (tables/cost.csv and cost.md)."""
-    cost = agg[["method", "variant", "dataset", "params", *COST_AGG, "train_time_s"]]
+    """Per configuration and dataset: size, FLOPs per sample, speed and memory (tables/cost.csv and cost.md)."""
+    cost = agg[["method", "variant", "dataset", "params", *COST_AGG, "train_time_s", "epochs_run"]]
     cost.to_csv(tables / "cost.csv", index=False)
-    labels = [row_label(m, v) for m, v in zip(cost["method"], cost["variant"])]
-    shown = cost.assign(method=labels).drop(columns="variant")
-    for col in ("flops_fwd", "flops_fwdbwd"):
-        shown[col] = shown[col] / 1e6
-    shown = shown.rename(columns={"flops_fwd": "MFLOPs fwd", "flops_fwdbwd": "MFLOPs fwd+bwd",
-                                  "throughput": "train samples/s", "peak_mem_mb": "peak MiB"})  # fmt: skip
-    (tables / "cost.md").write_text(shown.to_markdown(index=False, floatfmt=".4g") + "\n")
+    shown = pd.DataFrame({
+        "method": [row_label(m, v) for m, v in zip(cost["method"], cost["variant"])], "dataset": cost["dataset"],
+        "params": [_fmt(v, ",.0f") for v in cost["params"]],
+        "weights only": [_fmt(v, ",.0f") for v in cost["params_weights"]],
+        "MFLOPs fwd": [_fmt(v / 1e6, ".3g") if v else "–" for v in cost["flops_fwd"]],
+        "MFLOPs fwd+bwd": [_fmt(v / 1e6, ".3g") if v else "–" for v in cost["flops_fwdbwd"]],
+        "train samples/s": [_fmt(v, ",.0f") for v in cost["throughput"]],
+        "s / epoch": [_fmt(v, ".2f") for v in cost["epoch_time_s"]],
+        "epochs": [_fmt(v, ".1f") for v in cost["epochs_run"]],
+        "peak MiB (run)": [_fmt(v, ",.0f") for v in cost["peak_mem_mb"]], "device": cost["device"],
+    })  # fmt: skip
+    note = (
+        "\n\npeak MiB (run): GPU allocator peak on CUDA; on the CPU, the resident memory the run added to its "
+        "process (peak RSS during the run minus RSS at its start). Means over seeds; FLOPs per sample.\n"
+    )
+    (tables / "cost.md").write_text(shown.to_markdown(index=False, disable_numparse=True) + note)
     return [tables / "cost.csv", tables / "cost.md"]
 
 
-def plot_cost(agg: pd.DataFrame, plots: Path) -> list[Path]:
-    """Test metric vs forward FLOPs per sample (all runs) and vs training time of the runs on a GPU."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    panels = [("flops_fwd", "forward FLOPs per sample", agg),
-              ("train_time_s", "GPU training time (s)", agg[agg["device"] != "cpu"])]  # fmt: skip
-    panels = [(col, label, sub[sub[col].notna()]) for col, label, sub in panels]
-    panels = [p for p in panels if len(p[2])]
-    if not panels:
-        return []
-    datasets = sorted(set(agg["dataset"]))
-    fig, axes = plt.subplots(len(panels), len(datasets), figsize=(3.6 * len(datasets), 3.4 * len(panels)),
-                             squeeze=False)  # fmt: skip
-    for ax_row, (col, label, sub) in zip(axes, panels):
-        for ax, ds in zip(ax_row, datasets):
-            d = sub[sub["dataset"] == ds]
-            ax.errorbar(d[col], d["mean"], yerr=d["std"].fillna(0), fmt="o", ms=4)
-            for _, r in d.iterrows():
-                ax.annotate(row_label(r["method"], r["variant"]), (r[col], r["mean"]), fontsize=6, xytext=(2, 2),
-                            textcoords="offset points")  # fmt: skip
-            ax.set_xscale("log")
-            ax.set_title(ds)
-            ax.set_xlabel(label)
-            accuracy = agg[agg["dataset"] == ds]["metric"].iloc[0] == "accuracy"
-            ax.set_ylabel("test accuracy (%)" if accuracy else "test MSE")
-    fig.tight_layout()
-    fig.savefig(plots / "accuracy_vs_cost.png", dpi=120)
-    plt.close(fig)
-    return [plots / "accuracy_vs_cost.png"]
-
-
-def build_report(out: str | Path) -> list[str]:
-    """Rebuild every table and plot under <out>/tables and <out>/plots; returns lines to print."""
+def build_report(out: str | Path, dest: str | Path | None = None) -> list[str]:
+    """Rebuild every table and plot from the runs in <out>/runs into <dest>/tables and <dest>/plots
+    (dest defaults to out); returns lines to print."""
     out = Path(out)
+    dest = out if dest is None else Path(dest)
     records, problems = store.load_runs(out)
     lines = list(problems)
     if not records:
         return [*lines, f"no runs in {store.runs_dir(out)}: nothing to report"]
     df = runs_frame(records)
-    tables, plots = out / "tables", out / "plots"
+    tables, plots = dest / "tables", dest / "plots"
     tables.mkdir(parents=True, exist_ok=True)
     plots.mkdir(parents=True, exist_ok=True)
-    df.drop(columns=["error"]).to_csv(tables / "runs.csv", index=False)
+    df.drop(columns=["error", "settings"]).to_csv(tables / "runs.csv", index=False)
     agg = aggregate(df)
-    agg.to_csv(tables / "summary.csv", index=False)
-    cells, means = wide_table(agg)
+    agg.drop(columns="values").to_csv(tables / "summary.csv", index=False)
+    cells, marks = wide_table(agg)
     written = [tables / "runs.csv", tables / "summary.csv"]
-    if not cells.empty:
-        mask = best_mask(cells, means)
-        (tables / "summary.md").write_text(to_markdown(cells, mask) + "\n")
-        caption = "Test metric, mean ± std over seeds (n); best per column in bold."
-        (tables / "summary.tex").write_text(to_latex(cells, mask, caption))
-        written += [tables / "summary.md", tables / "summary.tex", *plot_summary(agg, plots)]
-        written += cost_table(agg, tables) + plot_cost(agg, plots)
     from bench import paper_tables, report_index
     from bench import plots as more_plots
 
+    if not cells.empty:
+        (tables / "summary.md").write_text(to_markdown(cells, marks) + "\n\n" + CAPTION + "\n")
+        (tables / "summary.tex").write_text(to_latex(cells, marks, CAPTION))
+        written += [tables / "summary.md", tables / "summary.tex", *cost_table(agg, tables)]
     written += paper_tables.build_paper_tables(records, tables) + more_plots.build_plots(records, agg, plots)
     failed = df[df["status"] != "ok"]
-    for _, r in failed.iterrows():
-        lines.append(f"{r['status']}: {r['method']} on {r['dataset']} (seed {r['seed']}): {r['error']}")
-    written.append(report_index.write_index(out, len(records), written))  # last: it embeds what was written
+    problems_lines = [f"{r['status']}: {r['method']} on {r['dataset']} (seed {r['seed']}): {r['error']}"
+                      for _, r in failed.iterrows()]  # fmt: skip
+    lines += problems_lines
+    # last: it embeds what was written
+    source = str(store.runs_dir(out)) + "/"
+    written.append(report_index.write_index(dest, len(records), written, problems_lines + problems, source))
     lines.append(f"report: {len(df)} runs ({len(df) - len(failed)} ok) -> " + ", ".join(str(p) for p in written))
     return lines

@@ -10,15 +10,18 @@ from __future__ import annotations
 from pathlib import Path
 
 
-def write_index(out: str | Path, n_runs: int, written: list[Path]) -> Path:
-    """Embed the tables (.md) and plots (.png) in `written`, the files this report pass wrote (none stale)."""
+def write_index(out: str | Path, n_runs: int, written: list[Path], problems: list[str] = (), source: str = "") -> Path:
+    """Embed the tables (.md) and plots (.png) in `written`, the files this report pass wrote (none stale),
+    after a list of the runs that failed, diverged or ran out of memory, and of unreadable run files."""
     from bench.paper_tables import TABLES
 
     out = Path(out)
     written = [Path(p) for p in written]
     lines = ["# LKSBench report", "",
-             f"Rebuilt by `python run_all.py report` from the {n_runs} run files in `{out.name}/runs/`, without "
+             f"Rebuilt by `python run_all.py report` from the {n_runs} run files in `{source or out.name + '/runs/'}`, without "
              "training. Every table is also in `tables/` as LaTeX (booktabs) and CSV.", ""]  # fmt: skip
+    if problems:
+        lines += [f"## Runs that did not finish ({len(problems)})", "", *(f"- {p}" for p in problems), ""]
     tables = {p.stem: p for p in written if p.suffix == ".md"}
     paper = [tables.pop(t.key) for t in TABLES if t.key in tables]
     if paper:

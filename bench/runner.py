@@ -1,11 +1,17 @@
-"""Run a grid: skip finished runs, record failures as rows, stop cleanly on Ctrl-C."""
+"""Run a grid: skip finished runs, record failures as rows, stop cleanly on Ctrl-C or SIGTERM.
+
+Every run goes through `run_one`: claim it (bench/claims.py), train it, write its run file, and
+only then remove its checkpoint, so a finished run is never lost. A run another process holds
+is left for later and waited for at the end, so several processes on one results folder share
+the grid and each run is trained once.
+"""
 
 from __future__ import annotations
 
 import datetime as dt
 import time
 import traceback
-from collections import Counter
+from collections import Counter, deque
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -20,14 +26,19 @@ from bench.errors import Diverged, UserError
 
 @dataclass
 class Summary:
-    counts: Counter = field(default_factory=Counter)  # status -> number of runs (incl. "cached")
+    counts: Counter = field(default_factory=Counter)  # status -> number of runs (incl. "cached", "elsewhere")
     interrupted: bool = False
+    cut_off: list[str] = field(default_factory=list)  # runs stopped mid-way by the interrupt (they resume)
 
     def line(self) -> str:
-        parts = [f"{n} {status}" for status, n in sorted(self.counts.items())]
-        head = "interrupted" if self.interrupted else "done"
-        tail = "; rerun the same command to resume" if self.interrupted else ""
-        return f"{head}: {', '.join(parts) or 'nothing to run'}{tail}"
+        parts = [f"{n} {STATUS_WORDS.get(status, status)}" for status, n in sorted(self.counts.items())]
+        if not self.interrupted:
+            return f"done: {', '.join(parts) or 'nothing to run'}"
+        cut = f"; cut off: {', '.join(self.cut_off)}" if self.cut_off else ""
+        return f"interrupted: {', '.join(parts) or 'no run finished'}{cut}; rerun the same command to resume"
+
+
+STATUS_WORDS = {"elsewhere": "done by another process", "cached": "cached"}
 
 
 class DataCache:
@@ -94,19 +105,19 @@ def execute(cfg: RunConfig, device: str, cache: DataCache, progress: bool = True
     if torch.are_deterministic_algorithms_enabled() != cfg.train.deterministic:  # the first call imports for 2 s
         torch.use_deterministic_algorithms(cfg.train.deterministic, warn_only=True)
     measure.reset_peak_memory(device)
-    ckpt = Path(out) / "checkpoints" / f"{cfg.run_id}.pt" if out is not None else None
+    ckpt = checkpoint_path(out, cfg.run_id) if out is not None else None
     try:
         results = train_run(cfg, data, device, progress, ckpt)
         model = results.pop("model")
-        record.update(status="ok", **results, data_info=data.info)
+        task = {"dim": data.task.dim, "num_classes": data.task.num_classes, "size": data.task.size,
+                "causal": data.task.causal, "metric": data.task.metric}  # fmt: skip
+        record.update(status="ok", **results, data_info=data.info, task=task)
         post_train(cfg, model, data, record, device, cache.data_root)
     except (UserError, KeyboardInterrupt):
         raise
     except Exception as exc:  # the grid goes on: the failure is a row
         record.update(status=_status_of(exc), error=f"{type(exc).__name__}: {exc}",
                       traceback=traceback.format_exc(limit=8))  # fmt: skip
-    if ckpt is not None:
-        ckpt.unlink(missing_ok=True)  # the run file is about to hold everything that matters
     record["wall_time_s"] = time.perf_counter() - start
     record["finished_at"] = dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
     return record
@@ -123,23 +134,69 @@ def summary_line(record: dict) -> str:
     )
 
 
+def checkpoint_path(out: str | Path, run_id: str) -> Path:
+    return Path(out) / "checkpoints" / f"{run_id}.pt"
+
+
+def run_one(cfg: RunConfig, out: str | Path, device: str, cache: DataCache, *, since: float, wait: bool = False,
+            force: bool = False, progress: bool = True, where: dict | None = None) -> tuple[str, dict | None]:  # fmt: skip
+    """Claim, train and store one run. Returns (status, record); without a record, the status is
+    "elsewhere" (another process holds the run; with `wait`, it has finished it) or "cached".
+
+    `since`: when this command started; a run file written after it was written by another
+    process sharing the folder, and counts as done whatever its status.
+    """
+    from bench import claims
+    from bench.launchers import one_at_a_time
+
+    held = claims.claim(out, cfg.run_id, wait=False)
+    if held is None and wait:
+        tqdm.write(f"waiting for {cfg.label}: claimed by {claims.holder(out, cfg.run_id) or 'another process'}")
+        held = claims.claim(out, cfg.run_id, wait=True)
+    if held is None:
+        return "elsewhere", None
+    with held:
+        if store.written_since(out, cfg.run_id, since):
+            return "elsewhere", None
+        if not force and store.status_of(out, cfg.run_id) == "ok":
+            return "cached", None
+        with one_at_a_time(Path(out) / ".data.lock"):  # a download happens once, whoever asks first
+            cache.get(cfg)
+        record = execute(cfg, device, cache, progress, out)
+        if where is not None:
+            record["launcher"] = where
+        store.write_run(out, record)
+        checkpoint_path(out, cfg.run_id).unlink(missing_ok=True)  # only now: the run file holds what matters
+    return record["status"], record
+
+
 def run_grid(runs: list[RunConfig], out: str | Path, device: str, *, data_root=None, force: bool = False,
-             progress: bool = True) -> Summary:  # fmt: skip
+             progress: bool = True, since: float | None = None) -> Summary:  # fmt: skip
+    """Train `runs` one after the other in this process; runs another process holds are waited for last."""
     summary, cache = Summary(), DataCache(data_root)
-    todo = [cfg for cfg in runs if force or store.status_of(out, cfg.run_id) != "ok"]
-    summary.counts["cached"] = len(runs) - len(todo)
-    if summary.counts["cached"] == 0:
-        del summary.counts["cached"]
-    bar = tqdm(todo, desc="grid", unit="run", disable=not progress)
+    since = time.time() if since is None else since
+    bar = tqdm(total=len(runs), desc="grid", unit="run", disable=not progress)
+    queue, later, current = deque((c, False) for c in runs), [], None
     try:
-        for cfg in bar:
+        while queue or later:
+            if not queue:  # second pass: wait for the runs other processes hold
+                queue, later = deque((c, True) for c in later), []
+            cfg, wait = queue.popleft()
+            current = cfg
             bar.set_postfix_str(f"{cfg.method}/{cfg.dataset}/s{cfg.seed}")
-            record = execute(cfg, device, cache, progress, out)
-            store.write_run(out, record)
-            summary.counts[record["status"]] += 1
-            tqdm.write(summary_line(record))
+            status, record = run_one(cfg, out, device, cache, since=since, wait=wait, force=force, progress=progress)
+            current = None
+            if status == "elsewhere" and not wait:
+                later.append(cfg)
+                continue
+            summary.counts[status] += 1
+            bar.update()
+            if record is not None:
+                tqdm.write(summary_line(record))
     except KeyboardInterrupt:
         summary.interrupted = True
+        if current is not None:
+            summary.cut_off.append(current.label)
     finally:
         bar.close()
     return summary

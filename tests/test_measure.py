@@ -9,7 +9,7 @@ import torch
 import torchvision
 from torch import nn
 
-from bench import measure, report, store
+from bench import measure, plots, report, store
 from bench.config import RunConfig, TrainConfig
 from bench.runner import run_grid
 from methods.functional import conv_fft
@@ -146,13 +146,15 @@ def test_run_files_carry_flops_throughput_and_memory(tmp_path):
     layers = [(1, 4), (4, 4), (4, 4), (4, 6), (6, 6), (6, 8), (8, 8)]
     macs = 64 * (9 * sum(a * b for a, b in layers) + 4 * 6 + 6 * 8) + 8 * 10
     assert conv["flops_fwd"] == 2 * macs
-    # the report's cost table and accuracy-vs-cost plot (no GPU runs here: the FLOPs panel only)
+    assert 0 < conv["run_cpu_mem_mb"] < conv["peak_cpu_rss_mb"]  # what the run added, not the process's RSS
+    # the report's cost table and plots
     agg = report.aggregate(report.runs_frame(list(records.values())))
-    written = report.cost_table(agg, tmp_path) + report.plot_cost(agg, tmp_path)
-    assert [p.name for p in written] == ["cost.csv", "cost.md", "accuracy_vs_cost.png"]
+    written = report.cost_table(agg, tmp_path) + plots.cost_plots(agg, tmp_path, plots.method_styles(["conv"]))
+    assert [p.name for p in written] == ["cost.csv", "cost.md", "accuracy_vs_cost.png", "accuracy_vs_training_time.png"]
     cost = pd.read_csv(tmp_path / "cost.csv").set_index("method")
     assert cost.loc["conv", "flops_fwd"] == 2 * macs and cost.loc["conv", "device"] == "cpu"
-    assert cost.loc["conv", "throughput"] > 0 and cost.loc["conv", "peak_mem_mb"] > 0
+    assert cost.loc["conv", "throughput"] > 0 and cost.loc["conv", "peak_mem_mb"] == conv["run_cpu_mem_mb"]
+    assert f"| {conv['params']:,} " in (tmp_path / "cost.md").read_text()  # counts with separators, not 1.522e+04
 
 
 def test_a_measurement_failure_is_a_note_not_a_failed_run():

@@ -2,7 +2,8 @@
 
 A launcher is a function `(runs, ctx) -> Summary` registered under a name:
 
-- `local` (default): one after the other, in this process (runner.run_grid);
+- `local` (default): this machine; one run after the other in this process (runner.run_grid),
+  or --workers CPU processes (pool.py; by default one per core on the CPU);
 - `local-gpus`: one worker process per GPU slot, each run pinned to one GPU (local_gpus.py);
 - `slurm`: SLURM job arrays through submitit, an optional dependency (slurm.py).
 
@@ -14,6 +15,7 @@ nothing: rerunning the same command resumes. Third-party launchers register a fu
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -91,25 +93,36 @@ def one_at_a_time(lock: Path):
         yield  # closing the file releases the lock
 
 
-def run_and_store(cfg, ctx: LaunchContext, device: str, cache, where: dict[str, Any]) -> dict | None:
-    """Train one run where it executes and write its file; None when an earlier attempt finished it."""
-    from bench.runner import execute
-
-    if not ctx.force and store.status_of(ctx.out, cfg.run_id) == "ok":
-        return None
-    with one_at_a_time(Path(ctx.out) / ".data.lock"):
-        cache.get(cfg)  # load (or download) the data now, alone; execute() then finds it in the cache
-    record = execute(cfg, device, cache, progress=False, out=ctx.out)
-    record["launcher"] = where
-    store.write_run(ctx.out, record)
-    return record
+def cpu_cores() -> int:
+    """The cores this process may use (a cluster job or taskset may allow fewer than the machine has)."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
 
 
-@register_launcher("local", "one run after the other in this process (default)")
+def parse_workers(text, device: str, runs: int) -> int:
+    """--workers: a count, or auto: one per CPU core on the CPU (single-threaded small models scale
+    better as processes than as threads: bench/perf_suite.py), one on a GPU."""
+    if text in (None, "auto"):
+        return 1 if device.startswith("cuda") else max(1, min(cpu_cores(), runs))
+    try:
+        n = int(text)
+    except (TypeError, ValueError):
+        n = 0
+    if n < 1:
+        raise UserError(f"--workers expects a positive integer or auto, got {text!r}")
+    return n
+
+
+@register_launcher("local", "this machine: --workers processes (default: one per CPU core, one on a GPU)", ("workers",))
 def local(runs: list, ctx: LaunchContext):
     from bench.env import resolve_device
+    from bench.launchers.pool import run_pool
     from bench.runner import run_grid
 
     device = resolve_device(ctx.device)
+    workers = parse_workers(ctx.options.get("workers"), device, len(runs))
+    if workers > 1:
+        if device != "cpu":
+            raise UserError("--workers > 1 runs on CPU cores; for several GPU workers use --launcher local-gpus")
+        return run_pool(runs, ctx, ["cpu"] * workers, threads=max(1, cpu_cores() // workers), name="local")
     print(f"{len(runs)} runs to do on {device}, results in {ctx.out}/runs/")
-    return run_grid(runs, ctx.out, device, data_root=ctx.data_root, force=True, progress=ctx.progress)
+    return run_grid(runs, ctx.out, device, data_root=ctx.data_root, force=ctx.force, progress=ctx.progress)

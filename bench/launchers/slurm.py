@@ -22,7 +22,7 @@ import time
 from pathlib import Path
 
 from bench.errors import UserError
-from bench.launchers import LaunchContext, prepare_worker, register_launcher, run_and_store
+from bench.launchers import LaunchContext, prepare_worker, register_launcher
 
 REPO = Path(__file__).resolve().parents[2]
 DEFAULTS = {"timeout_min": 240, "gpus_per_node": 1, "cpus_per_task": 4, "slurm_array_parallelism": 256}
@@ -91,8 +91,9 @@ def job_parameters(method: str, options: dict) -> dict:
 class RunJob:
     """What an array task runs: one run, written to its file. Requeued on preemption and timeout."""
 
-    def __init__(self, threads: int | None = None):
+    def __init__(self, threads: int | None = None, since: float = 0.0):
         self.threads = threads  # None: the CPUs SLURM gave the job
+        self.since = since  # when the driver started (a run file written later was written elsewhere)
 
     def __call__(self, cfg: dict, ctx: LaunchContext) -> tuple[str, str]:
         import platform
@@ -102,7 +103,7 @@ class RunJob:
 
         from bench.config import RunConfig
         from bench.env import resolve_device
-        from bench.runner import DataCache, summary_line
+        from bench.runner import DataCache, run_one, summary_line
 
         # torch would otherwise start a thread per core of the node, not per CPU of the job
         cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
@@ -110,8 +111,10 @@ class RunJob:
         prepare_worker(ctx)
         device = resolve_device(ctx.device)
         where = {"name": "slurm", "job_id": submitit.JobEnvironment().job_id, "host": platform.node()}
-        record = run_and_store(RunConfig.from_dict(cfg), ctx, device, DataCache(ctx.data_root), where)
-        return ("cached", "") if record is None else (record["status"], summary_line(record))
+        # a run another process has claimed is waited for, then counted as done there
+        status, record = run_one(RunConfig.from_dict(cfg), ctx.out, device, DataCache(ctx.data_root), since=self.since,
+                                 wait=True, force=ctx.force, progress=False, where=where)  # fmt: skip
+        return (status, "") if record is None else (status, summary_line(record))
 
     def checkpoint(self, *args, **kwargs):
         """Called by submitit on the job's timeout/preemption signal: requeue the same call."""
@@ -168,7 +171,7 @@ def slurm(runs: list, ctx: LaunchContext):
     params = {cfg.run_id: job_parameters(cfg.method, ctx.options) for cfg in runs}  # validates before submitting
     if not runs:
         return Summary()
-    ctx = _absolute(ctx)
+    ctx, since = _absolute(ctx), time.time()
     folder = Path(ctx.out) / "slurm"
     attached = in_flight(submitit, folder, runs) if cluster == "slurm" else {}
     groups: dict[str, list] = {}
@@ -184,7 +187,7 @@ def slurm(runs: list, ctx: LaunchContext):
     def submit(key: str, cfgs: list) -> list:
         executor = executors[key]
         with executor.batch():
-            jobs = [executor.submit(RunJob(threads), cfg.to_dict(), ctx) for cfg in cfgs]
+            jobs = [executor.submit(RunJob(threads, since), cfg.to_dict(), ctx) for cfg in cfgs]
         if cluster == "slurm":  # job ids are known once the batch is submitted
             (folder / "in-flight").mkdir(parents=True, exist_ok=True)
             for job, cfg in zip(jobs, cfgs):
