@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+import time
 
 from bench.errors import UserError
 
@@ -20,6 +21,7 @@ EPILOG = """examples:
 
 
 DEFAULT_SUITE = "cpu"
+STARTED = time.perf_counter()  # this module is imported first: the wall time a user waits, imports included
 
 
 class Parser(argparse.ArgumentParser):
@@ -103,7 +105,7 @@ def cmd_list() -> None:
 def cmd_run(args, signals: list) -> int:
     from bench.config import parse_overrides
     from bench.env import resolve_device
-    from bench.grid import build_grid, parse_seeds
+    from bench.grid import build_grid, check_models, parse_seeds
     from bench.launchers import LAUNCHERS, LaunchContext, launch
     from bench.suites import get_suite
 
@@ -116,15 +118,17 @@ def cmd_run(args, signals: list) -> int:
         from bench import gpu_check
 
         return gpu_check.main(args)
+    overrides = parse_overrides(args.overrides)
     grid = build_grid(
         get_suite(args.suite),
         methods_sel=_split(args.methods),
         datasets_sel=_split(args.datasets),
         seeds=parse_seeds(args.seeds) if args.seeds else None,
         epochs=args.epochs,
-        overrides=parse_overrides(args.overrides),
+        overrides=overrides,
         budget=args.budget,
     )
+    check_models(grid, overrides)
     for method, dataset, reason in grid.unsupported:
         print(f"  skip {method} on {dataset}: {reason}")
     if args.dry_run:
@@ -141,7 +145,13 @@ def cmd_run(args, signals: list) -> int:
         return 143 if signals else 130
     if not args.no_report:
         cmd_report(args)
+    print(f"wall time: {fmt_duration(time.perf_counter() - STARTED)}")
     return 0
+
+
+def fmt_duration(seconds: float) -> str:
+    minutes, secs = divmod(round(seconds), 60)
+    return f"{minutes} min {secs} s" if minutes else f"{seconds:.1f} s"
 
 
 def cmd_fetch(args) -> None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import ast
 import hashlib
 import json
+import math
 from dataclasses import asdict, dataclass, field, fields, replace
 from typing import Any
 
@@ -111,6 +112,8 @@ def _coerce(name: str, value: Any, kind: type) -> Any:
             return value
     elif kind is float:
         if isinstance(value, (int, float)) and not isinstance(value, bool):
+            if not math.isfinite(value):  # 1e400 reads as inf: never a setting anyone means
+                raise UserError(f"--set {name}: expected a finite number, got {value!r}")
             return float(value)
     elif isinstance(value, kind):
         return value
@@ -118,6 +121,23 @@ def _coerce(name: str, value: Any, kind: type) -> Any:
 
 
 TRAIN_TYPES = {"int": int, "float": float, "bool": bool, "str": str}
+
+
+def coerce_annotated(name: str, value: Any, annotation: str) -> Any:
+    """`value` converted to a factory's or loader's annotated type ("int", "float | None", ...), or a UserError
+    that names the setting; annotations other than int, float, bool, str and None pass the value through."""
+    kinds = [part.strip() for part in annotation.split("|")]
+    if value is None and "None" in kinds:
+        return None
+    known = [TRAIN_TYPES[k] for k in kinds if k in TRAIN_TYPES]
+    if not known or len(known) < len([k for k in kinds if k != "None"]):
+        return value  # a type this check does not know (a tuple, a Literal): the factory checks it
+    for kind in known:
+        try:
+            return _coerce(name, value, kind)
+        except UserError:
+            continue
+    raise UserError(f"--set {name}: takes {annotation}, got {value!r}")
 
 
 def parse_overrides(items: list[str]) -> dict[str, dict[str, Any]]:

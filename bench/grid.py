@@ -11,7 +11,7 @@ from typing import Any
 
 import datasets
 import methods
-from bench.config import RunConfig, TrainConfig, with_train
+from bench.config import RunConfig, TrainConfig, coerce_annotated, with_train
 from bench.errors import UserError
 from bench.suites import Suite
 
@@ -47,16 +47,27 @@ def parse_seeds(text: str) -> tuple[int, ...]:
     return tuple(dict.fromkeys(seeds))
 
 
-def _apply_user(section: str, user: dict[str, Any], targets: list[str], accepts) -> dict[str, dict[str, Any]]:
-    """User overrides go to every target that takes them; a key that no target takes is an error."""
+def _apply_user(section: str, user: dict[str, Any], targets: list[str], accepts,
+                annotations) -> dict[str, dict[str, Any]]:  # fmt: skip
+    """User overrides go to every target that takes them, converted to the type it declares; a key that no
+    target takes, or a value of the wrong type, is an error."""
     applied: dict[str, dict[str, Any]] = {t: {} for t in targets}
     for key, value in user.items():
         takers = [t for t in targets if accepts(t, key)]
         if not takers:
             raise UserError(f"--set {section}.{key}: none of {', '.join(targets)} takes {key!r}")
         for t in takers:
-            applied[t][key] = value
+            annotation = annotations(t).get(key)
+            applied[t][key] = value if annotation is None else coerce_annotated(f"{section}.{key}", value, annotation)
     return applied
+
+
+def _loader_annotations(name: str) -> dict[str, str]:
+    import inspect
+
+    params = inspect.signature(datasets.get_entry(name).obj).parameters.items()
+    return {k: p.annotation if isinstance(p.annotation, str) else p.annotation.__name__ for k, p in params
+            if p.annotation is not inspect.Parameter.empty}  # fmt: skip
 
 
 def _method_takes(name: str, key: str) -> bool:
@@ -69,6 +80,29 @@ def _dataset_takes(name: str, key: str) -> bool:
 
     params = inspect.signature(datasets.get_entry(name).obj).parameters
     return key in params and key not in ("seed", "data_root")
+
+
+def check_models(grid: Grid, overrides: dict[str, dict[str, Any]] | None = None) -> None:
+    """Build every distinct (method, task, hparams) of the grid once, without data or training: a setting a
+    constructor refuses is a UserError naming it, before the first run starts."""
+    import torch
+
+    user = (overrides or {}).get("model", {})
+    seen = set()
+    for cfg in grid.runs:
+        task = datasets.get_entry(cfg.dataset).card.task_for(cfg.data)
+        key = (cfg.method, task, repr(sorted(cfg.model.items())))
+        if key in seen:
+            continue
+        seen.add(key)
+        try:
+            with torch.no_grad():
+                methods.build_model(cfg.method, task, **cfg.model)
+        except Exception as exc:
+            mine = [f"model.{k}={cfg.model[k]!r}" for k in user if k in cfg.model]
+            what = f"--set {', '.join(mine)}: " if mine else ""
+            message = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+            raise UserError(f"{what}{cfg.method} on {cfg.dataset} cannot be built: {message}") from None
 
 
 def build_grid(
@@ -90,8 +124,8 @@ def build_grid(
     dataset_names = expand_datasets(datasets_sel or list(suite.datasets))
     if not method_names or not dataset_names:
         raise UserError("the selection is empty: no method or no dataset chosen")
-    user_model = _apply_user("model", overrides["model"], method_names, _method_takes)
-    user_data = _apply_user("data", overrides["data"], dataset_names, _dataset_takes)
+    user_model = _apply_user("model", overrides["model"], method_names, _method_takes, methods.hparam_annotations)
+    user_data = _apply_user("data", overrides["data"], dataset_names, _dataset_takes, _loader_annotations)
     base_train = with_train(TrainConfig(), **suite.train)
     tags = tuple(suite.tags) + (("budget",) if budget < 1 else ())
 

@@ -42,6 +42,8 @@ class PaperTable:
     columns: dict[str, str]  # our dataset -> the paper's column name (the reference CSV's `dataset`)
     rows: tuple[Row, ...] = ()
     metrics: tuple[str, ...] = ("accuracy",)
+    references: str = ""  # the reference CSV's `table` whose numbers it shows (default: its own key)
+    others: bool = False  # the suite runs methods beyond the rows on purpose: each is a row of its own
 
     @property
     def crossres(self) -> bool:
@@ -68,6 +70,9 @@ CCNN_4_140 = {"blocks": 4, "width": 140, "kernel_hidden": 32}
 CCNN_6_380 = {"blocks": 6, "width": 380, "kernel_hidden": 64}
 CCNN_COLUMNS = {"smnist": "sMNIST", "pmnist": "pMNIST", "scifar10": "sCIFAR10", "sc_mfcc": "SC MFCC",
                 "sc_raw": "SC raw", "cifar10": "CIFAR-10", "cifar100": "CIFAR-100", "stl10": "STL-10"}  # fmt: skip
+
+MNIST1D_COLUMNS = {"mnist1d": "MNIST-1D", "mnist1d_shuffled": "MNIST-1D (shuffled)"}
+MNIST1D_ROWS = (Row("Logistic regression", "logreg"), Row("MLP", "mlp"), Row("CNN", "cnn1d_mnist1d"), Row("GRU", "gru"))
 
 TABLES: tuple[PaperTable, ...] = (
     PaperTable("flexconv-t1", "FlexConv Table 1: sequential image classification", "flexconv-seq",
@@ -138,6 +143,12 @@ TABLES: tuple[PaperTable, ...] = (
                                       ("ccnn-t1-6380", "CCNN-6,380", "ccnn-6380", CCNN_6_380))),
     PaperTable("ccnn-pr1", "CCNN-4,140 on CIFAR-10 as in david-knigge/ccnn PR #1 (Table 1's command)", "ccnn",
                {"cifar10": "CIFAR-10"}, (Row("CCNN-4,140", "ccnn", CCNN_4_140),)),
+    *(PaperTable(key, f"MNIST-1D (Greydanus & Kobak, ICML 2024): {what}", suite, MNIST1D_COLUMNS, MNIST1D_ROWS,
+                 references="mnist1d", others=True)
+      for key, suite, what in (
+          ("mnist1d", "cpu", "the paper's models and every method under the cpu suite's protocol"),
+          ("mnist1d-full", "cpu-full", "every method under the cpu suite's protocol, shuffled signals too"),
+          ("mnist1d-paper", "mnist1d-paper", "the paper's models under the paper's own protocol"))),
     PaperTable("crossres-shapes", "Cross-resolution protocol on procedural shapes (offline; no published numbers)",
                "crossres-shapes", {"shapes": "shapes"}, (), CROSSRES_METRICS),
 )  # fmt: skip
@@ -263,7 +274,7 @@ def build(table: PaperTable, records: list[dict], refs: dict) -> Built:
     mine = [r for r in records if tag in r.get("tags", []) and r["dataset"] in table.columns and r["status"] == "ok"]
     if table.crossres:
         mine = [r for r in mine if "crossres" in r]
-    own_refs = {(m, d, k): ref for (t, m, d, k), ref in refs.items() if t == table.key}
+    own_refs = {(m, d, k): ref for (t, m, d, k), ref in refs.items() if t == (table.references or table.key)}
     paper_rows = [row.label for row in table.rows] + sorted({m for m, _, _ in own_refs} - {r.label for r in table.rows})
     cells: dict[tuple[str, str, str], Cell] = defaultdict(Cell)
     params: dict[str, list[int]] = defaultdict(list)

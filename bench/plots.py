@@ -34,7 +34,8 @@ def _plt():
 
 
 def _save(fig, path: Path) -> Path:
-    fig.tight_layout()
+    if not fig.legends:  # a figure legend was placed after its own tight_layout (_legend)
+        fig.tight_layout()
     fig.savefig(path, dpi=110, bbox_inches="tight")  # "tight": a legend right of the panels stays in
     _plt().close(fig)
     return path
@@ -70,7 +71,8 @@ def _point_style(style: dict) -> dict:
 
 
 def _legend(fig, handles: dict) -> None:
-    """One legend for the figure, right of the panels."""
+    """One legend for the figure, right of the panels (laid out first: tight_layout cannot make room for it)."""
+    fig.tight_layout()
     fig.legend(list(handles.values()), list(handles), loc="center left", bbox_to_anchor=(1.0, 0.5), fontsize=7,
                frameon=False)  # fmt: skip
 

@@ -104,6 +104,22 @@ add_suite(
     )
 )
 
+# The MNIST-1D paper's own protocol for its four models (greydanus/mnist1d notebooks/train.py): Adam at a flat
+# lr 1e-2, batch 100, 8000 steps (222 epochs of our 3,600 training signals), no early stopping. Our one
+# difference: the validation split and the best-validation checkpoint, as in every suite.
+add_suite(
+    Suite(
+        name="mnist1d-paper",
+        description="the MNIST-1D paper's models under its own protocol (Adam 1e-2, batch 100, 8000 steps), 3 seeds "
+        "(CPU, about 10 min on 2 cores)",
+        methods=MNIST1D_MODELS,
+        datasets=("mnist1d", "mnist1d_shuffled"),
+        seeds=(0, 1, 2),
+        train=dict(epochs=222, batch_size=100, lr=1e-2, warmup_epochs=0, min_lr_factor=1.0),
+        tags=("suite:mnist1d-paper",),
+    )
+)
+
 add_suite(
     Suite(
         name="smoke",

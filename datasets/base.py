@@ -42,6 +42,22 @@ class DatasetCard:
     causal: bool = False  # a sequence task read out at the last step (must match the loader's TaskSpec)
     metric: str = "accuracy"  # "accuracy" or "mse" (must match the loader's TaskSpec)
 
+    def task_for(self, options: dict[str, Any]) -> TaskSpec:
+        """The task the loader will report with `options`, from the card alone (no data): the numbers of
+        `shape` ("C x L" or "C x H x W"), with a `length` or `resolution` option applied; else the stub."""
+        import re
+
+        numbers = [int(n) for n in re.findall(r"\d+", self.shape.split("(")[0])]
+        if len(numbers) != self.dim + 1:
+            return self.task_stub()
+        channels, size = numbers[0], numbers[1:]
+        if self.dim == 1 and isinstance(options.get("length"), int):
+            size = [options["length"]]
+        if self.dim == 2 and isinstance(options.get("resolution"), int):
+            size = [options["resolution"]] * 2
+        return TaskSpec(self.dim, channels, self.classes or 1, size[0] if self.dim == 1 else tuple(size), self.causal,
+                        self.metric)  # fmt: skip
+
     def task_stub(self) -> TaskSpec:
         """A TaskSpec with this card's dim, causality and metric, for checking method support without loading data."""
         size = 8 if self.dim == 1 else (8, 8)

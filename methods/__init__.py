@@ -30,6 +30,7 @@ __all__ = [
     "build_model",
     "check_hparams",
     "get_method",
+    "hparam_annotations",
     "list_methods",
     "register_method",
     "skip_reason",
@@ -40,9 +41,35 @@ METHODS = Registry("method", "lksbench.methods", BUILTIN_METHODS)
 
 
 def register_method(name: str, kind: str = "layer", **card: Any) -> Callable:
-    """Decorator: register a layer or model factory under `name` with its card."""
+    """Decorator: register a layer or model factory under `name` with its card.
+
+    The factory is wrapped so that it refuses a task its card does not support (a dim, causal or
+    non-causal), also when it is called directly rather than through `build_model`.
+    """
     full = MethodCard.make(kind=kind, **card)  # validates the card's keys and values
-    return METHODS.register(name, card=full)
+
+    def decorator(factory: Callable) -> Callable:
+        return METHODS.register(name, card=full)(_refusing_unsupported(factory, name, full))
+
+    return decorator
+
+
+def _refusing_unsupported(factory: Callable, name: str, card: MethodCard) -> Callable:
+    import functools
+    from types import SimpleNamespace
+
+    @functools.wraps(factory)  # keeps the signature: accepted_hparams reads it through __wrapped__
+    def checked(*args, **kwargs):
+        if card.kind == "model":
+            task = kwargs["task"] if "task" in kwargs else args[0]
+        else:  # a layer gets the task's dim and causality as keywords
+            task = SimpleNamespace(dim=kwargs.get("dim"), causal=bool(kwargs.get("causal")))
+        reason = card.skip_reason(task)
+        if reason:
+            raise UserError(f"method {name!r} cannot run on this task: {reason}")
+        return factory(*args, **kwargs)
+
+    return checked
 
 
 def list_methods(pattern: str | None = None) -> list[str]:
@@ -74,6 +101,20 @@ def accepted_hparams(name: str) -> set[str] | None:
     own = {n for n, p in params.items() if p.default is not inspect.Parameter.empty}
     own -= {"dim", "causal", "size"}
     return own | set(BACKBONE_HPARAMS) if entry.card.kind == "layer" else own
+
+
+def hparam_annotations(name: str) -> dict[str, str]:
+    """The annotation (as written, e.g. "int" or "float | None") of every hparam `name`'s factory takes."""
+    from methods.backbones import build_backbone
+
+    entry = get_method(name)
+    sources = [entry.obj] + ([build_backbone] if entry.card.kind == "layer" else [])
+    out: dict[str, str] = {}
+    for fn in sources:
+        for pname, p in inspect.signature(fn).parameters.items():
+            if p.annotation is not inspect.Parameter.empty and p.default is not inspect.Parameter.empty:
+                out.setdefault(pname, p.annotation if isinstance(p.annotation, str) else p.annotation.__name__)
+    return out
 
 
 def check_hparams(name: str, hparams: dict[str, Any]) -> None:

@@ -11,7 +11,7 @@ from conftest import run_cli
         (["--methods", "nope"], "unknown method 'nope'"),
         (["--methods", "cnov"], "Did you mean conv"),
         (["--datasets", "digts"], "Did you mean digits"),
-        (["--suite", "quik"], "Did you mean quick"),
+        (["--suite", "cpuu"], "Did you mean cpu"),
         (["--set", "train.lrr=0.1"], "Did you mean train.lr"),
         (["--set", "train.epochs=ten"], "expected int"),
         (["--set", "train.lr=-1"], "lr must be > 0"),
@@ -56,7 +56,7 @@ def test_subprocess_exit_status_and_no_traceback():
 def test_list_shows_methods_datasets_and_suites(capsys):
     assert main(["list"]) == 0
     out = capsys.readouterr().out
-    assert "conv33" in out and "1 x 8 x 8" in out and "quick" in out
+    assert "conv33" in out and "1 x 8 x 8" in out and "cpu-full" in out
 
 
 def test_fetch_loads_the_named_datasets(capsys):

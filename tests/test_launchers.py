@@ -16,6 +16,7 @@ from bench.config import RunConfig, TrainConfig
 from bench.errors import UserError
 from bench.launchers import LaunchContext, launch, slurm
 from bench.launchers import local_gpus as lg
+from bench.launchers import pool
 
 from conftest import REPO
 
@@ -161,9 +162,9 @@ def test_bad_launcher_input_is_one_line(args, message, tmp_path, capsys):
 
 def test_gpu_ids_refer_to_the_drivers_visible_gpus(monkeypatch):
     monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "4,6")
-    assert lg.visible_id("1") == "6"
+    assert pool.visible_id("1") == "6"
     monkeypatch.delenv("CUDA_VISIBLE_DEVICES")
-    assert lg.visible_id("1") == "1"
+    assert pool.visible_id("1") == "1"
     assert lg.parse_gpus("cpu, cpu,cpu") == ["cpu"] * 3
     if not __import__("torch").cuda.is_available():
         with pytest.raises(UserError, match="there is no GPU 0"):

@@ -104,6 +104,8 @@ def worker(slot: int, gpu: str, tasks, results, ctx: LaunchContext, threads: int
         results.put(("stopped", slot, cfg.run_id if cfg is not None else None))
     except UserError as exc:  # bad input (e.g. missing data): the driver stops the grid with this message
         results.put(("error", slot, str(exc)))
+    finally:  # from here on the process only exits: a SIGTERM ends it quietly, not inside an exit handler
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
 
 
 def _died_in_run(cfg, slot: int, gpu: str, exitcode, ctx: LaunchContext, name: str) -> dict:
