@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import math
 import re
+import warnings
 from collections import defaultdict
 from pathlib import Path
 
@@ -33,9 +34,15 @@ def _plt():
     return plt
 
 
+def _tight(fig) -> None:
+    with warnings.catch_warnings():  # a crowded figure keeps matplotlib's layout: no need to say so
+        warnings.simplefilter("ignore", UserWarning)
+        fig.tight_layout()
+
+
 def _save(fig, path: Path) -> Path:
     if not fig.legends:  # a figure legend was placed after its own tight_layout (_legend)
-        fig.tight_layout()
+        _tight(fig)
     fig.savefig(path, dpi=110, bbox_inches="tight")  # "tight": a legend right of the panels stays in
     _plt().close(fig)
     return path
@@ -72,7 +79,7 @@ def _point_style(style: dict) -> dict:
 
 def _legend(fig, handles: dict) -> None:
     """One legend for the figure, right of the panels (laid out first: tight_layout cannot make room for it)."""
-    fig.tight_layout()
+    _tight(fig)
     fig.legend(list(handles.values()), list(handles), loc="center left", bbox_to_anchor=(1.0, 0.5), fontsize=7,
                frameon=False)  # fmt: skip
 
