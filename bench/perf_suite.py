@@ -35,7 +35,7 @@ BASELINE = "688186c"  # the landed harness before the converged-default work (is
 
 # A plugin that both the baseline and this code load: the same suite, written against the Suite
 # API they share (the old quick suite's backbones and training settings).
-PLUGIN = '''
+PLUGIN = """
 from bench.suites import Suite, add_suite
 
 add_suite(Suite(
@@ -48,7 +48,7 @@ add_suite(Suite(
     model_by_dim={1: dict(arch="flextcn2", width=16, dropout=0.1), 2: dict(arch="flexnet3", width=8, dropout=0.1)},
     model_by_dataset={"digits": dict(mask_init=0.3)},
 ))
-'''
+"""
 RUNS = 4 * 2 * 2
 
 
@@ -69,7 +69,9 @@ def timed(code: Path, args: list[str], out: Path, env: dict) -> float:
     wall = time.perf_counter() - start
     ok = proc.stdout.count(" ok ")
     if proc.returncode != 0 or ok != RUNS:
-        raise SystemExit(f"{code}: {ok}/{RUNS} runs ok, exit {proc.returncode}:\n{proc.stdout[-2000:]}{proc.stderr[-2000:]}")
+        raise SystemExit(
+            f"{code}: {ok}/{RUNS} runs ok, exit {proc.returncode}:\n{proc.stdout[-2000:]}{proc.stderr[-2000:]}"
+        )
     return wall
 
 

@@ -14,9 +14,8 @@ from bench import store
 from bench.cli import main
 from bench.config import RunConfig, TrainConfig
 from bench.errors import UserError
-from bench.launchers import LaunchContext, launch, slurm
+from bench.launchers import LaunchContext, launch, pool, slurm
 from bench.launchers import local_gpus as lg
-from bench.launchers import pool
 
 from conftest import REPO
 
