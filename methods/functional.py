@@ -237,7 +237,10 @@ def fft_cost(x_shape, w_shape, causal: bool = False) -> float:
 
 
 def prefer_fft(x_shape, w_shape, causal: bool = False) -> bool:
-    """True when the FFT path is expected to be faster: FFT_COST * fft_cost < direct_cost."""
+    """True when the FFT path is expected to be faster: FFT_COST * fft_cost < direct_cost, and a 1D kernel has
+    at least MIN_FFT_TAPS_1D taps."""
+    if len(x_shape) == 3 and w_shape[-1] < MIN_FFT_TAPS_1D:
+        return False
     factor = (FFT_COST_DEPTHWISE if is_depthwise(x_shape, w_shape) else FFT_COST)[len(x_shape) - 2]
     return factor * fft_cost(x_shape, w_shape, causal) < direct_cost(x_shape, w_shape)
 
@@ -247,6 +250,10 @@ def prefer_fft(x_shape, w_shape, causal: bool = False) -> bool:
 # 1.1-1.4 in 1D; 2.6-2.8 in 2D at 36 channels, 3-5 at 8-16 channels, where the transforms
 # weigh more than the model counts
 FFT_COST = {1: 1.3, 2: 3.0}
+# below 16 taps a 1D direct convolution was never slower (results/perf/fft_cost_cpu.csv: 9 taps at
+# L = 200 and 1024, and depthwise below); at short lengths the model's FFT estimate is low: at L = 40,
+# 16 channels, batch 64, 7 taps took 0.9 ms direct and 1.8 ms by FFT (forward + backward, 1 thread)
+MIN_FFT_TAPS_1D = 16
 # the same for depthwise kernels: a grouped direct convolution runs several times slower per
 # multiply-add than a dense one, the FFT path has no channel product to speak of. Measured while
 # adding them (1 thread, forward + backward, batch 64): 8 x 16^2 with 17^2 kernels direct 75 ms,
