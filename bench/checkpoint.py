@@ -32,8 +32,13 @@ def save(path: Path, model, optimizer, schedule, generator: torch.Generator, loo
     atomic_write(path, lambda f: torch.save(state, f), sync=False)
 
 
+class Damaged(Exception):
+    """A checkpoint that cannot be restored (a torn file, or one from other code)."""
+
+
 def load(path: Path, model, optimizer, schedule, generator: torch.Generator) -> dict | None:
-    """Restore everything and return the loop variables, or None when there is no usable checkpoint."""
+    """Restore everything and return the loop variables; None when there is no checkpoint, Damaged when
+    there is one that cannot be used (the model may then be half restored: the caller starts afresh)."""
     if not path.exists():
         return None
     try:
@@ -41,8 +46,8 @@ def load(path: Path, model, optimizer, schedule, generator: torch.Generator) -> 
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
         schedule.load_state_dict(state["schedule"])
-    except Exception:  # a checkpoint from other code or a torn file: start the run afresh
-        return None
+    except Exception as exc:
+        raise Damaged(f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}") from exc
     rng = state["rng"]
     generator.set_state(rng["data"])
     torch.set_rng_state(rng["torch"])

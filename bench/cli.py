@@ -48,6 +48,8 @@ def make_parser() -> Parser:
     p.add_argument("--dry-run", action="store_true", help="print the grid and exit")
     p.add_argument("--force", action="store_true", help="redo runs that already finished")
     p.add_argument("--no-report", action="store_true", help="do not rebuild tables and plots after running")
+    p.add_argument("--report-out", metavar="DIR",
+                   help="write tables, plots and REPORT.md here instead of into --out (e.g. --out is read-only)")  # fmt: skip
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.add_argument("--compile", action="store_true", help="torch.compile models whose shapes are fixed (CUDA only)")
     g = p.add_argument_group("launchers (see docs: running on several GPUs or a SLURM cluster)")
@@ -137,6 +139,7 @@ def cmd_run(args, signals: list) -> int:
                   f"epochs={max(1, round(cfg.train.epochs * cfg.budget))}")  # fmt: skip
         print(f"{len(grid.runs)} runs, {len(grid.unsupported)} unsupported method/dataset pairs")
         return 0
+    writable_folder(args.out, "--out")  # before anything trains: a result that cannot be written is lost
     options = {k: getattr(args, k) for k in LAUNCHER_FLAGS if getattr(args, k) is not None}
     ctx = LaunchContext(args.out, args.device, args.data_root, args.force, not args.quiet, tuple(args.plugin), options)
     summary = launch(args.launcher, grid.runs, ctx)
@@ -167,10 +170,37 @@ def cmd_fetch(args) -> None:
         print(f"  {name:<12} ok: {len(splits.train)} train, {len(splits.val)} val, {len(splits.test)} test")
 
 
+def writable_folder(path: str, flag: str) -> str:
+    """`path` as a folder this process can write into (created if needed), or a one-line UserError."""
+    import tempfile
+
+    if not path.strip():
+        raise UserError(f"{flag} names no folder (got an empty string)")
+    if os.path.exists(path) and not os.path.isdir(path):
+        raise UserError(f"{flag} {path}: exists and is not a folder")
+    try:
+        os.makedirs(path, exist_ok=True)
+        fd, probe = tempfile.mkstemp(dir=path, prefix=".write-test-")
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as exc:
+        hint = " (to rebuild only its tables elsewhere: run_all.py report --out DIR --report-out OTHER)" if (
+            flag == "--out" and os.path.isdir(path)) else ""  # fmt: skip
+        raise UserError(f"{flag} {path}: cannot write there ({exc.strerror or exc}){hint}") from None
+    return path
+
+
 def cmd_report(args) -> None:
     from bench.report import build_report
 
-    for line in build_report(args.out):
+    if not os.path.isdir(args.out):
+        raise UserError(f"--out {args.out}: no such folder (the results folder to read runs from)")
+    dest = writable_folder(args.report_out or args.out, "--report-out" if args.report_out else "--out")
+    try:
+        lines = build_report(args.out, dest)
+    except OSError as exc:  # a full disk, a folder made read-only mid-way
+        raise UserError(f"cannot write the report into {dest}: {exc.strerror or exc}") from None
+    for line in lines:
         print(line)
 
 

@@ -33,18 +33,26 @@ def expand_datasets(patterns: tuple[str, ...] | list[str]) -> list[str]:
     return names
 
 
+MAX_SEED = 2**31 - 1  # numpy and torch take any seed below this; larger ones are typos
+MAX_RUNS = 100_000  # a grid this size is a typo too (a list of seeds, not a range): refused before it is built
+
+
 def parse_seeds(text: str) -> tuple[int, ...]:
-    """`0,1,2` or `0-4` (or a mix: `0-2,7`)."""
-    seeds: list[int] = []
+    """`0,1,2` or `0-4` (or a mix: `0-2,7`); bounded, and checked before any range is expanded."""
+    parts: list[tuple[int, int]] = []
     try:
         for part in text.split(","):
             lo, dash, hi = part.strip().partition("-")
-            seeds += list(range(int(lo), int(hi) + 1)) if dash else [int(lo)]
+            parts.append((int(lo), int(hi) if dash else int(lo)))
     except ValueError:
         raise UserError(f"--seeds expects e.g. 0,1,2 or 0-4, got {text!r}") from None
-    if not seeds or any(s < 0 for s in seeds):
-        raise UserError(f"--seeds must name at least one non-negative seed, got {text!r}")
-    return tuple(dict.fromkeys(seeds))
+    if not parts or any(lo < 0 or hi < lo for lo, hi in parts):
+        raise UserError(f"--seeds must name at least one non-negative seed, ranges low-high, got {text!r}")
+    if any(hi > MAX_SEED for _, hi in parts):
+        raise UserError(f"--seeds: a seed must be at most {MAX_SEED:,}, got {text!r}")
+    if sum(hi - lo + 1 for lo, hi in parts) > MAX_RUNS:
+        raise UserError(f"--seeds {text}: more than {MAX_RUNS:,} seeds; name fewer")
+    return tuple(dict.fromkeys(s for lo, hi in parts for s in range(lo, hi + 1)))
 
 
 def _apply_user(section: str, user: dict[str, Any], targets: list[str], accepts,
@@ -124,6 +132,10 @@ def build_grid(
     dataset_names = expand_datasets(datasets_sel or list(suite.datasets))
     if not method_names or not dataset_names:
         raise UserError("the selection is empty: no method or no dataset chosen")
+    size = len(method_names) * len(dataset_names) * len(seeds or suite.seeds)
+    if size > MAX_RUNS:
+        raise UserError(f"the grid would have {size:,} runs (more than {MAX_RUNS:,}); choose fewer methods, "
+                        "datasets or seeds")  # fmt: skip
     user_model = _apply_user("model", overrides["model"], method_names, _method_takes, methods.hparam_annotations)
     user_data = _apply_user("data", overrides["data"], dataset_names, _dataset_takes, _loader_annotations)
     base_train = with_train(TrainConfig(), **suite.train)

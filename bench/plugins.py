@@ -38,5 +38,7 @@ def load_plugin(spec: str) -> None:
         raise
     except ModuleNotFoundError as exc:
         raise UserError(f"--plugin {spec}: cannot import it ({exc})") from exc
+    except SystemExit as exc:  # a plugin that calls sys.exit() at import must not end the suite silently
+        raise UserError(f"--plugin {spec}: exited while being imported (SystemExit: {exc.code})") from exc
     except Exception as exc:
         raise UserError(f"--plugin {spec}: failed to import: {type(exc).__name__}: {exc}") from exc

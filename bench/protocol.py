@@ -128,9 +128,16 @@ def train_run(cfg: RunConfig, data, device: str, progress: bool = True, ckpt: Pa
     higher_better = metric == "accuracy"
     best, best_state, best_epoch, history = None, None, -1, []
     train_time, samples, first_epoch = 0.0, 0, 0
-    if ckpt and (saved := checkpoint.load(ckpt, model, optimizer, schedule, gen)):
+    try:
+        saved = checkpoint.load(ckpt, model, optimizer, schedule, gen) if ckpt else None
+    except checkpoint.Damaged as exc:  # the model may be half restored: start again from scratch, saying so
+        tqdm.write(f"{cfg.label}: checkpoint {ckpt} is damaged ({exc}); discarded, the run starts afresh")
+        ckpt.unlink(missing_ok=True)
+        return train_run(cfg, data, device, progress, ckpt)
+    if saved:
         best, best_state, best_epoch, history, train_time, samples = (saved[k] for k in LOOP_STATE)
         first_epoch, decays[0] = len(history), decays_in(history)
+        tqdm.write(f"{cfg.label}: resuming at epoch {first_epoch + 1} from {ckpt}")
     for epoch in tqdm(range(first_epoch, epochs), desc=cfg.label, leave=False, disable=not progress):
         if stalled(history, best_epoch, tc.patience):
             break  # (a resumed run that had already stopped)

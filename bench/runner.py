@@ -63,7 +63,10 @@ class DataCache:
 def _status_of(exc: BaseException) -> str:
     if isinstance(exc, Diverged):
         return "diverged"
-    if isinstance(exc, (torch.cuda.OutOfMemoryError, MemoryError)) or "out of memory" in str(exc).lower():
+    text = str(exc).lower()
+    if isinstance(exc, (torch.cuda.OutOfMemoryError, MemoryError)) or "out of memory" in text:
+        return "oom"
+    if "can't allocate memory" in text or "defaultcpuallocator" in text:  # torch's CPU allocator out of memory
         return "oom"
     return "failed"
 

@@ -77,10 +77,23 @@ def written_since(out: str | Path, run_id: str, since: float) -> bool:
         return False
 
 
+REQUIRED = ("run_id", "status", "config", "method", "dataset", "seed")
+NON_FINITE = ("nan", "inf", "-inf")  # how _clean stores them
+
+
 def read_run(path: Path) -> dict[str, Any]:
+    """A run record, checked: the fields every reader needs, and numbers where metrics should be."""
     record = json.loads(path.read_text())
-    if not isinstance(record, dict) or "run_id" not in record or "status" not in record or "config" not in record:
-        raise ValueError("not a run record (needs run_id, status and config)")
+    if not isinstance(record, dict) or any(k not in record for k in REQUIRED):
+        raise ValueError(f"not a run record (needs {', '.join(REQUIRED)})")
+    if not isinstance(record["config"], dict) or not isinstance(record["method"], str):
+        raise ValueError("not a run record (config must be an object, method a name)")
+    metric = record.get("metric", "accuracy")
+    for key in (f"{split}_{metric}" for split in ("train", "val", "test")):
+        value = record.get(key)
+        if value is not None and not (isinstance(value, (int, float)) and not isinstance(value, bool)) and (
+                value not in NON_FINITE):  # fmt: skip
+            raise ValueError(f"{key} is {value!r}, not a number")
     return record
 
 

@@ -190,7 +190,8 @@ def test_a_third_party_launcher_is_chosen_by_name(tmp_path):
     plugin.write_text(PLUGIN)
     out = tmp_path / "out"
     done = RunConfig("conv", "digits", 1, {"arch": "flexnet3", "width": 4}, {}, TrainConfig(epochs=1))
-    store.write_run(out, {"run_id": done.run_id, "status": "ok", "config": done.to_dict()})
+    store.write_run(out, {"run_id": done.run_id, "status": "ok", "config": done.to_dict(), "method": "conv",
+                          "dataset": "digits", "seed": 1})  # fmt: skip
     todo = RunConfig("conv", "digits", 0, {"arch": "flexnet3", "width": 4}, {}, TrainConfig(epochs=1))
     try:
         assert main(["--plugin", str(plugin), "--launcher", "t_record", "--out", str(out), "--no-report"]) == 0
