@@ -44,6 +44,8 @@ def make_parser() -> Parser:
     p.add_argument("--data-root", help="where real datasets live (default: $LKSBENCH_DATA or ./data)")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                    help="override train.*, model.* or data.* settings (repeatable)")  # fmt: skip
+    p.add_argument("--tune", action="append", default=[], metavar="KEY=V1,V2,...",
+                   help="search these values for every method (repeatable; trials are selected on validation)")  # fmt: skip
     p.add_argument("--plugin", action="append", default=[], help="a .py file or module that registers methods/datasets")
     p.add_argument("--dry-run", action="store_true", help="print the grid and exit")
     p.add_argument("--force", action="store_true", help="redo runs that already finished")
@@ -105,11 +107,12 @@ def cmd_list() -> None:
 
 
 def cmd_run(args, signals: list) -> int:
-    from bench.config import parse_overrides
+    from bench.config import parse_overrides, parse_tune
     from bench.env import resolve_device
     from bench.grid import build_grid, check_models, parse_seeds
     from bench.launchers import LAUNCHERS, LaunchContext, launch
     from bench.suites import get_suite
+    from bench.tuning import trial_value
 
     LAUNCHERS.get(args.launcher)  # an unknown name fails before anything runs
     if args.launcher == "local":
@@ -129,14 +132,16 @@ def cmd_run(args, signals: list) -> int:
         epochs=args.epochs,
         overrides=overrides,
         budget=args.budget,
+        tune=parse_tune(args.tune),
     )
     check_models(grid, overrides)
     for method, dataset, reason in grid.unsupported:
         print(f"  skip {method} on {dataset}: {reason}")
     if args.dry_run:
         for cfg in grid.runs:
+            trial = "".join(f" {key}={trial_value(cfg, key)}" for key in cfg.search)
             print(f"{cfg.run_id}  {cfg.method:<18} {cfg.dataset:<12} seed {cfg.seed}  model={cfg.model} "
-                  f"epochs={max(1, round(cfg.train.epochs * cfg.budget))}")  # fmt: skip
+                  f"epochs={max(1, round(cfg.train.epochs * cfg.budget))}" + (f"  trial:{trial}" if trial else ""))  # fmt: skip
         print(f"{len(grid.runs)} runs, {len(grid.unsupported)} unsupported method/dataset pairs")
         return 0
     writable_folder(args.out, "--out")  # before anything trains: a result that cannot be written is lost

@@ -68,10 +68,14 @@ class RunConfig:
     budget: float = 1.0  # fraction of the suite's epochs actually run (paper suites)
     crossres: dict[str, Any] = field(default_factory=dict)  # cross-resolution protocol settings (bench/crossres.py)
     tags: tuple[str, ...] = ()  # e.g. ("smoke",): rows that never enter a paper table unmarked
+    # a trial of a tuning search: the whole space ({"train.lr": [1e-3, 1e-2]}), the same in every trial of it
+    search: dict[str, list] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
         d["tags"] = list(self.tags)
+        if not d["search"]:
+            del d["search"]  # an untuned run keeps the id it had before searches existed
         return d
 
     @classmethod
@@ -101,7 +105,8 @@ def parse_value(text: str) -> Any:
         return text
 
 
-def _coerce(name: str, value: Any, kind: type) -> Any:
+def _coerce(label: str, value: Any, kind: type) -> Any:
+    """`value` as `kind`, or a UserError starting with `label` (e.g. "--set train.lr")."""
     if kind is bool:
         if isinstance(value, bool):
             return value
@@ -113,17 +118,17 @@ def _coerce(name: str, value: Any, kind: type) -> Any:
     elif kind is float:
         if isinstance(value, (int, float)) and not isinstance(value, bool):
             if not math.isfinite(value):  # 1e400 reads as inf: never a setting anyone means
-                raise UserError(f"--set {name}: expected a finite number, got {value!r}")
+                raise UserError(f"{label}: expected a finite number, got {value!r}")
             return float(value)
     elif isinstance(value, kind):
         return value
-    raise UserError(f"--set {name}: expected {kind.__name__}, got {value!r}")
+    raise UserError(f"{label}: expected {kind.__name__}, got {value!r}")
 
 
 TRAIN_TYPES = {"int": int, "float": float, "bool": bool, "str": str}
 
 
-def coerce_annotated(name: str, value: Any, annotation: str) -> Any:
+def coerce_annotated(label: str, value: Any, annotation: str) -> Any:
     """`value` converted to a factory's or loader's annotated type ("int", "float | None", ...), or a UserError
     that names the setting; annotations other than int, float, bool, str and None pass the value through."""
     kinds = [part.strip() for part in annotation.split("|")]
@@ -134,13 +139,13 @@ def coerce_annotated(name: str, value: Any, annotation: str) -> Any:
         return value  # a type this check does not know (a tuple, a Literal): the factory checks it
     for kind in known:
         try:
-            return _coerce(name, value, kind)
+            return _coerce(label, value, kind)
         except UserError:
             continue
-    raise UserError(f"--set {name}: takes {annotation}, got {value!r}")
+    raise UserError(f"{label}: takes {annotation}, got {value!r}")
 
 
-def parse_overrides(items: list[str]) -> dict[str, dict[str, Any]]:
+def parse_overrides(items: list[str], flag: str = "--set") -> dict[str, dict[str, Any]]:
     """`train.lr=0.01 model.width=16 data.length=200` -> {"train": {...}, "model": {...}, "data": {...}}.
 
     train.* keys are checked against TrainConfig (name and type); model.* and data.* keys are
@@ -152,9 +157,9 @@ def parse_overrides(items: list[str]) -> dict[str, dict[str, Any]]:
         key, sep, raw = item.partition("=")
         section, dot, name = key.strip().partition(".")
         if not sep or not dot or not name:
-            raise UserError(f"--set expects section.key=value (e.g. train.lr=0.01), got {item!r}")
+            raise UserError(f"{flag} expects section.key=value (e.g. train.lr=0.01), got {item!r}")
         if section not in out:
-            raise UserError(f"--set {key}: unknown section {section!r}; use train., model. or data.")
+            raise UserError(f"{flag} {key}: unknown section {section!r}; use train., model. or data.")
         value = parse_value(raw.strip())
         if section == "train":
             if name not in train_fields:
@@ -162,10 +167,37 @@ def parse_overrides(items: list[str]) -> dict[str, dict[str, Any]]:
 
                 close = difflib.get_close_matches(name, train_fields, n=1)
                 hint = f" Did you mean train.{close[0]}?" if close else ""
-                raise UserError(f"--set {key}: unknown training setting.{hint} Known: {', '.join(train_fields)}")
-            value = _coerce(key, value, train_fields[name])
+                raise UserError(f"{flag} {key}: unknown training setting.{hint} Known: {', '.join(train_fields)}")
+            value = _coerce(f"{flag} {key}", value, train_fields[name])
         out[section][name] = value
     return out
+
+
+MAX_TRIALS = 1000
+
+
+def parse_tune(items: list[str]) -> dict[str, list]:
+    """`--tune train.lr=1e-3,3e-3 --tune model.width=8,16` -> {"train.lr": [0.001, 0.003], "model.width": [8, 16]}.
+
+    Each value is checked as `--set` checks it (train.* here, model.* and data.* when the grid is built)."""
+    space: dict[str, list] = {}
+    for item in items:
+        key, sep, raw = item.partition("=")
+        values = [v.strip() for v in raw.split(",")]
+        if not sep or not key.strip() or not all(values):
+            raise UserError(f"--tune expects section.key=v1,v2,... (e.g. train.lr=1e-3,1e-2), got {item!r}")
+        key = key.strip()
+        section, _, name = key.partition(".")
+        # each value through --set's own checks: the section, and train.* names and types
+        parsed = [parse_overrides([f"{key}={v}"], "--tune").get(section, {}).get(name) for v in values]
+        if len(set(map(repr, parsed))) != len(parsed):
+            raise UserError(f"--tune {key}: a value is listed twice in {raw!r}")
+        if key in space:
+            raise UserError(f"--tune {key}: given twice; list all its values in one --tune")
+        space[key] = parsed
+    if math.prod(len(v) for v in space.values()) > MAX_TRIALS:
+        raise UserError(f"--tune: more than {MAX_TRIALS} trials per method and dataset; search fewer values")
+    return space
 
 
 def with_train(train: TrainConfig, **changes: Any) -> TrainConfig:

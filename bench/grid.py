@@ -6,7 +6,9 @@ Order is dataset, seed, method, so one dataset stays loaded while every method t
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+import itertools
+import math
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import datasets
@@ -66,7 +68,8 @@ def _apply_user(section: str, user: dict[str, Any], targets: list[str], accepts,
             raise UserError(f"--set {section}.{key}: none of {', '.join(targets)} takes {key!r}")
         for t in takers:
             annotation = annotations(t).get(key)
-            applied[t][key] = value if annotation is None else coerce_annotated(f"{section}.{key}", value, annotation)
+            label = f"--set {section}.{key}"
+            applied[t][key] = value if annotation is None else coerce_annotated(label, value, annotation)
     return applied
 
 
@@ -122,7 +125,10 @@ def build_grid(
     epochs: int | None = None,
     overrides: dict[str, dict[str, Any]] | None = None,
     budget: float = 1.0,
+    tune: dict[str, list] | None = None,
 ) -> Grid:
+    """The suite's runs for the selection; with a search space (the suite's `tune`, and --tune over it), every
+    (method, dataset, seed) becomes one trial per combination of the searched values."""
     overrides = overrides or {"train": {}, "model": {}, "data": {}}
     if not 0 < budget <= 1:
         raise UserError(f"--budget must be in (0, 1], got {budget}")
@@ -132,7 +138,9 @@ def build_grid(
     dataset_names = expand_datasets(datasets_sel or list(suite.datasets))
     if not method_names or not dataset_names:
         raise UserError("the selection is empty: no method or no dataset chosen")
-    size = len(method_names) * len(dataset_names) * len(seeds or suite.seeds)
+    spaces = {m: {**suite.tune.get("*", {}), **suite.tune.get(m, {}), **(tune or {})} for m in method_names}
+    trials = max(math.prod(len(v) for v in space.values()) for space in spaces.values())
+    size = len(method_names) * len(dataset_names) * len(seeds or suite.seeds) * trials
     if size > MAX_RUNS:
         raise UserError(f"the grid would have {size:,} runs (more than {MAX_RUNS:,}); choose fewer methods, "
                         "datasets or seeds")  # fmt: skip
@@ -164,6 +172,33 @@ def build_grid(
                 # the user's settings win over the suite's per-dataset and per-method ones
                 train = {**suite.train_by_dataset.get(dname, {}), **suite.train_by_method.get(mname, {}),
                          **overrides["train"], **({"epochs": epochs} if epochs is not None else {})}  # fmt: skip
-                grid.runs.append(RunConfig(mname, dname, seed, hp, data, with_train(base_train, **train), budget,
-                                           dict(suite.crossres), tags))  # fmt: skip
+                base = RunConfig(mname, dname, seed, hp, data, with_train(base_train, **train), budget,
+                                 dict(suite.crossres), tags)  # fmt: skip
+                grid.runs += trials_of(base, spaces[mname]) if spaces[mname] else [base]
     return grid
+
+
+def trials_of(base: RunConfig, space: dict[str, list]) -> list[RunConfig]:
+    """One RunConfig per combination of the space's values, each checked like --set and carrying the space."""
+    out = []
+    for combo in itertools.product(*space.values()):
+        cfg = base
+        for key, value in zip(space, combo):
+            section, _, name = key.partition(".")
+            label = f"--tune {key}"
+            if section == "train":
+                cfg = replace(cfg, train=with_train(cfg.train, **{name: value}))
+            elif section == "model":
+                if not _method_takes(cfg.method, name):
+                    raise UserError(f"{label}: method {cfg.method!r} does not take {name!r}")
+                annotation = methods.hparam_annotations(cfg.method).get(name)
+                cfg = replace(cfg, model={**cfg.model, name: coerce_annotated(label, value, annotation) if annotation
+                                          else value})  # fmt: skip
+            else:
+                if not _dataset_takes(cfg.dataset, name):
+                    raise UserError(f"{label}: dataset {cfg.dataset!r} has no option {name!r}")
+                annotation = _loader_annotations(cfg.dataset).get(name)
+                cfg = replace(cfg, data={**cfg.data, name: coerce_annotated(label, value, annotation) if annotation
+                                         else value})  # fmt: skip
+        out.append(replace(cfg, search={k: list(v) for k, v in space.items()}))
+    return out

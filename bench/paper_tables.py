@@ -15,6 +15,7 @@ Written to results/tables/<table>.{md,tex,csv}.
 from __future__ import annotations
 
 import inspect
+import json
 import math
 from collections import defaultdict
 from dataclasses import dataclass, field
@@ -198,19 +199,26 @@ def deviations(record: dict, row: Row | None, suite_name: str) -> list[str]:
     if not grid.runs:
         return ["not in the suite"]
     expected = grid.runs[0].to_dict()
+    searched = cfg.get("search") or {}
+    cfg = {k: v for k, v in cfg.items() if k != "search"}
     if expected == {**expected, **cfg}:
         return []
-    out = _differences(expected["train"], cfg.get("train", {}), "")
-    out += _differences(expected["data"], cfg.get("data", {}), "data.")
-    out += _differences(expected["model"], cfg.get("model", {}), "", skip=row.model if row else ())
+    skip = {section: {k.split(".", 1)[1] for k in searched if k.startswith(section + ".")} for section in
+            ("train", "data", "model")}  # fmt: skip
+    out = _differences(expected["train"], cfg.get("train", {}), "", skip=skip["train"])
+    out += _differences(expected["data"], cfg.get("data", {}), "data.", skip=skip["data"])
+    out += _differences(expected["model"], cfg.get("model", {}), "", skip={*(row.model if row else ()), *skip["model"]})
     out += _differences(expected["crossres"], cfg.get("crossres", {}), "crossres.")
     return out
 
 
 def marks(record: dict, row: Row | None, suite_name: str) -> list[str]:
+    from bench.tuning import trial_label
+
     budget = record["config"].get("budget", 1.0)
     out = ["smoke"] if "smoke" in record.get("tags", []) else []
     out += [f"budget {budget:g}"] if budget < 1 else []
+    out += [f"selected {trial_label(record)}"] if record["config"].get("search") else []
     return out + deviations(record, row, suite_name)
 
 
@@ -487,12 +495,37 @@ def to_csv_frame(built: Built) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def build_paper_tables(records: list[dict], tables_dir: str | Path, reference_dir=None) -> list[Path]:
-    """Write <table>.md, .tex and .csv for every paper table that has runs; returns the paths."""
+def tuned_variant(table: PaperTable, records: list[dict]) -> PaperTable:
+    """The table built from tuning selections: its own file (<key>-tuned) and a title that says so."""
+    from dataclasses import replace
+
+    spaces = sorted({json.dumps(r["config"]["search"], sort_keys=True) for r in records})
+    searched = "; ".join(", ".join(f"{k} ∈ {{{', '.join(map(str, v))}}}" for k, v in json.loads(s).items())
+                         for s in spaces)  # fmt: skip
+    return replace(
+        table,
+        key=f"{table.key}-tuned",
+        references=table.references or table.key,
+        title=f"{table.title} — tuned: each row the trial selected on validation over {searched}",
+    )
+
+
+def build_paper_tables(
+    records: list[dict], tables_dir: str | Path, reference_dir=None, tuned: bool = False
+) -> list[Path]:
+    """Write <table>.md, .tex and .csv for every paper table that has runs; returns the paths.
+
+    `tuned`: the records are tuning selections (bench/tuning.py); the tables are <table>-tuned.*,
+    titled as such, each row marked with its selected values."""
     tables_dir = Path(tables_dir)
     refs = load_reference(reference_dir)
     written = []
     for table in TABLES:
+        if tuned:
+            mine = [r for r in records if f"suite:{table.suite}" in r.get("tags", [])]
+            if not mine:
+                continue
+            table = tuned_variant(table, mine)
         built = build(table, records, refs)
         if not built.cells:
             continue

@@ -418,10 +418,10 @@ def cost_plots(agg, plots: Path, styles: dict) -> list[Path]:
                                 styles)  # fmt: skip
 
 
-def build_plots(records: list[dict], agg, plots: str | Path) -> list[Path]:
+def build_plots(records: list[dict], agg, plots: str | Path, styles: dict | None = None) -> list[Path]:
     plots = Path(plots)
     plots.mkdir(parents=True, exist_ok=True)
-    styles = method_styles(r["method"] for r in records)  # one look per method in every plot of the report
+    styles = styles or method_styles(r["method"] for r in records)  # one look per method in every plot
     return [
         *seeds_per_dataset(agg, plots, styles),
         *metric_against(agg, "params", "trainable parameters", "accuracy_vs_params.png", plots, styles),

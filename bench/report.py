@@ -18,6 +18,7 @@ import numpy as np
 import pandas as pd
 
 from bench import stats, store
+from bench.tuning import trial_label
 
 MARKS = {"smoke": "smoke", "budget": "budget"}
 SETTING_SECTIONS = ("model", "data", "train", "crossres")
@@ -67,6 +68,7 @@ def runs_frame(records: list[dict]) -> pd.DataFrame:
         rows.append({
             "run_id": r["run_id"], "method": r["method"], "dataset": r["dataset"], "seed": r["seed"],
             "status": r["status"], "error": r.get("error"), "metric": m, "marks": "+".join(marks),
+            "trial": trial_label(r),
             "settings": json.dumps(settings_of(r.get("config") or {}), sort_keys=True),
             "train": number(r.get(f"train_{m}")), "val": number(r.get(f"val_{m}")),
             "test": number(r.get(f"test_{m}")), "params": r.get("params"), "wall_time_s": r.get("wall_time_s"),
@@ -74,7 +76,7 @@ def runs_frame(records: list[dict]) -> pd.DataFrame:
             "epochs_run": r.get("epochs_run"), "epochs_cap": r.get("epochs_cap"),
             "num_classes": (r.get("task") or {}).get("num_classes") or classes_of(r["dataset"]), **cost_fields(r),
         })  # fmt: skip
-    columns = ["run_id", "method", "dataset", "seed", "status", "error", "metric", "marks", "settings", "train", "val",
+    columns = ["run_id", "method", "dataset", "seed", "status", "error", "metric", "marks", "trial", "settings", "train", "val",
                "test", "params", "wall_time_s", "train_time_s", "flops_fwd", "epochs_run", "epochs_cap", "num_classes",
                *COST_FIELDS]  # fmt: skip
     df = pd.DataFrame(rows, columns=columns)
@@ -94,7 +96,7 @@ def variant_labels(df: pd.DataFrame) -> list[str]:
     labels = [""] * len(df)
     if df.empty:
         return labels
-    for _, group in df.groupby(["method", "dataset", "marks"], sort=False):
+    for _, group in df[df["trial"] == ""].groupby(["method", "dataset", "marks"], sort=False):
         counts = group["settings"].value_counts()
         configs = {text: json.loads(text) for text in counts.index}
 
@@ -109,6 +111,9 @@ def variant_labels(df: pd.DataFrame) -> list[str]:
             keys = sorted(k for k in set(base) | set(own) if base.get(k) != own.get(k))
             diffs = [f"{_short(k, keys)}={json.loads(own[k]) if k in own else '(default)'}" for k in keys]
             labels[df.index.get_loc(i)] = ", ".join(filter(None, [group["marks"].iloc[0], *diffs]))
+    for i, (marks, trial) in enumerate(zip(df["marks"], df["trial"])):
+        if trial:  # a trial of a search is labelled by its searched values
+            labels[i] = ", ".join(filter(None, [marks, f"trial {trial}"]))
     return labels
 
 
@@ -284,7 +289,14 @@ def build_report(out: str | Path, dest: str | Path | None = None) -> list[str]:
         (tables / "summary.md").write_text(to_markdown(cells, marks) + "\n\n" + CAPTION + "\n")
         (tables / "summary.tex").write_text(to_latex(cells, marks, CAPTION))
         written += [tables / "summary.md", tables / "summary.tex", *cost_table(agg, tables)]
-    written += paper_tables.build_paper_tables(records, tables) + more_plots.build_plots(records, agg, plots)
+    from bench import tuning
+
+    styles = more_plots.method_styles(r["method"] for r in records)  # one look per method in every plot
+    written += tuning.build_tuning(records, tables, plots, styles)
+    untuned = [r for r in records if not (r.get("config") or {}).get("search")]
+    written += paper_tables.build_paper_tables(untuned, tables)
+    written += paper_tables.build_paper_tables(tuning.selected_runs(records), tables, tuned=True)
+    written += more_plots.build_plots(records, agg, plots, styles)
     failed = df[df["status"] != "ok"]
     problems_lines = [f"{r['status']}: {r['method']} on {r['dataset']} (seed {r['seed']}): {r['error']}"
                       for _, r in failed.iterrows()]  # fmt: skip

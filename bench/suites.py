@@ -31,6 +31,8 @@ class Suite:
     train_by_method: dict[str, dict[str, Any]] = field(default_factory=dict)  # e.g. a kernel net's own lr
     crossres: dict[str, Any] = field(default_factory=dict)  # cross-resolution protocol (bench/crossres.py)
     tags: tuple[str, ...] = ()
+    # search spaces, per method or "*" for all ({"*": {"train.lr": (1e-3, 1e-2)}}): each run becomes its trials
+    tune: dict[str, dict[str, tuple]] = field(default_factory=dict)
 
 
 SUITES: dict[str, Suite] = {}
@@ -101,6 +103,22 @@ add_suite(
         model_by_method={"resnet56": dict(width=4), "resnet110": dict(width=4)},
         data={"shapes": dict(resolution=16, n_train=1500, n_test=500)},
         tags=("suite:cpu-full",),
+    )
+)
+
+add_suite(
+    Suite(
+        name="cpu-tune",
+        description="the cpu suite's families with an equal search: 4 learning rates each, selected on validation "
+        "(CPU, about 30 min on 2 cores)",
+        methods=CPU_FAMILIES,
+        datasets=("mnist1d", "digits"),
+        seeds=(0, 1, 2),
+        train=CPU_TRAIN,
+        model_by_dim=CPU_MODELS,
+        model_by_dataset=CPU_BY_DATASET,
+        tune={"*": {"train.lr": (1e-3, 3e-3, 1e-2, 3e-2)}},  # the same 4 trials for every method, SIREN nets too
+        tags=("suite:cpu-tune",),
     )
 )
 

@@ -1,0 +1,182 @@
+"""Tuning searches in the report: which trial each method's search selects, on validation only.
+
+A search (`--tune`, or a suite's `tune`) makes every (method, dataset, seed) a set of trials, runs
+whose configs carry the whole space in `search`. A search group is the trials of one method on
+one dataset with everything else equal; the rule:
+
+    the selected trial is the one with the best mean validation metric over its seeds (ties: the
+    first in the order the values were listed); only its test metric is reported.
+
+The best test metric over the trials is never looked at (it would be selection on test). The
+report writes `tables/tuned.{md,tex,csv}` (the selected trials' test metric, with the summary's
+intervals and significance marks), `tables/tuning.{md,csv}` (per method and dataset: trials, the
+selected values, the spread of the validation metric over the space), and a sensitivity plot per
+dataset (mean validation metric against each searched value, one line per method).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+
+def trial_value(config, key: str):
+    """The value a run (a RunConfig or its dict) has for a searched `section.name` key."""
+    section, _, name = key.partition(".")
+    part = config.get(section, {}) if isinstance(config, dict) else getattr(config, section)
+    if isinstance(part, dict):
+        return part.get(name)
+    return getattr(part, name)
+
+
+def identity(r: dict) -> dict | None:
+    """A finished trial's search group, space and searched values; None for a run that is no trial."""
+    space = (r.get("config") or {}).get("search")
+    if r["status"] != "ok" or not space:
+        return None
+    values = {k: trial_value(r["config"], k) for k in space}
+    rest = {k: v for k, v in r["config"].items() if k not in ("seed", "search")}
+    for key in space:  # the group is everything but the seed and the searched values
+        section, _, name = key.partition(".")
+        rest[section] = {k: v for k, v in rest.get(section, {}).items() if k != name}
+    return {"method": r["method"], "dataset": r["dataset"], "group": json.dumps(rest, sort_keys=True, default=str),
+            "space": json.dumps(space, sort_keys=True), "trial": json.dumps(values, sort_keys=True),
+            "order": _order(space, values)}  # fmt: skip
+
+
+def trials_frame(records: list[dict]) -> pd.DataFrame:
+    """One row per finished trial run: its group, its searched values, val and test metrics."""
+    rows = []
+    for r in records:
+        ident = identity(r)
+        if ident is not None:
+            m = r.get("metric", "accuracy")
+            rows.append({**ident, "metric": m, "seed": r["seed"], "val": r.get(f"val_{m}"), "test": r.get(f"test_{m}")})
+    return pd.DataFrame(rows)
+
+
+def _order(space: dict, values: dict) -> tuple:
+    """The trial's place in the space as listed: ties in validation go to the first."""
+    return tuple(space[k].index(values[k]) if values[k] in space[k] else math.inf for k in space)
+
+
+def select(trials: pd.DataFrame) -> pd.DataFrame:
+    """Per search group: every trial's mean validation metric and n, and which trial is selected."""
+    if trials.empty:
+        return pd.DataFrame()
+    stats = (trials.groupby(["method", "dataset", "metric", "group", "space", "trial", "order"], dropna=False)
+             .agg(val_mean=("val", "mean"), n=("val", "size"), test_mean=("test", "mean"))
+             .reset_index())  # fmt: skip
+    stats["selected"] = False
+    for _, part in stats.groupby(["method", "dataset", "group", "space"]):
+        higher = part["metric"].iloc[0] != "mse"
+        best = part.sort_values("order").sort_values("val_mean", ascending=not higher, kind="stable").index[0]
+        stats.loc[best, "selected"] = True
+    return stats
+
+
+def selected_runs(records: list[dict]) -> list[dict]:
+    """The run records of the selected trials (every seed of each), for tables built from the selection."""
+    chosen = select(trials_frame(records))
+    if chosen.empty:
+        return []
+    keep = {(r.method, r.dataset, r.group, r.trial) for r in chosen[chosen["selected"]].itertuples()}
+    out = []
+    for rec in records:
+        ident = identity(rec)
+        if ident and (ident["method"], ident["dataset"], ident["group"], ident["trial"]) in keep:
+            out.append(rec)
+    return out
+
+
+def trial_label(record: dict) -> str:
+    """'lr=0.001' for a trial run, '' for any other."""
+    space = (record.get("config") or {}).get("search")
+    return _label(json.dumps({k: trial_value(record["config"], k) for k in space})) if space else ""
+
+
+def _label(trial_json: str) -> str:
+    return ", ".join(f"{k.split('.', 1)[1]}={v:g}" if isinstance(v, float) else f"{k.split('.', 1)[1]}={v}"
+                     for k, v in json.loads(trial_json).items())  # fmt: skip
+
+
+def tuning_table(chosen: pd.DataFrame) -> pd.DataFrame:
+    """Per method and dataset: trials, the selected values, its validation metric, and the validation
+    metric's spread (max - min of the trial means) over the space: a large spread is a fragile method."""
+    rows = []
+    for (method, dataset, _, space), part in chosen.groupby(["method", "dataset", "group", "space"]):
+        best = part[part["selected"]].iloc[0]
+        rows.append({"method": method, "dataset": dataset, "trials": len(part),
+                     "searched": ", ".join(f"{k} ∈ {{{', '.join(f'{v:g}' if isinstance(v, float) else str(v) for v in vs)}}}"
+                                           for k, vs in json.loads(space).items()),
+                     "selected": _label(best["trial"]), "val (selected)": round(best["val_mean"], 2),
+                     "val spread": round(part["val_mean"].max() - part["val_mean"].min(), 2),
+                     "seeds per trial": int(part["n"].min())})  # fmt: skip
+    return pd.DataFrame(rows)
+
+
+def sensitivity_plots(chosen: pd.DataFrame, plots: Path, styles: dict) -> list[Path]:
+    """Per dataset and searched key: mean validation metric against the key's value, one line per method."""
+    from bench.plots import _legend, _plt, _save, slug
+
+    written = []
+    for dataset, part in chosen.groupby("dataset"):
+        keys = sorted({k for space in part["space"] for k in json.loads(space)})
+        plt = _plt()
+        fig, axes = plt.subplots(1, len(keys), figsize=(4.4 * len(keys), 3.4), squeeze=False)
+        handles = {}
+        for ax, key in zip(axes[0], keys):
+            for method, m in part.groupby("method"):
+                xs = [json.loads(t)[key] for t in m["trial"]]
+                order = np.argsort(xs)
+                st = styles[method]
+                (line,) = ax.plot(np.asarray(xs)[order], m["val_mean"].to_numpy()[order], color=st["color"],
+                                  ls=st["ls"], marker=st["marker"], mfc=st["mfc"], ms=4, lw=1)  # fmt: skip
+                sel = m[m["selected"]]
+                ax.plot([json.loads(t)[key] for t in sel["trial"]], sel["val_mean"], "o", ms=9, mfc="none",
+                        color=st["color"])  # fmt: skip
+                handles.setdefault(method, line)
+            if all(isinstance(v, (int, float)) and v > 0 for v in (json.loads(t)[key] for t in part["trial"])):
+                ax.set_xscale("log")
+            ax.set_xlabel(key)
+            ax.set_ylabel("mean validation metric over seeds")
+            ax.grid(alpha=0.3)
+        handles["selected (circled)"] = axes[0][0].plot([], [], "o", ms=9, mfc="none", color="0.3")[0]
+        _legend(fig, handles)
+        fig.suptitle(f"sensitivity to the searched settings: {dataset}", fontsize=9)
+        written.append(_save(fig, plots / f"sensitivity_{slug(dataset)}.png"))
+    return written
+
+
+def build_tuning(records: list[dict], tables: Path, plots: Path, styles: dict) -> list[Path]:
+    """tuned.* and tuning.* tables and the sensitivity plots, when the runs hold searches; else nothing."""
+    from bench import report
+
+    chosen = select(trials_frame(records))
+    if chosen.empty:
+        return []
+    written = []
+    summary = tuning_table(chosen)
+    summary.to_csv(tables / "tuning.csv", index=False)
+    (tables / "tuning.md").write_text(summary.to_markdown(index=False) + "\n\n" + RULE + "\n")
+    written += [tables / "tuning.md", tables / "tuning.csv"]
+    df = report.runs_frame(selected_runs(records))
+    df["variant"] = [""] * len(df)  # one selected configuration per method and dataset: no labels
+    agg = report.aggregate(df)
+    agg.drop(columns="values").to_csv(tables / "tuned.csv", index=False)
+    cells, marks = report.wide_table(agg)
+    caption = "Tuned: " + RULE + " " + report.CAPTION
+    (tables / "tuned.md").write_text(report.to_markdown(cells, marks) + "\n\n" + caption + "\n")
+    (tables / "tuned.tex").write_text(report.to_latex(cells, marks, caption))
+    written += [tables / "tuned.md", tables / "tuned.tex", tables / "tuned.csv"]
+    return written + sensitivity_plots(chosen, plots, styles)
+
+
+RULE = (
+    "Selection: per method and dataset, the trial with the best mean validation metric over its seeds (ties: "
+    "the first value listed); the test metric is reported for that trial only, never the best test."
+)
