@@ -211,8 +211,8 @@ def cmd_report(args) -> None:
 
 def default_out(args) -> None:
     """Each suite writes to its own folder unless --out says otherwise (a smoke run never touches the cpu suite's)."""
-    if args.out is None:
-        args.out = os.path.join("results", args.suite)
+    if args.out is None:  # gpu-check's file belongs with the other speed figures, in results/perf/
+        args.out = "results" if args.suite == "gpu-check" else os.path.join("results", args.suite)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -22,16 +22,16 @@ import torch
 
 import methods
 from bench import fastpath, measure
-from bench.config import RunConfig
+from bench.config import RunConfig, TrainConfig
 from bench.errors import UserError
-from bench.protocol import loss_fn
+from bench.protocol import loss_fn, make_optimizer
 from methods import hooks
 from methods.task import TaskSpec
 
 DESCRIPTION = "every method at real sizes on generated inputs, a few hundred steps each (< 5 min on one GPU)"
 INPUTS = {"seq1024": (1, 1024, 64), "img32": (2, 32, 64), "img96": (2, 96, 32)}  # dim, size, batch size
 MODELS = {1: dict(arch="flextcn6"), 2: dict(arch="flexnet7")}  # the papers' largest FlexTCN / FlexNet
-STEPS, WARMUP, CAP_S = 300, 10, 3.0
+STEPS, WARMUP, CAP_S = 300, 10, 3.0  # CAP_S: seconds of timed steps per check (run_check's cap_s)
 # without a GPU: inputs and models small enough for a test
 CPU_INPUTS = {"seq1024": (1, 32, 4), "img32": (2, 8, 4), "img96": (2, 12, 4)}
 CPU_MODELS = {1: dict(arch="flextcn2", width=4), 2: dict(arch="flexnet3", width=4)}
@@ -55,17 +55,18 @@ def _hparams(method: str, dim: int, cuda: bool) -> dict:
 
 def _train_steps(model, optimizer, x, y, metric: str, n: int, cuda: bool) -> None:
     """`n` steps of the protocol's update on one batch."""
+    step_hooks = hooks.StepHooks(model)
     for _ in range(n):
         with torch.autocast("cuda", dtype=torch.bfloat16, enabled=cuda):
             loss = loss_fn(model(x), y, metric)
-        reg = hooks.regularization_loss(model)
+        reg = step_hooks.regularization_loss()
         optimizer.zero_grad(set_to_none=True)
         (loss if reg is None else loss + reg).backward()
         optimizer.step()
-        hooks.post_step(model)
+        step_hooks.post_step()
 
 
-def check_one(method: str, input_name: str, task: TaskSpec, batch: int, device: str) -> dict:
+def check_one(method: str, input_name: str, task: TaskSpec, batch: int, device: str, cap_s: float = CAP_S) -> dict:
     """Train `method` on generated batches of `task` and time it; returns one CSV row."""
     cuda = torch.device(device).type == "cuda"
     row = {"method": method, "input": input_name, "shape": "x".join(map(str, task.input_shape)), "batch_size": batch}
@@ -78,7 +79,7 @@ def check_one(method: str, input_name: str, task: TaskSpec, batch: int, device: 
         hp = _hparams(method, task.dim, cuda)
         model = methods.build_model(method, task, **hp).to(device)
         model, _, fast = fastpath.prepare(RunConfig(method, input_name, model=hp), model, None, device)
-        optimizer = torch.optim.AdamW(hooks.param_groups(model, 1e-3, 0.0))
+        optimizer = make_optimizer(model, TrainConfig(lr=1e-3))
         x = torch.randn(batch, *task.input_shape, device=device)
         y = torch.randint(0, task.num_classes, (batch,), device=device)
         _train_steps(model, optimizer, x, y, task.metric, warmup, cuda)
@@ -86,7 +87,7 @@ def check_one(method: str, input_name: str, task: TaskSpec, batch: int, device: 
             torch.cuda.synchronize()
         measure.reset_peak_memory(device)
         done, start = 0, time.perf_counter()
-        while done < steps and (done == 0 or time.perf_counter() - start < CAP_S):
+        while done < steps and (done == 0 or time.perf_counter() - start < cap_s):
             _train_steps(model, optimizer, x, y, task.metric, 10 if cuda else 1, cuda)
             done += 10 if cuda else 1
             if cuda:
@@ -114,7 +115,9 @@ def output_path(out: str | Path, device: str) -> Path:
     return Path(out) / "perf" / f"gpu-check-{name}.csv"
 
 
-def run_check(method_names: list[str], device: str, out: str | Path, dry_run: bool = False) -> int:
+def run_check(
+    method_names: list[str], device: str, out: str | Path, dry_run: bool = False, cap_s: float = CAP_S
+) -> int:
     cuda = torch.device(device).type == "cuda"
     grid = [(m, name, task, batch) for name, (task, batch) in tasks(cuda).items() for m in method_names]
     if dry_run:
@@ -130,7 +133,9 @@ def run_check(method_names: list[str], device: str, out: str | Path, dry_run: bo
     rows, start = [], time.perf_counter()
     try:
         for m, name, task, batch in grid:
-            rows.append({**check_one(m, name, task, batch, device), "device": device, "torch": torch.__version__})
+            rows.append(
+                {**check_one(m, name, task, batch, device, cap_s), "device": device, "torch": torch.__version__}
+            )
             r = rows[-1]
             speed = f"{r['train_samples_s']:.0f} samples/s, {r['peak_mem_mb']:.0f} MiB" if r["status"] == "ok" else ""
             print(f"  {r['status']:>11}  {m:<18} {name:<8} {speed or r['error']}", flush=True)

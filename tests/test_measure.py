@@ -188,6 +188,15 @@ def test_gpu_check_runs_scaled_down_on_cpu(tmp_path, capsys):
     assert all(float(r["train_samples_s"]) > 0 and int(r["flops_fwd"]) > 0 and int(r["steps"]) > 0 for r in rows)
 
 
+@pytest.mark.skipif(torch.cuda.is_available(), reason="with a GPU, gpu_validate runs its real steps")
+def test_gpu_validate_says_in_one_line_that_there_is_no_gpu(capsys):
+    from bench.gpu_validate import main
+
+    assert main([]) == 2
+    out = capsys.readouterr().out
+    assert out.count("\n") == 1 and "no CUDA GPU here" in out and "--rehearse" in out
+
+
 @pytest.mark.gpu
 def test_gpu_check_and_a_cuda_run_use_the_fast_path(tmp_path):
     from bench.gpu_check import output_path, run_check
