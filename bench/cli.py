@@ -7,7 +7,7 @@ import os
 import sys
 import time
 
-from bench.errors import UserError
+from bench.base import UserError
 
 EPILOG = """examples:
   python run_all.py                                   # the cpu suite (converged, 3 seeds, < 10 min), tables, plots
@@ -79,7 +79,7 @@ def _split(text: str | None) -> list[str] | None:
 def cmd_list() -> None:
     import datasets
     import methods
-    from bench.suites import SUITES
+    from bench.run.suite import all_suites
 
     print("Methods:")
     for name in methods.list_methods():
@@ -94,9 +94,9 @@ def cmd_list() -> None:
         classes = f"{c.classes} classes" if c.classes else "regression"
         print(f"  {name:<14} {c.shape:<26} {classes:<12} {c.source:<9} {c.description}")
     print("\nSuites:")
-    for name, suite in SUITES.items():
+    for name, suite in all_suites().items():
         print(f"  {name:<18} {suite.description}")
-    from bench.gpu_check import DESCRIPTION
+    from bench.cost.gpu_check import DESCRIPTION
     from bench.launchers import LAUNCHERS
 
     print(f"  {'gpu-check':<18} {DESCRIPTION}")
@@ -107,20 +107,20 @@ def cmd_list() -> None:
 
 
 def cmd_run(args, signals: list) -> int:
-    from bench.config import parse_overrides, parse_tune
-    from bench.env import resolve_device
-    from bench.grid import build_grid, check_models, parse_seeds
     from bench.launchers import LAUNCHERS, LaunchContext, launch
-    from bench.suites import get_suite
-    from bench.tuning import trial_value
+    from bench.report.tuning import trial_value
+    from bench.run.config import parse_overrides, parse_tune
+    from bench.run.env import resolve_device
+    from bench.run.grid import build_grid, check_models, parse_seeds
+    from bench.run.suite import get_suite
 
     LAUNCHERS.get(args.launcher)  # an unknown name fails before anything runs
     if args.launcher == "local":
         resolve_device(args.device)
     if args.compile:
-        os.environ["LKSBENCH_COMPILE"] = "1"  # read by bench/fastpath.py, in this process and in every worker
+        os.environ["LKSBENCH_COMPILE"] = "1"  # read by bench/cost/fastpath.py, in this process and in every worker
     if args.suite == "gpu-check":  # not a grid: a timing check of every method on generated inputs
-        from bench import gpu_check
+        from bench.cost import gpu_check
 
         return gpu_check.main(args)
     overrides = parse_overrides(args.overrides)
@@ -165,8 +165,8 @@ def fmt_duration(seconds: float) -> str:
 def cmd_fetch(args) -> None:
     """Download (or check) the datasets of a suite or a --datasets list, e.g. on a login node before SLURM."""
     import datasets
-    from bench.grid import expand_datasets
-    from bench.suites import get_suite
+    from bench.run.grid import expand_datasets
+    from bench.run.suite import get_suite
 
     suite = get_suite(args.suite)
     for name in expand_datasets(_split(args.datasets) or list(suite.datasets)):
@@ -239,7 +239,7 @@ def _main(argv: list[str] | None, signals: list[int]) -> int:
     try:
         args = make_parser().parse_args(argv)
         default_out(args)
-        from bench.plugins import load_plugin
+        from bench.run.plugins import load_plugin
 
         for spec in args.plugin:
             load_plugin(spec)

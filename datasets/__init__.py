@@ -15,8 +15,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from bench.errors import UserError
-from bench.registry import Entry, Registry
+from bench.base import Entry, Registry, UserError
 from datasets._builtin import BUILTIN_DATASETS
 from datasets.base import DatasetCard, DataSplits, Loaded
 

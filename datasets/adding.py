@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from bench.errors import UserError
+from bench.base import UserError
 from datasets import register_dataset
 from datasets.base import Loaded
 from datasets.tensors import tensor_dataset

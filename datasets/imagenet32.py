@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from bench.errors import UserError
+from bench.base import UserError
 from datasets import register_dataset
 from datasets.images import IMAGENET_MEAN, IMAGENET_STD, check_options, image_loaded
 from datasets.real import reading

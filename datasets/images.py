@@ -13,7 +13,7 @@ from collections.abc import Sequence
 import torch
 import torch.nn.functional as F
 
-from bench.errors import UserError
+from bench.base import UserError
 from datasets.arrays import ArrayDataset
 from datasets.augment import CropFlip
 from datasets.base import Loaded

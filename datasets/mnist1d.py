@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-from bench.errors import UserError
+from bench.base import UserError
 from datasets import register_dataset
 from datasets.base import Loaded
 from datasets.tensors import tensor_dataset

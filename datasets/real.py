@@ -14,7 +14,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from urllib.parse import urlparse
 
-from bench.errors import UserError
+from bench.base import UserError
 
 CONNECT_TIMEOUT_S = 5.0
 DOWNLOAD_SOCKET_TIMEOUT_S = 60.0  # a stalled download fails instead of hanging

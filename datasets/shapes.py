@@ -19,7 +19,7 @@ import math
 import torch
 import torch.nn.functional as F
 
-from bench.errors import UserError
+from bench.base import UserError
 from datasets import register_dataset
 from datasets.base import Loaded
 from datasets.tensors import tensor_dataset

@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from bench.errors import UserError
+from bench.base import UserError
 from datasets import register_dataset
 from datasets.arrays import ArrayDataset
 from datasets.base import Loaded

@@ -17,8 +17,7 @@ import inspect
 from collections.abc import Callable
 from typing import Any
 
-from bench.errors import UserError
-from bench.registry import Entry, Registry
+from bench.base import Entry, Registry, UserError
 from methods._builtin import BUILTIN_METHODS
 from methods.card import MethodCard
 from methods.task import TaskSpec

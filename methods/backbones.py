@@ -18,7 +18,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from bench.errors import UserError
+from bench.base import UserError
 from methods.dropout import Dropout
 from methods.task import TaskSpec
 

@@ -34,7 +34,7 @@ import math
 import torch
 from torch import nn
 
-from bench.errors import UserError
+from bench.base import UserError
 from methods import register_method
 from methods.dropout import Dropout
 from methods.flexconv import FlexConv
@@ -63,15 +63,7 @@ class DepthwiseFlexConv(FlexConv):
         with torch.no_grad():
             self.net.W_out.mul_(math.sqrt(1.0 / taps))
 
-    def mask_parameters(self) -> list[nn.Parameter]:
-        return [p for p in (self.mask_mean, self.mask_width) if isinstance(p, nn.Parameter)]
-
-    def param_groups(self, base_lr: float) -> list[dict]:
-        # no weight-decay key: the protocol's applies, as CCNN's decay reaches its masks
-        return [{"params": self.mask_parameters(), "lr": self.mask_lr_factor * base_lr}]
-
-    def size_parameters(self) -> list[nn.Parameter]:
-        return self.mask_parameters()
+    size_weight_decay = True  # the protocol's weight decay reaches the mask, as CCNN's does
 
     def extra_repr(self) -> str:
         return f"depthwise {self.cout}, grid={self.grid}, causal={self.causal}"

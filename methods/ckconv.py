@@ -37,7 +37,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from bench.errors import UserError
+from bench.base import UserError
 from methods import register_method
 from methods.functional import conv_with_kernel
 from methods.kernelnets import make_kernel_net

@@ -43,7 +43,8 @@ class DclsConv(nn.Module):
         m = 3**dim if kernel_count is None else kernel_count
         if m < 1 or dilated_size < 1 or (not causal and dilated_size % 2 == 0):
             raise ValueError(f"dcls needs kernel_count >= 1 and an odd dilated_size >= 1; got {m}, {dilated_size}")
-        self.dim, self.causal, self.position_lr_factor = dim, causal, position_lr_factor
+        self.dim, self.causal = dim, causal
+        self.size_lr_factor = position_lr_factor  # positions and widths: no weight decay, as in the paper
         # grid coordinates relative to the output position: centred -S//2..S//2, causal -(S-1)..0
         self.low, self.high = (-(dilated_size - 1), 0) if causal else (-(dilated_size // 2), dilated_size // 2)
         fan_in = cin * m  # nn.Conv's default init with the m elements as its taps
@@ -74,10 +75,6 @@ class DclsConv(nn.Module):
     def post_step(self) -> None:
         with torch.no_grad():
             self.positions.clamp_(self.low, self.high)
-
-    def param_groups(self, base_lr: float) -> list[dict]:
-        # the paper keeps positions and widths out of weight decay
-        return [{"params": [self.positions, self.sig], "lr": self.position_lr_factor * base_lr, "weight_decay": 0.0}]
 
     def size_parameters(self) -> list[nn.Parameter]:
         return [self.positions, self.sig]

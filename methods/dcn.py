@@ -34,7 +34,7 @@ class DCNSigmaConv(nn.Module):
         if support < 1 or support % 2 == 0 or order < 0:
             raise ValueError(f"dcn_sigma needs an odd support >= 1 and order >= 0; got {support}, {order}")
         self.dim, self.causal, self.order, self.support = dim, causal, order, support
-        self.sigma_lr_factor = sigma_lr_factor
+        self.size_lr_factor = sigma_lr_factor  # the reference trains sigma at the base lr, with no weight decay
         self.orders = jet_orders(order, dim)
         # the reference's inits: alpha ~ N(0, 0.1^2), s ~ N(0, (2/3)^2)
         self.alpha = nn.Parameter(0.1 * torch.randn(cout, cin, len(self.orders)))
@@ -55,10 +55,6 @@ class DCNSigmaConv(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         # causal: the same kernel applied causally, i.e. centred support // 2 steps in the past
         return conv_with_kernel(x, self.weight(), self.bias, causal=self.causal)
-
-    def param_groups(self, base_lr: float) -> list[dict]:
-        # the reference trains sigma at the base lr, with no weight decay anywhere
-        return [{"params": [self.log2_sigma], "lr": self.sigma_lr_factor * base_lr, "weight_decay": 0.0}]
 
     def size_parameters(self) -> list[nn.Parameter]:
         return [self.log2_sigma]

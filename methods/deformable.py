@@ -61,7 +61,8 @@ class DeformableConv(nn.Module):
         super().__init__()
         if kernel_size < 1 or kernel_size % 2 == 0:
             raise ValueError(f"deformable needs an odd kernel_size, got {kernel_size}")
-        self.dim, self.offset_lr_factor = dim, offset_lr_factor
+        # v1 trained the offset branch at 0.1x the base lr (methods.md 5, pitfalls), under weight decay
+        self.dim, self.size_lr_factor, self.size_weight_decay = dim, offset_lr_factor, True
         sides = (kernel_size, kernel_size) if dim == 2 else (1, kernel_size)
         self.taps = sides[0] * sides[1]
         # holds the (k x k, or 1 x k) weights; with zero offsets the layer computes this conv
@@ -87,10 +88,6 @@ class DeformableConv(nn.Module):
         sample = deform_conv2d if x.is_cuda else deform_conv2d_sampled
         y = sample(x, offset, self.conv.weight, self.conv.bias, padding=self.conv.padding, mask=mask)
         return y.squeeze(2) if self.dim == 1 else y
-
-    def param_groups(self, base_lr: float) -> list[dict]:
-        # v1 trained the offset branch at 0.1x the base lr (methods.md 5, pitfalls)
-        return [{"params": list(self.offset.parameters()), "lr": self.offset_lr_factor * base_lr}]
 
     def size_parameters(self) -> list[nn.Parameter]:
         """The offset/modulation branch: it decides where the taps read, not how they are weighted."""

@@ -30,12 +30,14 @@ to the present); the mask exponent uses 1/sigma, not 1/(sigma^2 + eps).
 
 from __future__ import annotations
 
+import inspect
 import math
+from collections.abc import Callable
 
 import torch
 from torch import nn
 
-from bench.errors import UserError
+from bench.base import UserError
 from methods import register_method
 from methods.ckconv import GAUSS_STDDEVS, CKConv
 
@@ -66,7 +68,7 @@ class FlexConv(CKConv):
         self.mask_mean = nn.Parameter(torch.full((dim,), 1.0 if causal else 0.0))
         self.mask_width = nn.Parameter(torch.full((dim,), float(mask_init)))
         self.root_factor = math.sqrt(-2.0 * math.log(mask_threshold))
-        self.mask_lr_factor = float(mask_lr_factor)
+        self.size_lr_factor = float(mask_lr_factor)  # the mask: 0.1x the lr, no weight decay
         self.antialias_mask = bool(antialias_mask)
 
     def crop(self) -> list[tuple[int, int]]:
@@ -100,8 +102,8 @@ class FlexConv(CKConv):
             return 0.0
         return GAUSS_STDDEVS * (1.0 / self.mask_width.abs()).max() / (2 * math.pi)
 
-    def param_groups(self, base_lr: float) -> list[dict]:
-        return [{"params": [self.mask_mean, self.mask_width], "lr": self.mask_lr_factor * base_lr, "weight_decay": 0.0}]
+    def size_parameters(self) -> list[nn.Parameter]:
+        return [p for p in (self.mask_mean, self.mask_width) if isinstance(p, nn.Parameter)]
 
 
 CARD = dict(
@@ -125,60 +127,47 @@ MAGNET_REFERENCES = (
 )  # fmt: skip
 
 
-def _flexconv(kernel_net: str, cin, cout, dim, causal, size, **hp) -> FlexConv:
-    if hp.get("antialias_mask") and not hp.get("antialias"):
-        raise UserError("antialias_mask adds the mask to the anti-aliasing term: set antialias > 0 too")
-    return FlexConv(cin, cout, dim=dim, causal=causal, size=size, kernel_net=kernel_net, **hp)
-
-
-@register_method(
-    "flexconv",
-    description="FlexConv: MAGNet kernel x learned Gaussian mask, cropped (anti-aliasing term off by default)",
-    references=MAGNET_REFERENCES,
-    **CARD,
-)
-def flexconv(
-    cin, cout, *, dim, causal, size,
-    kernel_size: int | None = None, mask_init: float = 0.075, mask_threshold: float = 0.1,
-    mask_lr_factor: float = 0.1, input_scale: float = 25.6, kernel_hidden: int = 32, kernel_layers: int = 3,
-    antialias: float = 0.0, antialias_mask: bool = False, kernel_wd: float = 0.0,
-):  # fmt: skip
-    return _flexconv("magnet", **locals())
-
-
-@register_method(
-    "flexconv_gabor", description="FlexConv with an isotropic MFN-Gabor kernel net (paper's ablation)", **CARD
-)
-def flexconv_gabor(
-    cin, cout, *, dim, causal, size,
-    kernel_size: int | None = None, mask_init: float = 0.075, mask_threshold: float = 0.1,
-    mask_lr_factor: float = 0.1, input_scale: float = 25.6, kernel_hidden: int = 32, kernel_layers: int = 3,
-    antialias: float = 0.0, antialias_mask: bool = False, kernel_wd: float = 0.0,
-):  # fmt: skip
-    return _flexconv("gabor", **locals())
-
-
-@register_method("flexconv_fourier", description="FlexConv with an MFN-Fourier kernel net (paper's ablation)", **CARD)
-def flexconv_fourier(
-    cin, cout, *, dim, causal, size,
-    kernel_size: int | None = None, mask_init: float = 0.075, mask_threshold: float = 0.1,
-    mask_lr_factor: float = 0.1, input_scale: float = 256.0, kernel_hidden: int = 32, kernel_layers: int = 3,
-    antialias: float = 0.0, antialias_mask: bool = False, kernel_wd: float = 0.0,
-):  # fmt: skip
+# The hparams every FlexConv variant takes (annotation as written, default), and those of the MFN kernel nets
+COMMON = {"kernel_size": ("int | None", None), "mask_init": ("float", 0.075), "mask_threshold": ("float", 0.1),
+          "mask_lr_factor": ("float", 0.1)}  # fmt: skip
+NET = {"kernel_hidden": ("int", 32), "kernel_layers": ("int", 3)}
+MFN = {"input_scale": ("float", 25.6), **NET, "antialias": ("float", 0.0), "antialias_mask": ("bool", False)}
+# name, kernel net, its hparams, description, reference rows
+VARIANTS = (
+    ("flexconv", "magnet", MFN, "FlexConv: MAGNet kernel x learned Gaussian mask, cropped (anti-aliasing term off by "
+     "default)", MAGNET_REFERENCES),
+    ("flexconv_gabor", "gabor", MFN, "FlexConv with an isotropic MFN-Gabor kernel net (paper's ablation)", ()),
     # input_scale 256: the repo never passes its 25.6 to FourierNet (see methods/kernelnets.py)
-    return _flexconv("fourier", **locals())
+    ("flexconv_fourier", "fourier", {**MFN, "input_scale": ("float", 256.0)},
+     "FlexConv with an MFN-Fourier kernel net (paper's ablation)", ()),
+    ("flexconv_siren", "siren", {"omega_0": ("float", 30.0), **NET},
+     "FlexConv with a SIREN kernel net (paper's ablation)", ("FlexNet-7 (FlexConv SIREN)",)),
+)  # fmt: skip
 
 
-@register_method(
-    "flexconv_siren",
-    description="FlexConv with a SIREN kernel net (paper's ablation)",
-    references=("FlexNet-7 (FlexConv SIREN)",),
-    **CARD,
-)
-def flexconv_siren(
-    cin, cout, *, dim, causal, size,
-    kernel_size: int | None = None, mask_init: float = 0.075, mask_threshold: float = 0.1,
-    mask_lr_factor: float = 0.1, omega_0: float = 30.0, kernel_hidden: int = 32, kernel_layers: int = 3,
-    kernel_wd: float = 0.0,
-):  # fmt: skip
-    return _flexconv("siren", **locals())
+def variant(name: str, kernel_net: str, own: dict) -> Callable:
+    """One layer factory for a FlexConv variant, with the signature (names, annotations, defaults) of its
+    hparams, which is what the registry reads: one definition serves every kernel net."""
+    hparams = {**COMMON, **own, "kernel_wd": ("float", 0.0)}
+
+    def factory(cin, cout, *, dim, causal, size, **hp) -> FlexConv:
+        unknown = sorted(set(hp) - set(hparams))
+        if unknown:
+            raise TypeError(f"{name}() got unexpected keyword argument(s) {', '.join(unknown)}")
+        if hp.get("antialias_mask") and not hp.get("antialias"):
+            raise UserError("antialias_mask adds the mask to the anti-aliasing term: set antialias > 0 too")
+        values = {k: hp.get(k, default) for k, (_, default) in hparams.items()}
+        return FlexConv(cin, cout, dim=dim, causal=causal, size=size, kernel_net=kernel_net, **values)
+
+    P = inspect.Parameter
+    fixed = [P("cin", P.POSITIONAL_OR_KEYWORD), P("cout", P.POSITIONAL_OR_KEYWORD),
+             *(P(k, P.KEYWORD_ONLY) for k in ("dim", "causal", "size"))]  # fmt: skip
+    factory.__signature__ = inspect.Signature(
+        [*fixed, *(P(k, P.KEYWORD_ONLY, default=d, annotation=a) for k, (a, d) in hparams.items())]
+    )
+    factory.__name__ = factory.__qualname__ = name
+    return factory
+
+
+for _name, _net, _own, _description, _refs in VARIANTS:
+    register_method(_name, description=_description, references=_refs, **CARD)(variant(_name, _net, _own))

@@ -24,7 +24,7 @@ def _fft_size(n: int) -> int:
 
     FFT libraries are slow on sizes with a large odd part: on MKL an rfft of 1125 = 9 * 125
     takes three times as long as one of 1152 = 128 * 9, one of 103 x 103 three times one of
-    108 x 108 = (4 * 27)^2 (measured while writing bench/perf_conv.py).
+    108 x 108 = (4 * 27)^2 (measured while writing bench/cost/perf_conv.py).
     """
     best = 1 << max(0, (n - 1).bit_length())
     for c in (3, 5, 7, 9, 15, 21, 27):
@@ -246,7 +246,7 @@ def prefer_fft(x_shape, w_shape, causal: bool = False) -> bool:
 
 
 # time of one FFT-path flop in direct-conv multiply-adds, per spatial dimensionality, fitted
-# by bench/perf_conv.py (forward + backward, CPU; results/perf/fft_cost_cpu.csv): medians
+# by bench/cost/perf_conv.py (forward + backward, CPU; results/perf/fft_cost_cpu.csv): medians
 # 1.1-1.4 in 1D; 2.6-2.8 in 2D at 36 channels, 3-5 at 8-16 channels, where the transforms
 # weigh more than the model counts
 FFT_COST = {1: 1.3, 2: 3.0}

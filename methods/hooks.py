@@ -4,15 +4,19 @@ Any nn.Module inside a model (usually a layer) may define:
 
 - `regularization_loss() -> Tensor`: a scalar added to the training loss (e.g. FlexConv's
   anti-aliasing term, N-Jet's sigma penalty).
-- `param_groups(base_lr) -> list[dict]`: optimizer groups for *its own* parameters, e.g.
-  `[{"params": [self.sigma], "lr": 0.1 * base_lr, "weight_decay": 0.0}]`. Parameters no
-  module claims go to the default group (base lr, the protocol's weight decay).
+- `size_parameters() -> list[Parameter]`: its own parameters that shape the receptive field
+  rather than weigh inputs (sigmas, positions, mask means/widths). They are also the layer's
+  own optimizer group, declared once with two attributes: `size_lr_factor` (default 1: the
+  group's lr is that times the base lr) and `size_weight_decay` (default False: no weight
+  decay on them; True keeps the protocol's). The cost report counts "weights-only"
+  parameters without them.
+- `param_groups(base_lr) -> list[dict]`: optimizer groups for *its own* parameters, where the
+  size group above does not say it (e.g. two groups at different rates); it replaces that
+  group. Parameters no module claims go to the default group (base lr, the protocol's
+  weight decay).
 - `post_step()`: called after every optimizer step (e.g. clamp DCLS positions).
 - `kernel_sizes() -> float | list[float]`: the layer's effective kernel size in its own
   unit (one number, or one per spatial dimension); logged every epoch.
-- `size_parameters() -> list[Parameter]`: its own parameters that shape the receptive field
-  rather than weigh inputs (sigmas, positions, mask means/widths); the cost report counts
-  "weights-only" parameters without them (else it uses what `param_groups` claims).
 - `change_resolution(ratio: float)`: prepare to run on inputs `ratio` times the size the
   model was trained at (cross-resolution evaluation); only for methods whose card says
   `resolution_change=True`.
@@ -58,10 +62,25 @@ def regularization_loss(model: nn.Module) -> torch.Tensor | None:
     return StepHooks(model).regularization_loss()
 
 
+def size_group(module: nn.Module, base_lr: float) -> dict:
+    """The optimizer group a layer declares through size_parameters(), size_lr_factor and size_weight_decay."""
+    group = {"params": list(module.size_parameters()), "lr": getattr(module, "size_lr_factor", 1.0) * base_lr}
+    return group if getattr(module, "size_weight_decay", False) else {**group, "weight_decay": 0.0}
+
+
+def own_groups(module: nn.Module, base_lr: float) -> list[dict]:
+    """A module's own optimizer groups: its param_groups hook, else its declared size group, else none."""
+    if callable(getattr(module, "param_groups", None)):
+        return module.param_groups(base_lr)
+    if callable(getattr(module, "size_parameters", None)):
+        return [size_group(module, base_lr)]
+    return []
+
+
 def param_groups(model: nn.Module, base_lr: float, weight_decay: float) -> list[dict]:
     groups, claimed = [], set()
-    for _, fn in _with(model, "param_groups"):
-        for group in fn(base_lr):
+    for module in model.modules():
+        for group in own_groups(module, base_lr):
             params = [p for p in group["params"] if p.requires_grad and id(p) not in claimed]
             claimed.update(id(p) for p in params)
             if params:

@@ -21,7 +21,7 @@ import math
 import torch
 from torch import nn
 
-from bench.errors import UserError
+from bench.base import UserError
 from methods import register_method
 from methods.task import TaskSpec
 

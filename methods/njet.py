@@ -75,7 +75,9 @@ class NJetConv(nn.Module):
         if order < 0 or k <= 0 or init_sigma <= 0:
             raise ValueError(f"N-Jet needs order >= 0, k > 0 and init_sigma > 0; got {order}, {k}, {init_sigma}")
         self.dim, self.causal, self.order, self.k = dim, causal, order, k
-        self.sigma_lr_factor, self.sigma_reg = sigma_lr_factor, sigma_reg
+        # sigma's gradient is large next to alpha's (methods.md 1, pitfall 2), and weight decay
+        # would pull it towards sigma = 1; FlexConv treats its mask parameters the same way
+        self.size_lr_factor, self.sigma_reg = sigma_lr_factor, sigma_reg
         self.orders = jet_orders(order, dim)
         self.log2_sigma = nn.Parameter(torch.tensor(math.log2(init_sigma)))
         self.alpha = nn.Parameter(torch.empty(cout, cin, len(self.orders)))
@@ -115,11 +117,6 @@ class NJetConv(nn.Module):
         return conv_with_kernel(x, weight, self.bias, causal=self.causal)
 
     # -- hooks (methods/hooks.py) --------------------------------------------------------
-    def param_groups(self, base_lr: float) -> list[dict]:
-        # sigma's gradient is large next to alpha's (methods.md 1, pitfall 2), and weight decay
-        # would pull it towards sigma = 1; FlexConv treats its mask parameters the same way
-        return [{"params": [self.log2_sigma], "lr": self.sigma_lr_factor * base_lr, "weight_decay": 0.0}]
-
     def size_parameters(self) -> list[nn.Parameter]:
         return [self.log2_sigma]
 

@@ -37,7 +37,7 @@ import math
 import torch
 from torch import nn
 
-from bench.errors import UserError
+from bench.base import UserError
 from methods import register_method
 from methods.ckconv import horizon
 from methods.functional import conv_with_kernel

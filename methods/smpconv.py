@@ -41,7 +41,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from bench.errors import UserError
+from bench.base import UserError
 from methods import register_method
 from methods.ckconv import horizon
 from methods.functional import conv_with_kernel

@@ -37,7 +37,9 @@ class GaussianBlurConv(nn.Module):
         super().__init__()
         if init_sigma <= 0:
             raise ValueError(f"init_sigma must be > 0, got {init_sigma}")
-        self.dim, self.causal, self.kernel_size, self.sigma_lr_factor = dim, causal, kernel_size, sigma_lr_factor
+        self.dim, self.causal, self.kernel_size = dim, causal, kernel_size
+        # the scale parameters get the treatment of N-Jet's and FlexConv's mask: lower lr, no decay
+        self.size_lr_factor = sigma_lr_factor
         self.log2_sigma = nn.Parameter(torch.full((cin,), math.log2(init_sigma)))
         # holds the free-form weights (nn.Conv's init); applied below, centred or causal
         self.free_form = (nn.Conv2d if dim == 2 else nn.Conv1d)(cin, cout, kernel_size)
@@ -76,10 +78,6 @@ class GaussianBlurConv(nn.Module):
         for axis in range(self.dim):  # spherical sigma: a separable blur
             x = self.blur(x, axis)
         return conv_with_kernel(x, self.free_form.weight, self.free_form.bias, causal=self.causal)
-
-    def param_groups(self, base_lr: float) -> list[dict]:
-        # the scale parameters get the treatment of N-Jet's and FlexConv's mask: lower lr, no decay
-        return [{"params": [self.log2_sigma], "lr": self.sigma_lr_factor * base_lr, "weight_decay": 0.0}]
 
     def size_parameters(self) -> list[nn.Parameter]:
         return [self.log2_sigma]

@@ -63,8 +63,8 @@ def test_ckcnn_with_the_ckconv_repos_kernel_net():
 
 
 def test_ckconv_paper_suite_uses_the_ckconv_repos_kernel_net_and_flexconvs_does_not():
-    from bench.grid import build_grid
-    from bench.suites import get_suite
+    from bench.run.grid import build_grid
+    from bench.run.suite import get_suite
 
     ckconv_runs = build_grid(get_suite("ckconv-seq"), seeds=(0,)).runs
     flexconv_runs = build_grid(get_suite("flexconv-seq"), methods_sel=["ckconv"], seeds=(0,)).runs

@@ -10,15 +10,15 @@ from torch import nn
 
 import datasets
 import methods
-from bench import store
-from bench.config import RunConfig, TrainConfig
-from bench.crossres import add_cross_resolution, check_settings
-from bench.errors import UserError
-from bench.grid import build_grid
-from bench.paper_tables import build_paper_tables
-from bench.protocol import evaluate, train_run
-from bench.runner import DataCache, execute
-from bench.suites import get_suite
+from bench.base import UserError
+from bench.report.paper_tables import build_paper_tables
+from bench.run import store
+from bench.run.config import RunConfig, TrainConfig
+from bench.run.crossres import add_cross_resolution, check_settings
+from bench.run.grid import build_grid
+from bench.run.protocol import evaluate, train_run
+from bench.run.runner import DataCache, execute
+from bench.run.suite import get_suite
 
 from conftest import run_cli
 

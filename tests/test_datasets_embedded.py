@@ -7,8 +7,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from bench.batches import batches
-from bench.errors import UserError
+from bench.base import UserError
+from bench.run.batches import batches
 from datasets import get_dataset, get_entry
 from datasets.arrays import ArrayDataset
 from datasets.augment import CropFlip
@@ -133,8 +133,8 @@ def test_normalisation_statistics_come_from_the_training_part_only(name, options
 
 
 def test_cross_resolution_target_keeps_the_source_normalisation():
-    from bench.config import RunConfig
-    from bench.crossres import load_at
+    from bench.run.config import RunConfig
+    from bench.run.crossres import load_at
 
     source = get_dataset("shapes", seed=0, resolution=16, **SMALL)
     cfg = RunConfig("conv", "shapes", 0, data={"resolution": 16, **SMALL})

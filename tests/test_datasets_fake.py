@@ -17,8 +17,8 @@ import pytest
 import soundfile
 import torch
 
-from bench.batches import batches
-from bench.errors import UserError
+from bench.base import UserError
+from bench.run.batches import batches
 from datasets import get_dataset
 from datasets.augment import CropFlip
 from datasets.images import IMAGENET_MEAN, IMAGENET_STD

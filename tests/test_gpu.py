@@ -1,15 +1,15 @@
 """Where CUDA behaves differently from the CPU: autocast, the FFT path, deformable's CUDA op, determinism,
 what a CUDA run records. Marked `gpu`: skipped without a CUDA device (conftest.py); run by
-`python -m bench.gpu_validate` on a GPU machine."""
+`python -m bench.cost.gpu_validate` on a GPU machine."""
 
 from __future__ import annotations
 
 import pytest
 import torch
 
-from bench import store
-from bench.config import RunConfig, TrainConfig
-from bench.runner import run_grid
+from bench.run import store
+from bench.run.config import RunConfig, TrainConfig
+from bench.run.runner import run_grid
 from methods import get_method
 from methods.functional import conv_direct, conv_fft
 

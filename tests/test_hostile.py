@@ -13,11 +13,11 @@ import time
 
 import pytest
 
-from bench import checkpoint, store
+from bench.base import UserError
 from bench.cli import main
-from bench.config import RunConfig, TrainConfig
-from bench.errors import UserError
-from bench.runner import DataCache, _status_of, run_grid, run_one
+from bench.run import checkpoint, store
+from bench.run.config import RunConfig, TrainConfig
+from bench.run.runner import DataCache, _status_of, run_grid, run_one
 
 from conftest import REPO
 

@@ -14,10 +14,10 @@ from torch import nn
 
 import datasets
 import methods
-from bench.errors import UserError
-from bench.grid import build_grid
-from bench.reference import load_reference
-from bench.suites import get_suite
+from bench.base import UserError
+from bench.report.reference import load_reference
+from bench.run.grid import build_grid
+from bench.run.suite import get_suite
 from methods import TaskSpec, hooks
 from methods.smpconv import SMPConv
 
@@ -194,13 +194,13 @@ def test_separable_flexconv_is_a_depthwise_flexconv_then_a_pointwise_mixing(dim)
 def test_separable_flexconv_mask_as_in_ccnn():
     conv = layer("flexconv_sep", 3, 4, 1, True, 64).depthwise
     assert "mask_mean" in dict(conv.named_buffers()) and conv.mask_mean.item() == 1.0  # fixed at the present
-    (group,) = conv.param_groups(0.01)
+    (group,) = hooks.own_groups(conv, 0.01)  # declared once: size_parameters, size_lr_factor, size_weight_decay
     assert group["params"] == [conv.mask_width] and group["lr"] == 0.01 and "weight_decay" not in group
     (group,) = hooks.param_groups(conv, base_lr=0.01, weight_decay=1e-4)[1:]
     assert group["weight_decay"] == 1e-4  # CCNN's decay reaches its masks
     learned = layer("flexconv_sep", 3, 4, 1, True, 64, learn_mean=True, mask_lr_factor=0.1).depthwise
     assert {n for n, _ in learned.named_parameters()} >= {"mask_mean", "mask_width"}
-    assert learned.param_groups(0.01)[0]["lr"] == pytest.approx(0.001)
+    assert hooks.own_groups(learned, 0.01)[0]["lr"] == pytest.approx(0.001)
 
 
 @pytest.mark.parametrize("causal", [True, False])
@@ -348,7 +348,7 @@ def test_s4d_bad_hyperparameters(hp, message):
 @pytest.mark.parametrize("name", ["smpconv", "flexconv_sep", "ccnn", "s4d"])
 @pytest.mark.parametrize("task", [TaskSpec(1, 2, 3, 24, causal=True), TaskSpec(2, 3, 4, (12, 12))], ids=["1d", "2d"])
 def test_kernels_reach_the_reports_kernel_images(name, task):
-    from bench.kernels import decode, snapshot
+    from bench.report.kernels import decode, snapshot
 
     torch.manual_seed(0)
     hp = {"blocks": 2, "width": 4} if name == "ccnn" else {"width": 4}

@@ -10,12 +10,12 @@ import types
 
 import pytest
 
-from bench import store
+from bench.base import UserError
 from bench.cli import main
-from bench.config import RunConfig, TrainConfig
-from bench.errors import UserError
 from bench.launchers import LaunchContext, launch, pool, slurm
 from bench.launchers import local_gpus as lg
+from bench.run import store
+from bench.run.config import RunConfig, TrainConfig
 
 from conftest import REPO
 
@@ -172,7 +172,7 @@ def test_gpu_ids_refer_to_the_drivers_visible_gpus(monkeypatch):
 
 PLUGIN = textwrap.dedent("""
     from bench.launchers import register_launcher
-    from bench.runner import Summary
+    from bench.run.runner import Summary
 
     SEEN = []
 

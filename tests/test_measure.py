@@ -9,9 +9,12 @@ import torch
 import torchvision
 from torch import nn
 
-from bench import measure, plots, report, store
-from bench.config import RunConfig, TrainConfig
-from bench.runner import run_grid
+from bench.cost import measure
+from bench.report import plots
+from bench.report import summary as report
+from bench.run import store
+from bench.run.config import RunConfig, TrainConfig
+from bench.run.runner import run_grid
 from methods.functional import conv_fft
 
 
@@ -190,7 +193,7 @@ def test_gpu_check_runs_scaled_down_on_cpu(tmp_path, capsys):
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="with a GPU, gpu_validate runs its real steps")
 def test_gpu_validate_says_in_one_line_that_there_is_no_gpu(capsys):
-    from bench.gpu_validate import main
+    from bench.cost.gpu_validate import main
 
     assert main([]) == 2
     out = capsys.readouterr().out
@@ -199,7 +202,7 @@ def test_gpu_validate_says_in_one_line_that_there_is_no_gpu(capsys):
 
 @pytest.mark.gpu
 def test_gpu_check_and_a_cuda_run_use_the_fast_path(tmp_path):
-    from bench.gpu_check import output_path, run_check
+    from bench.cost.gpu_check import output_path, run_check
 
     assert run_check(["conv"], "cuda", tmp_path) == 0
     path = output_path(tmp_path, "cuda")

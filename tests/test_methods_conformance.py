@@ -16,7 +16,7 @@ import torch
 from torch import nn
 
 import methods
-from bench.errors import UserError
+from bench.base import UserError
 from methods import TaskSpec, hooks
 
 # Odd sizes on purpose: channel, class and H/W mix-ups change the shapes. The 2D size is the

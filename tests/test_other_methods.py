@@ -72,7 +72,7 @@ def test_njet_basis_is_the_scale_normalised_gaussian_derivatives():
 
 def test_njet_sigma_hooks():
     layer = NJetConv(2, 3, dim=1, causal=False, sigma_reg=0.5)
-    (group,) = layer.param_groups(base_lr=1e-2)
+    (group,) = hooks.own_groups(layer, base_lr=1e-2)
     assert group["params"] == [layer.log2_sigma] and group["lr"] == pytest.approx(1e-3)
     assert group["weight_decay"] == 0.0
     reg = layer.regularization_loss()
@@ -305,8 +305,8 @@ def test_tcn_levels_cover_the_sequence():
 
 
 def test_tcn_in_the_paper_suites_is_bai_et_al_s_model():
-    from bench.grid import build_grid
-    from bench.suites import get_suite
+    from bench.run.grid import build_grid
+    from bench.run.suite import get_suite
 
     grid = build_grid(get_suite("flexconv-seq"), methods_sel=["tcn"])
     by_dataset = {cfg.dataset: cfg.model for cfg in grid.runs if cfg.seed == 0}

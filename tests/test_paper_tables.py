@@ -7,12 +7,12 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from bench.errors import UserError
-from bench.grid import build_grid
-from bench.paper_tables import TABLES, marks, row_of
-from bench.reference import COLUMNS, load_reference, read_csv
+from bench.base import UserError
 from bench.report import build_report
-from bench.suites import get_suite
+from bench.report.paper_tables import TABLES, marks, row_of
+from bench.report.reference import COLUMNS, load_reference, read_csv
+from bench.run.grid import build_grid
+from bench.run.suite import get_suite
 
 FIXTURE = Path(__file__).parent / "fixtures" / "runs"
 

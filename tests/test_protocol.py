@@ -5,10 +5,10 @@ from __future__ import annotations
 import pytest
 import torch
 
-import bench.protocol as protocol
-from bench.config import RunConfig, TrainConfig
-from bench.errors import UserError
-from bench.protocol import stalled
+import bench.run.protocol as protocol
+from bench.base import UserError
+from bench.run.config import RunConfig, TrainConfig
+from bench.run.protocol import stalled
 from datasets import get_dataset
 
 TINY = {"arch": "flexnet3", "width": 4, "dropout": 0.0}

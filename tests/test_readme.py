@@ -2,7 +2,7 @@
 
 import re
 
-from bench import store
+from bench.run import store
 
 from conftest import REPO, run_cli
 

@@ -5,8 +5,7 @@ import textwrap
 import pytest
 
 import methods
-from bench.errors import UserError
-from bench.registry import Registry
+from bench.base import Registry, UserError
 
 from conftest import REPO
 

@@ -2,9 +2,9 @@
 
 import pandas as pd
 
-from bench import store
-from bench.config import RunConfig, TrainConfig
 from bench.report import build_report
+from bench.run import store
+from bench.run.config import RunConfig, TrainConfig
 
 
 def _record(method, dataset, seed, test, *, metric="accuracy", status="ok", tags=(), params=1000, **settings):

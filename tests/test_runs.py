@@ -8,9 +8,9 @@ import sys
 import textwrap
 import time
 
-from bench import store
-from bench.config import RunConfig, TrainConfig
-from bench.runner import run_grid
+from bench.run import store
+from bench.run.config import RunConfig, TrainConfig
+from bench.run.runner import run_grid
 
 from conftest import REPO, run_cli
 

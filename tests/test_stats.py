@@ -1,4 +1,4 @@
-"""bench/stats.py on cases computed by hand (t tables, Welch's formulas, Holm's steps)."""
+"""bench/report/stats.py on cases computed by hand (t tables, Welch's formulas, Holm's steps)."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import math
 import pytest
 from scipy import stats as sps
 
-from bench.stats import average_ranks, compare_to_best, holm, mean_ci, ranks, welch_greater
+from bench.report.stats import average_ranks, compare_to_best, holm, mean_ci, ranks, welch_greater
 
 
 def test_mean_ci_uses_students_t():

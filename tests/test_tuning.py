@@ -5,13 +5,13 @@ from __future__ import annotations
 import pandas as pd
 import pytest
 
-from bench import store
+from bench.base import UserError
 from bench.cli import main
-from bench.config import RunConfig, TrainConfig, parse_tune
-from bench.errors import UserError
-from bench.grid import build_grid
 from bench.report import build_report
-from bench.suites import get_suite
+from bench.run import store
+from bench.run.config import RunConfig, TrainConfig, parse_tune
+from bench.run.grid import build_grid
+from bench.run.suite import get_suite
 
 
 def test_tune_expands_every_run_into_its_trials():

@@ -22,9 +22,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from bench import store
-from bench.errors import UserError
-from bench.registry import Registry
+from bench.base import Registry, UserError
+from bench.run import store
 
 LAUNCHERS = Registry(
     "launcher",
@@ -73,7 +72,7 @@ def launch(name: str, runs: list, ctx: LaunchContext):
 
 def prepare_worker(ctx: LaunchContext) -> None:
     """What a fresh process (worker, cluster job) needs before it can build the runs: the plugins."""
-    from bench.plugins import load_plugin
+    from bench.run.plugins import load_plugin
 
     for spec in ctx.plugins:
         load_plugin(spec)
@@ -100,7 +99,7 @@ def cpu_cores() -> int:
 
 def parse_workers(text, device: str, runs: int) -> int:
     """--workers: a count, or auto: one per CPU core on the CPU (single-threaded small models scale
-    better as processes than as threads: bench/perf_suite.py), one on a GPU."""
+    better as processes than as threads: bench/cost/perf_suite.py), one on a GPU."""
     if text in (None, "auto"):
         return 1 if device.startswith("cuda") else max(1, min(cpu_cores(), runs))
     try:
@@ -114,9 +113,9 @@ def parse_workers(text, device: str, runs: int) -> int:
 
 @register_launcher("local", "this machine: --workers processes (default: one per CPU core, one on a GPU)", ("workers",))
 def local(runs: list, ctx: LaunchContext):
-    from bench.env import resolve_device
     from bench.launchers.pool import run_pool
-    from bench.runner import run_grid
+    from bench.run.env import resolve_device
+    from bench.run.runner import run_grid
 
     device = resolve_device(ctx.device)
     workers = parse_workers(ctx.options.get("workers"), device, len(runs))

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import os
 
-from bench.errors import UserError
+from bench.base import UserError
 from bench.launchers import LaunchContext, register_launcher
 from bench.launchers.pool import run_pool
 

@@ -24,7 +24,7 @@ from contextlib import contextmanager
 
 from tqdm.auto import tqdm
 
-from bench.errors import UserError
+from bench.base import UserError
 from bench.launchers import LaunchContext, prepare_worker
 
 POLL_S = 0.5  # how often a waiting driver or worker checks that the other side is alive
@@ -70,8 +70,8 @@ def worker(slot: int, gpu: str, tasks, results, ctx: LaunchContext, threads: int
     """A worker process: runs from `tasks` until a None (or the driver is gone), one message per run."""
     import torch
 
-    from bench.config import RunConfig
-    from bench.runner import DataCache, run_one
+    from bench.run.config import RunConfig
+    from bench.run.runner import DataCache, run_one
 
     interrupt_on_sigterm()
     torch.set_num_threads(threads)
@@ -110,7 +110,7 @@ def worker(slot: int, gpu: str, tasks, results, ctx: LaunchContext, threads: int
 
 def _died_in_run(cfg, slot: int, gpu: str, exitcode, ctx: LaunchContext, name: str) -> dict:
     """A failure row for a run whose worker process died under it (never over a finished record)."""
-    from bench import store
+    from bench.run import store
 
     record = {"run_id": cfg.run_id, "config": cfg.to_dict(), "method": cfg.method, "dataset": cfg.dataset,
               "seed": cfg.seed, "tags": list(cfg.tags), "status": "failed",
@@ -122,7 +122,7 @@ def _died_in_run(cfg, slot: int, gpu: str, exitcode, ctx: LaunchContext, name: s
 
 def run_pool(runs: list, ctx: LaunchContext, slots: list[str], threads: int, name: str):
     """Train `runs` on one worker process per slot (`name`: the launcher, for the run files); a Summary."""
-    from bench.runner import Summary, summary_line
+    from bench.run.runner import Summary, summary_line
 
     summary = Summary(counts=Counter())
     if not runs:

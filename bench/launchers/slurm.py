@@ -4,7 +4,7 @@
   come from, in increasing precedence: the defaults below, the method card's `resources` hints
   (gpus, time_min, mem_gb, cpus, partition), and the --slurm-* flags the user gave.
 - A job writes its run's file itself. On preemption or timeout submitit calls `RunJob.checkpoint`
-  and requeues the job; the run resumes from its last finished epoch (bench/checkpoint.py).
+  and requeues the job; the run resumes from its last finished epoch (bench/run/checkpoint.py).
 - The driver waits and prints one line per run; if it is stopped, the jobs go on. Rerunning the
   same command waits again for the jobs SLURM still holds (marks in <out>/slurm/in-flight/) and
   submits only the runs that are neither finished nor in flight.
@@ -21,7 +21,7 @@ import shutil
 import time
 from pathlib import Path
 
-from bench.errors import UserError
+from bench.base import UserError
 from bench.launchers import LaunchContext, prepare_worker, register_launcher
 
 REPO = Path(__file__).resolve().parents[2]
@@ -66,7 +66,7 @@ def parse_time(text: str) -> int:
 
 def job_parameters(method: str, options: dict) -> dict:
     """submitit parameters for one run of `method`: defaults < the card's hints < the user's flags."""
-    from bench.config import parse_value
+    from bench.run.config import parse_value
     from methods import card_of
 
     params = dict(DEFAULTS, name=f"lksbench-{method}")
@@ -101,9 +101,9 @@ class RunJob:
         import submitit
         import torch
 
-        from bench.config import RunConfig
-        from bench.env import resolve_device
-        from bench.runner import DataCache, run_one, summary_line
+        from bench.run.config import RunConfig
+        from bench.run.env import resolve_device
+        from bench.run.runner import DataCache, run_one, summary_line
 
         # torch would otherwise start a thread per core of the node, not per CPU of the job
         cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
@@ -158,7 +158,7 @@ def in_flight(submitit, folder: Path, runs: list) -> dict:
 
 @register_launcher("slurm", "SLURM job arrays via submitit (--slurm-cluster local: local processes)", OPTIONS)
 def slurm(runs: list, ctx: LaunchContext):
-    from bench.runner import Summary
+    from bench.run.runner import Summary
 
     submitit = _submitit()
     cluster = ctx.options.get("slurm_cluster") or "slurm"

@@ -1,6 +1,6 @@
 """Paper-style tables: each table of the FlexConv, CKConv, SMPConv and CCNN papers, laid out like it, ours beside theirs.
 
-A table draws on the runs of one suite (tag "suite:<name>", bench/paper_suites.py): rows are
+A table draws on the runs of one suite (tag "suite:<name>", bench/run/paper_suites.py): rows are
 models, columns datasets (or, for the cross-resolution tables, source / out-of-the-box / delta /
 fine-tuned per dataset). Each cell is ours as mean ± std (n seeds) beside the published number
 (results/reference/*.csv) and the difference ours - paper. A run is put on a paper row when its
@@ -25,7 +25,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from bench.reference import Reference, load_reference
+from bench.report.reference import Reference, load_reference
 
 
 @dataclass(frozen=True)
@@ -186,9 +186,9 @@ def _differences(expected: dict, actual: dict, prefix: str, skip=()) -> list[str
 
 def deviations(record: dict, row: Row | None, suite_name: str) -> list[str]:
     """The run's settings that differ from what the suite runs now for its method, dataset and seed."""
-    from bench.errors import UserError
-    from bench.grid import build_grid
-    from bench.suites import get_suite
+    from bench.base import UserError
+    from bench.run.grid import build_grid
+    from bench.run.suite import get_suite
 
     cfg = record["config"]
     try:
@@ -213,7 +213,7 @@ def deviations(record: dict, row: Row | None, suite_name: str) -> list[str]:
 
 
 def marks(record: dict, row: Row | None, suite_name: str) -> list[str]:
-    from bench.tuning import trial_label
+    from bench.report.tuning import trial_label
 
     budget = record["config"].get("budget", 1.0)
     out = ["smoke"] if "smoke" in record.get("tags", []) else []
@@ -515,7 +515,7 @@ def build_paper_tables(
 ) -> list[Path]:
     """Write <table>.md, .tex and .csv for every paper table that has runs; returns the paths.
 
-    `tuned`: the records are tuning selections (bench/tuning.py); the tables are <table>-tuned.*,
+    `tuned`: the records are tuning selections (bench/report/tuning.py); the tables are <table>-tuned.*,
     titled as such, each row marked with its selected values."""
     tables_dir = Path(tables_dir)
     refs = load_reference(reference_dir)

@@ -9,7 +9,7 @@ by labels on the points (which overlap).
 - test metric vs parameters, vs forward FLOPs and vs training time per dataset;
 - accuracy vs parameters per paper table, our rows beside the published points;
 - learned kernel size per layer over training, for every method that learns its size;
-- the learned continuous kernels and masks (bench/kernels.py snapshots) as images;
+- the learned continuous kernels and masks (bench/report/kernels.py snapshots) as images;
 - the cross-resolution drop per method (source, out of the box, fine-tuned);
 - training curves (training loss, validation metric) per dataset.
 """
@@ -113,7 +113,7 @@ def _chance_or_note(ax, part, vertical: bool) -> None:
 
 def seeds_per_dataset(agg, plots: Path, styles: dict) -> list[Path]:
     """Per dataset: each row's seeds as dots, its mean and 95 % interval as a bar, chance as a line."""
-    from bench.report import row_label
+    from bench.report.summary import row_label
 
     if agg.empty:
         return []
@@ -142,7 +142,7 @@ def seeds_per_dataset(agg, plots: Path, styles: dict) -> list[Path]:
 
 def metric_against(agg, column: str, label: str, name: str, plots: Path, styles: dict) -> list[Path]:
     """Test metric (mean, 95 % interval) against `column` (log scale), one panel per dataset, one legend."""
-    from bench.report import row_label
+    from bench.report.summary import row_label
 
     agg = agg[agg[column].notna() & (agg[column] > 0)] if len(agg) else agg
     if agg.empty:
@@ -187,8 +187,8 @@ def first_runs(records: list[dict]) -> dict[tuple[str, str], dict]:
 def accuracy_vs_params(records: list[dict], plots: Path) -> list[Path]:
     """Per paper table: each row's mean ± std over seeds against its parameters, in the row's own colour and
     marker (legend), and its published point as a grey square joined to ours by a thin line."""
-    from bench.paper_tables import TABLES, build
-    from bench.reference import load_reference
+    from bench.report.paper_tables import TABLES, build
+    from bench.report.reference import load_reference
 
     refs, written = load_reference(), []
     for table in TABLES:
@@ -305,7 +305,7 @@ def mosaic(arrays: list[np.ndarray], causal: bool) -> tuple[np.ndarray, list[flo
 
 def kernel_images(records: list[dict], plots: Path) -> list[Path]:
     """Per method, per dataset: every layer's learned kernel (first channel pair) and its mask, as mosaics."""
-    from bench.kernels import decode
+    from bench.report.kernels import decode
 
     by_label: dict[str, list[dict]] = defaultdict(list)
     for (label, _), r in sorted(first_runs(records).items()):

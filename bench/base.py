@@ -1,9 +1,14 @@
-"""One registry class shared by methods, datasets and launchers.
+"""What every layer of the project shares, and nothing else: the user-error type and the registry class.
 
-Entries are registered with a decorator. Built-ins are *lazy*: the registry knows
-their names and the module that registers them, and imports that module only when
-one of its names is asked for, so `import methods` imports no method's code.
-Third-party packages add entries through a Python entry-point group.
+`methods/` and `datasets/` import this module and no other part of `bench/` (it imports nothing of
+the harness), so `import methods` stays cheap and self-contained.
+
+- `UserError`: bad input (an unknown name, a wrong value, a missing file); the command line turns it
+  into one line and exit status 2. `Diverged`: the training loss became NaN or infinite.
+- `Registry`: one class for methods, datasets and launchers. Entries are registered with a
+  decorator. Built-ins are *lazy*: the registry knows their names and the module that registers
+  them, and imports that module only when one of its names is asked for. Third-party packages add
+  entries through a Python entry-point group.
 """
 
 from __future__ import annotations
@@ -16,7 +21,13 @@ from dataclasses import dataclass
 from importlib import metadata
 from typing import Any
 
-from bench.errors import UserError
+
+class UserError(Exception):
+    """Bad input from the user: an unknown name, a wrong value, a missing file."""
+
+
+class Diverged(RuntimeError):
+    """The training loss became NaN or infinite."""
 
 
 @dataclass

@@ -2,10 +2,10 @@
 
 Sources: methods.md, Part 1, C.1 (CKConv runs), C.2 (FlexConv runs) and C.3 (CCNN runs); the
 SMPConv repository's smp/README.md. Every suite tags its runs "suite:<name>", which is how
-bench/paper_tables.py finds them. `--budget F` runs a fraction F of the epochs (and of the
+bench/report/paper_tables.py finds them. `--budget F` runs a fraction F of the epochs (and of the
 cross-resolution fine-tuning); those rows are marked.
 
-Where our one protocol differs from the papers' code (bench/protocol.py): AdamW with the
+Where our one protocol differs from the papers' code (bench/run/protocol.py): AdamW with the
 papers' weight decay (0 for FlexConv, so Adam), cosine decay per step to the papers' eta_min
 also for the sequence runs (the papers used ReduceLROnPlateau there), and the checkpoint is
 picked on a validation split carved from the training set, not on the test set. The papers'
@@ -18,8 +18,8 @@ same tables: run them with `--methods NAME --set model.KEY=VALUE` (README, "Pape
 
 from __future__ import annotations
 
-from bench.crossres import check_settings
-from bench.suites import Suite, add_suite
+from bench.run.crossres import check_settings
+from bench.run.suite import Suite, add_suite
 
 ETA_MIN = 1e-6  # cosine floor of every FlexConv/CKConv run
 

@@ -13,9 +13,9 @@ import math
 from dataclasses import dataclass
 from pathlib import Path
 
-from bench.errors import UserError
+from bench.base import UserError
 
-REFERENCE_DIR = Path(__file__).resolve().parent.parent / "results" / "reference"
+REFERENCE_DIR = Path(__file__).resolve().parents[2] / "results" / "reference"
 COLUMNS = ("table", "model", "dataset", "metric", "value", "std", "n", "params", "source", "tag", "verified", "note")
 TAGS = ("XLSX", "README", "PwC", "3rd", "CALC", "issue", "poster")
 Key = tuple[str, str, str, str]  # (table, model, dataset, metric)

@@ -4,7 +4,7 @@ Each method trains for up to STEPS steps (after WARMUP untimed ones, and at most
 of timed steps) on generated inputs, so nothing is downloaded: sCIFAR10-shaped sequences
 (3 x 1024, causal), 32 x 32 and 96 x 96 RGB images, 10 classes. The step is the protocol's:
 AdamW over the modules' parameter groups, bf16 autocast, regularisation terms, post-step hooks,
-and the fast path (bench/fastpath.py). Throughput, step time, peak memory and FLOPs go to
+and the fast path (bench/cost/fastpath.py). Throughput, step time, peak memory and FLOPs go to
 <out>/perf/gpu-check-<GPU model>.csv, one row per method and input; failures and OOMs are rows.
 
 Without a GPU it runs scaled down (tiny inputs and models, a few steps): a check that the
@@ -21,10 +21,10 @@ from pathlib import Path
 import torch
 
 import methods
-from bench import fastpath, measure
-from bench.config import RunConfig, TrainConfig
-from bench.errors import UserError
-from bench.protocol import loss_fn, make_optimizer
+from bench.base import UserError
+from bench.cost import fastpath, measure
+from bench.run.config import RunConfig, TrainConfig
+from bench.run.protocol import loss_fn, make_optimizer
 from methods import hooks
 from methods.task import TaskSpec
 
@@ -152,7 +152,7 @@ def run_check(
 
 def main(args) -> int:
     """The command line's entry (`--suite gpu-check`): methods from --methods, one device."""
-    from bench.env import resolve_device
+    from bench.run.env import resolve_device
 
     if args.launcher != "local":
         raise UserError("--suite gpu-check runs on one device in this process: use the default --launcher local")

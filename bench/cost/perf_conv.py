@@ -1,4 +1,4 @@
-"""Speed and memory of the continuous-kernel layers: `python -m bench.perf_conv [--quick]`.
+"""Speed and memory of the continuous-kernel layers: `python -m bench.cost.perf_conv [--quick]`.
 
 Three parts, on CPU and (when present) CUDA, forward + backward (gradients of the input and
 of every parameter), layers in training mode:

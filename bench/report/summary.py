@@ -4,7 +4,7 @@ A cell holds one configuration: runs are grouped by their whole configuration ex
 Runs of a method on a dataset that differ in a setting are separate rows, labelled by what
 differs from the configuration most of them share (e.g. `conv [lr=0.01]`); smoke runs and
 shortened runs (--budget) are marked too. Per cell: mean, 95 % confidence interval and n over
-seeds (bench/stats.py); per dataset, the best row in bold and every row not significantly worse
+seeds (bench/report/stats.py); per dataset, the best row in bold and every row not significantly worse
 marked ≈; an average-rank column over datasets.
 """
 
@@ -17,8 +17,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from bench import stats, store
-from bench.tuning import trial_label
+from bench.report import stats
+from bench.report.tuning import trial_label
 
 MARKS = {"smoke": "smoke", "budget": "budget"}
 SETTING_SECTIONS = ("model", "data", "train", "crossres")
@@ -27,7 +27,7 @@ TIE = "≈"  # not significantly worse than the best of its column
 
 
 def cost_fields(r: dict) -> dict:
-    """Cost columns of a run (bench/measure.py); peak memory is the GPU's on CUDA, else what the run added to RSS."""
+    """Cost columns of a run (bench/cost/measure.py); peak memory is the GPU's on CUDA, else what the run added to RSS."""
     gpu = (r.get("env") or {}).get("gpu_name")
     peak = r.get("peak_gpu_mem_mb") if r.get("peak_gpu_mem_mb") is not None else r.get("run_cpu_mem_mb")
     return {"params_weights": r.get("params_weights"), "flops_fwdbwd": r.get("flops_fwdbwd"),
@@ -262,47 +262,3 @@ def cost_table(agg: pd.DataFrame, tables: Path) -> list[Path]:
     )
     (tables / "cost.md").write_text(shown.to_markdown(index=False, disable_numparse=True) + note)
     return [tables / "cost.csv", tables / "cost.md"]
-
-
-def build_report(out: str | Path, dest: str | Path | None = None) -> list[str]:
-    """Rebuild every table and plot from the runs in <out>/runs into <dest>/tables and <dest>/plots
-    (dest defaults to out); returns lines to print."""
-    out = Path(out)
-    dest = out if dest is None else Path(dest)
-    records, problems = store.load_runs(out)
-    lines = list(problems)
-    if not records:
-        return [*lines, f"no runs in {store.runs_dir(out)}: nothing to report"]
-    df = runs_frame(records)
-    tables, plots = dest / "tables", dest / "plots"
-    tables.mkdir(parents=True, exist_ok=True)
-    plots.mkdir(parents=True, exist_ok=True)
-    df.drop(columns=["error", "settings"]).to_csv(tables / "runs.csv", index=False)
-    agg = aggregate(df)
-    agg.drop(columns="values").to_csv(tables / "summary.csv", index=False)
-    cells, marks = wide_table(agg)
-    written = [tables / "runs.csv", tables / "summary.csv"]
-    from bench import paper_tables, report_index
-    from bench import plots as more_plots
-
-    if not cells.empty:
-        (tables / "summary.md").write_text(to_markdown(cells, marks) + "\n\n" + CAPTION + "\n")
-        (tables / "summary.tex").write_text(to_latex(cells, marks, CAPTION))
-        written += [tables / "summary.md", tables / "summary.tex", *cost_table(agg, tables)]
-    from bench import tuning
-
-    styles = more_plots.method_styles(r["method"] for r in records)  # one look per method in every plot
-    written += tuning.build_tuning(records, tables, plots, styles)
-    untuned = [r for r in records if not (r.get("config") or {}).get("search")]
-    written += paper_tables.build_paper_tables(untuned, tables)
-    written += paper_tables.build_paper_tables(tuning.selected_runs(records), tables, tuned=True)
-    written += more_plots.build_plots(records, agg, plots, styles)
-    failed = df[df["status"] != "ok"]
-    problems_lines = [f"{r['status']}: {r['method']} on {r['dataset']} (seed {r['seed']}): {r['error']}"
-                      for _, r in failed.iterrows()]  # fmt: skip
-    lines += problems_lines
-    # last: it embeds what was written
-    source = str(store.runs_dir(out)) + "/"
-    written.append(report_index.write_index(dest, len(records), written, problems_lines + problems, source))
-    lines.append(f"report: {len(df)} runs ({len(df) - len(failed)} ok) -> " + ", ".join(str(p) for p in written))
-    return lines

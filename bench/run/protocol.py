@@ -27,10 +27,11 @@ import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
-from bench import checkpoint, fastpath
-from bench.batches import batches
-from bench.config import RunConfig
-from bench.errors import Diverged
+from bench.base import Diverged
+from bench.cost import fastpath
+from bench.run import checkpoint
+from bench.run.batches import batches
+from bench.run.config import RunConfig
 from methods import build_model, hooks
 
 LOOP_STATE = ("best", "best_state", "best_epoch", "history", "train_time", "samples")

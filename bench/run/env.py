@@ -10,7 +10,7 @@ from pathlib import Path
 
 import torch
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 
 
 def _git(*args: str) -> str:
@@ -64,7 +64,7 @@ def _fixed_environment(device: str) -> dict:
 
 
 def resolve_device(name: str) -> str:
-    from bench.errors import UserError
+    from bench.base import UserError
 
     if name == "auto":
         return "cuda" if torch.cuda.is_available() else "cpu"

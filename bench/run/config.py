@@ -13,7 +13,7 @@ import math
 from dataclasses import asdict, dataclass, field, fields, replace
 from typing import Any
 
-from bench.errors import UserError
+from bench.base import UserError
 
 PROTOCOL_VERSION = 1  # bump when the training protocol changes what a finished run means
 
@@ -66,7 +66,7 @@ class RunConfig:
     data: dict[str, Any] = field(default_factory=dict)  # options for get_dataset
     train: TrainConfig = field(default_factory=TrainConfig)
     budget: float = 1.0  # fraction of the suite's epochs actually run (paper suites)
-    crossres: dict[str, Any] = field(default_factory=dict)  # cross-resolution protocol settings (bench/crossres.py)
+    crossres: dict[str, Any] = field(default_factory=dict)  # cross-resolution protocol settings (bench/run/crossres.py)
     tags: tuple[str, ...] = ()  # e.g. ("smoke",): rows that never enter a paper table unmarked
     # a trial of a tuning search: the whole space ({"train.lr": [1e-3, 1e-2]}), the same in every trial of it
     search: dict[str, list] = field(default_factory=dict)

@@ -11,7 +11,7 @@ import importlib.util
 import sys
 from pathlib import Path
 
-from bench.errors import UserError
+from bench.base import UserError
 
 
 def load_plugin(spec: str) -> None:

@@ -1,6 +1,6 @@
 """Run a grid: skip finished runs, record failures as rows, stop cleanly on Ctrl-C or SIGTERM.
 
-Every run goes through `run_one`: claim it (bench/claims.py), train it, write its run file, and
+Every run goes through `run_one`: claim it (bench/run/claims.py), train it, write its run file, and
 only then remove its checkpoint, so a finished run is never lost. A run another process holds
 is left for later and waited for at the end, so several processes on one results folder share
 the grid and each run is trained once.
@@ -18,10 +18,11 @@ from pathlib import Path
 import torch
 from tqdm.auto import tqdm
 
-from bench import measure, store
-from bench.config import RunConfig
-from bench.env import environment
-from bench.errors import Diverged, UserError
+from bench.base import Diverged, UserError
+from bench.cost import measure
+from bench.run import store
+from bench.run.config import RunConfig
+from bench.run.env import environment
 
 
 @dataclass
@@ -75,9 +76,9 @@ def _status_of(exc: BaseException) -> str:
 # (cost measures, cross-resolution evaluation); named "module:function", imported when used.
 # A step that loads more data declares a `data_root` keyword and gets the run's data root.
 POST_TRAIN_STEPS: list[str] = [
-    "bench.measure:add_cost",
-    "bench.kernels:add_kernel_snapshot",  # before crossres changes the model
-    "bench.crossres:add_cross_resolution",
+    "bench.cost.measure:add_cost",
+    "bench.report.kernels:add_kernel_snapshot",  # before crossres changes the model
+    "bench.run.crossres:add_cross_resolution",
 ]
 
 
@@ -98,7 +99,7 @@ def execute(cfg: RunConfig, device: str, cache: DataCache, progress: bool = True
     A UserError (bad input, missing data) is not a failure of the method: it propagates.
     With `out`, the run checkpoints every epoch under <out>/checkpoints/ and resumes from there.
     """
-    from bench.protocol import train_run
+    from bench.run.protocol import train_run
 
     record = {"run_id": cfg.run_id, "config": cfg.to_dict(), "method": cfg.method, "dataset": cfg.dataset,
               "seed": cfg.seed, "tags": list(cfg.tags), "env": environment(device),
@@ -149,8 +150,8 @@ def run_one(cfg: RunConfig, out: str | Path, device: str, cache: DataCache, *, s
     `since`: when this command started; a run file written after it was written by another
     process sharing the folder, and counts as done whatever its status.
     """
-    from bench import claims
     from bench.launchers import one_at_a_time
+    from bench.run import claims
 
     held = claims.claim(out, cfg.run_id, wait=False)
     if held is None and wait:

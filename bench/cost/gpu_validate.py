@@ -1,4 +1,4 @@
-"""`python -m bench.gpu_validate`: run the suite's CUDA path for real, once, inside 8 minutes of a GPU.
+"""`python -m bench.cost.gpu_validate`: run the suite's CUDA path for real, once, inside 8 minutes of a GPU.
 
 Four steps, one summary line each (and a last line with the total):
 
@@ -38,7 +38,7 @@ import sys
 import time
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 CAP_S = 0.5  # seconds of timed steps per gpu-check row here (the standalone check uses 3)
 FAKE_TRAIN, FAKE_TEST = 10_000, 2_000
 PLUGIN = f"""
@@ -84,8 +84,8 @@ def step_tests() -> str:
 
 def step_gpu_check(device: str, out: Path) -> str:
     import methods
-    from bench.env import environment
-    from bench.gpu_check import output_path, run_check
+    from bench.cost.gpu_check import output_path, run_check
+    from bench.run.env import environment
 
     start = time.perf_counter()
     names = methods.list_methods()
@@ -100,7 +100,7 @@ def step_gpu_check(device: str, out: Path) -> str:
 
 
 def _records(out: Path) -> list[dict]:
-    from bench import store
+    from bench.run import store
 
     records, problems = store.load_runs(out)
     if problems:

@@ -13,7 +13,7 @@ from pathlib import Path
 def write_index(out: str | Path, n_runs: int, written: list[Path], problems: list[str] = (), source: str = "") -> Path:
     """Embed the tables (.md) and plots (.png) in `written`, the files this report pass wrote (none stale),
     after a list of the runs that failed, diverged or ran out of memory, and of unreadable run files."""
-    from bench.paper_tables import TABLES
+    from bench.report.paper_tables import TABLES
 
     out = Path(out)
     written = [Path(p) for p in written]

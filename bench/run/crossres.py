@@ -17,8 +17,8 @@ from __future__ import annotations
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
-from bench.config import RunConfig, with_train
-from bench.errors import UserError
+from bench.base import UserError
+from bench.run.config import RunConfig, with_train
 
 if TYPE_CHECKING:
     import torch
@@ -73,7 +73,7 @@ def rescale(model: torch.nn.Module, method: str, ratio: float) -> str:
 def metric_on_test(model: torch.nn.Module, data, cfg: RunConfig, device: str) -> float:
     import torch
 
-    from bench.protocol import evaluate
+    from bench.run.protocol import evaluate
 
     use_amp = cfg.train.amp and torch.device(device).type == "cuda"
 
@@ -104,7 +104,7 @@ def add_cross_resolution(cfg: RunConfig, model, data, record: dict, device: str,
     """
     if not cfg.crossres:
         return
-    from bench.protocol import train_run
+    from bench.run.protocol import train_run
     from methods import hooks
 
     s = check_settings(cfg.crossres)

@@ -13,9 +13,9 @@ from typing import Any
 
 import datasets
 import methods
-from bench.config import RunConfig, TrainConfig, coerce_annotated, with_train
-from bench.errors import UserError
-from bench.suites import Suite
+from bench.base import UserError
+from bench.run.config import RunConfig, TrainConfig, coerce_annotated, with_train
+from bench.run.suite import Suite
 
 
 @dataclass

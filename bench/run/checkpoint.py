@@ -27,7 +27,7 @@ def save(path: Path, model, optimizer, schedule, generator: torch.Generator, loo
         },  # fmt: skip
         "loop": loop,
     }
-    from bench.store import atomic_write
+    from bench.run.store import atomic_write
 
     atomic_write(path, lambda f: torch.save(state, f), sync=False)
 

@@ -121,7 +121,7 @@ def tuning_table(chosen: pd.DataFrame) -> pd.DataFrame:
 
 def sensitivity_plots(chosen: pd.DataFrame, plots: Path, styles: dict) -> list[Path]:
     """Per dataset and searched key: mean validation metric against the key's value, one line per method."""
-    from bench.plots import _legend, _plt, _save, slug
+    from bench.report.plots import _legend, _plt, _save, slug
 
     written = []
     for dataset, part in chosen.groupby("dataset"):
@@ -154,7 +154,7 @@ def sensitivity_plots(chosen: pd.DataFrame, plots: Path, styles: dict) -> list[P
 
 def build_tuning(records: list[dict], tables: Path, plots: Path, styles: dict) -> list[Path]:
     """tuned.* and tuning.* tables and the sensitivity plots, when the runs hold searches; else nothing."""
-    from bench import report
+    from bench.report import summary as report
 
     chosen = select(trials_frame(records))
     if chosen.empty:

@@ -1,4 +1,4 @@
-"""How fast a grid of runs goes through the harness: `python -m bench.perf_suite [--rounds N]`.
+"""How fast a grid of runs goes through the harness: `python -m bench.cost.perf_suite [--rounds N]`.
 
 The same fixed grid (FIXED below: 4 methods x 2 embedded datasets x 2 seeds, 5 epochs each, no
 early stopping) is run, in one session, three ways, each as a fresh `run_all.py` process into
@@ -29,18 +29,21 @@ import tempfile
 import time
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 OUT = REPO / "results" / "perf"
 BASELINE = "688186c"  # the landed harness before the converged-default work (issue 10)
 
 # A plugin that both the baseline and this code load: the same suite, written against the Suite
 # API they share (the old quick suite's backbones and training settings).
 PLUGIN = """
-from bench.suites import Suite, add_suite
+try:
+    from bench.run.suite import Suite, add_suite
+except ImportError:  # the baseline's layout
+    from bench.suites import Suite, add_suite
 
 add_suite(Suite(
     name="perf-grid",
-    description="bench/perf_suite.py: a fixed grid for timing the harness",
+    description="bench/cost/perf_suite.py: a fixed grid for timing the harness",
     methods=("conv", "flexconv", "njet", "dcls"),
     datasets=("mnist1d", "digits"),
     seeds=(0, 1),

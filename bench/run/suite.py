@@ -1,0 +1,70 @@
+"""A suite: which methods, datasets and seeds to run, and with which settings; and the suites' registry.
+
+A suite is data, not code: the grid (bench/run/grid.py) turns a suite plus the command-line
+selection into RunConfigs. Model hparams are given per task dim ({1: ..., 2: ...}) and
+per method; suite-level hparams a method does not take are dropped for that method,
+while the user's own `--set model.x=...` must be accepted by every chosen method.
+
+The built-in suites live in the modules of BUILTIN_SUITES (bench/run/suites.py: the CPU suites;
+bench/run/paper_suites.py: the papers'), which register themselves with `add_suite` and are
+imported when a suite is first asked for; a plugin may add its own the same way.
+"""
+
+from __future__ import annotations
+
+import importlib
+from dataclasses import dataclass, field
+from typing import Any
+
+from bench.base import UserError
+
+BUILTIN_SUITES = ("bench.run.suites", "bench.run.paper_suites")
+
+
+@dataclass(frozen=True)
+class Suite:
+    name: str
+    description: str
+    methods: tuple[str, ...] = ("*",)
+    datasets: tuple[str, ...] = ("@embedded",)  # "@embedded": every dataset whose card says source=embedded
+    seeds: tuple[int, ...] = (0,)
+    train: dict[str, Any] = field(default_factory=dict)  # TrainConfig overrides
+    model_by_dim: dict[int, dict[str, Any]] = field(default_factory=dict)
+    model_by_method: dict[str, dict[str, Any]] = field(default_factory=dict)
+    model_by_dataset: dict[str, dict[str, Any]] = field(default_factory=dict)  # below model_by_method
+    datasets_by_method: dict[str, tuple[str, ...]] = field(default_factory=dict)  # restrict a method to these
+    data: dict[str, dict[str, Any]] = field(default_factory=dict)  # per-dataset loader options
+    train_by_dataset: dict[str, dict[str, Any]] = field(default_factory=dict)
+    train_by_method: dict[str, dict[str, Any]] = field(default_factory=dict)  # e.g. a kernel net's own lr
+    crossres: dict[str, Any] = field(default_factory=dict)  # cross-resolution protocol (bench/run/crossres.py)
+    tags: tuple[str, ...] = ()
+    # search spaces, per method or "*" for all ({"*": {"train.lr": (1e-3, 1e-2)}}): each run becomes its trials
+    tune: dict[str, dict[str, tuple]] = field(default_factory=dict)
+
+
+SUITES: dict[str, Suite] = {}
+
+
+def add_suite(suite: Suite) -> Suite:
+    if suite.name in SUITES:
+        raise ValueError(f"suite {suite.name!r} already exists")
+    SUITES[suite.name] = suite
+    return suite
+
+
+def all_suites() -> dict[str, Suite]:
+    """Every suite: the built-in ones (imported now, once) and any a plugin added."""
+    for module in BUILTIN_SUITES:
+        importlib.import_module(module)
+    return SUITES
+
+
+def get_suite(name: str) -> Suite:
+    suites = all_suites()
+    if name not in suites:
+        import difflib
+
+        close = difflib.get_close_matches(name, suites, n=2)
+        hint = f" Did you mean {', '.join(close)}?" if close else ""
+        raise UserError(f"unknown suite {name!r}.{hint} Known: {', '.join(suites)}")
+    return suites[name]
