@@ -110,3 +110,22 @@ def test_tune_through_the_worker_pool_and_resume(tmp_path, capsys):
     capsys.readouterr()
     assert main(args) == 0
     assert "done: 4 cached" in capsys.readouterr().out  # trials are ordinary runs: a rerun finds them
+
+
+@pytest.mark.parametrize(
+    "launcher",
+    [["--launcher", "local-gpus", "--gpus", "cpu,cpu"], ["--launcher", "slurm", "--slurm-cluster", "local"]],
+    ids=["local-gpus", "slurm-local"],
+)
+def test_tune_through_the_other_launchers(tmp_path, capsys, launcher):
+    if launcher[1] == "slurm":
+        pytest.importorskip("submitit")
+    args = ["--suite", "smoke", "--methods", "conv", "--datasets", "digits", "--tune", "train.lr=1e-3,1e-2",
+            "--out", str(tmp_path), "--quiet", *launcher]  # fmt: skip
+    assert main(args) == 0
+    records, _ = store.load_runs(tmp_path)
+    assert sorted(r["config"]["train"]["lr"] for r in records) == [1e-3, 1e-2]
+    assert all(r["status"] == "ok" and r["launcher"]["name"] == launcher[1] for r in records)
+    assert "| conv" in (tmp_path / "tables" / "tuned.md").read_text()  # the selection reached the report
+    capsys.readouterr()
+    assert main(args) == 0 and "done: 2 cached" in capsys.readouterr().out

@@ -26,7 +26,7 @@ submitit, which these steps do not import, but a full test run does), as its REA
     there (run, carry [".whl"], timeout_s 540):
                  python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade \
                      --target /tmp/site .whl/*.whl && export PYTHONPATH=/tmp/site || exit;
-                 PYTHONUNBUFFERED=1 python3 -m bench.gpu_validate --out $OUT/gpu && cp results/perf/gpu-check-*.csv $OUT/
+                 PYTHONUNBUFFERED=1 python3 -m bench.cost.gpu_validate --out $OUT/gpu && cp results/perf/gpu-check-*.csv $OUT/
 """
 
 from __future__ import annotations

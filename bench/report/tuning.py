@@ -146,8 +146,8 @@ def sensitivity_plots(chosen: pd.DataFrame, plots: Path, styles: dict) -> list[P
             ax.set_ylabel("mean validation metric over seeds")
             ax.grid(alpha=0.3)
         handles["selected (circled)"] = axes[0][0].plot([], [], "o", ms=9, mfc="none", color="0.3")[0]
+        fig.suptitle(f"sensitivity to the searched settings: {dataset}", fontsize=9)  # before the layout makes room
         _legend(fig, handles)
-        fig.suptitle(f"sensitivity to the searched settings: {dataset}", fontsize=9)
         written.append(_save(fig, plots / f"sensitivity_{slug(dataset)}.png"))
     return written
 
