@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -21,6 +22,13 @@ def run_cli(*args: str, cwd: Path = REPO, env: dict | None = None, timeout: floa
         [sys.executable, str(REPO / "run_all.py"), *args],
         cwd=cwd, env=full_env, capture_output=True, text=True, timeout=timeout,
     )  # fmt: skip
+
+
+def sigint_as_ctrl_c() -> None:
+    """preexec_fn for a subprocess that a test interrupts with SIGINT. A shell that starts a job in the
+    background (`cmd &`, some CI runners) hands it SIGINT ignored, and Python then installs no Ctrl-C
+    handler: the child would run to the end instead of stopping."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
 # Test tensors are tiny: one thread avoids OpenMP overhead that dominates on a shared 2-core machine.

@@ -19,7 +19,7 @@ from bench.run import checkpoint, store
 from bench.run.config import RunConfig, TrainConfig
 from bench.run.runner import DataCache, _status_of, run_grid, run_one
 
-from conftest import REPO
+from conftest import REPO, sigint_as_ctrl_c
 
 SMOKE_DIGITS = ["--suite", "smoke", "--datasets", "digits", "--quiet", "--no-report"]
 
@@ -152,7 +152,8 @@ def test_cpu_out_of_memory_is_stored_as_oom():
 def _cli(*args, **kwargs):
     env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
     return subprocess.Popen([sys.executable, str(REPO / "run_all.py"), *args], cwd=REPO, env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, **kwargs)  # fmt: skip
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                            preexec_fn=sigint_as_ctrl_c, **kwargs)  # fmt: skip
 
 
 def test_two_commands_on_one_folder_share_the_grid(tmp_path):

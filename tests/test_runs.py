@@ -12,7 +12,7 @@ from bench.run import store
 from bench.run.config import RunConfig, TrainConfig
 from bench.run.runner import run_grid
 
-from conftest import REPO, run_cli
+from conftest import REPO, run_cli, sigint_as_ctrl_c
 
 FAULTY_PLUGIN = textwrap.dedent("""
     import torch
@@ -90,7 +90,8 @@ def test_resume_after_kill_redoes_nothing_finished(tmp_path):
     out = tmp_path / "out"
     args = [sys.executable, str(REPO / "run_all.py"), "--suite", "smoke", "--methods", "conv", "--datasets",
             "digits,sdigits", "--seeds", "0-5", "--out", str(out), "--quiet", "--no-report"]  # fmt: skip
-    proc = subprocess.Popen(args, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(args, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            preexec_fn=sigint_as_ctrl_c)  # fmt: skip
     deadline = time.time() + 120
     while time.time() < deadline and len(list(store.runs_dir(out).glob("*.json"))) < 2:
         time.sleep(0.05)
