@@ -7,8 +7,6 @@ import json
 import os
 import signal
 import stat
-import subprocess
-import sys
 import time
 
 import pytest
@@ -19,7 +17,7 @@ from bench.run import checkpoint, store
 from bench.run.config import RunConfig, TrainConfig
 from bench.run.runner import DataCache, _status_of, run_grid, run_one
 
-from conftest import REPO, sigint_as_ctrl_c
+from conftest import start_cli
 
 SMOKE_DIGITS = ["--suite", "smoke", "--datasets", "digits", "--quiet", "--no-report"]
 
@@ -149,17 +147,10 @@ def test_cpu_out_of_memory_is_stored_as_oom():
     assert _status_of(MemoryError()) == "oom" and _status_of(ValueError("x")) == "failed"
 
 
-def _cli(*args, **kwargs):
-    env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
-    return subprocess.Popen([sys.executable, str(REPO / "run_all.py"), *args], cwd=REPO, env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                            preexec_fn=sigint_as_ctrl_c, **kwargs)  # fmt: skip
-
-
 def test_two_commands_on_one_folder_share_the_grid(tmp_path):
     """Started together: both exit 0, every run is done once (by one of them) and every record is ok."""
     args = [*SMOKE_DIGITS, "--seeds", "0-1", "--workers", "1", "--out", str(tmp_path)]
-    a, b = _cli(*args), _cli(*args)
+    a, b = start_cli(*args), start_cli(*args)
     out_a, out_b = a.communicate(timeout=300)[0], b.communicate(timeout=300)[0]
     assert a.returncode == 0 and b.returncode == 0, out_a + out_b
     trained = [line.split("ok  ", 1)[1].split(":")[0] for line in (out_a + out_b).splitlines() if "      ok  " in line]
@@ -183,7 +174,7 @@ def _wait_for(predicate, timeout=120):
 def test_a_signal_to_the_driver_alone_stops_its_workers_with_a_true_summary(sig, code, tmp_path):
     args = ["--suite", "smoke", "--seeds", "0-9", "--quiet", "--no-report", "--out", str(tmp_path), "--set",
             "train.max_steps_per_epoch=40", "--set", "train.epochs=3"]  # fmt: skip
-    driver = _cli(*args, start_new_session=True)
+    driver = start_cli(*args, start_new_session=True)
     _wait_for(lambda: len(list(store.runs_dir(tmp_path).glob("*.json"))) >= 2)
     os.kill(driver.pid, sig)  # the driver alone, not its process group
     output = driver.communicate(timeout=60)[0]

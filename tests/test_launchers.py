@@ -2,7 +2,6 @@
 
 import os
 import signal
-import subprocess
 import sys
 import textwrap
 import time
@@ -17,7 +16,7 @@ from bench.launchers import local_gpus as lg
 from bench.run import store
 from bench.run.config import RunConfig, TrainConfig
 
-from conftest import REPO
+from conftest import start_cli
 
 SMOKE = ["--suite", "smoke", "--methods", "conv", "--datasets", "digits", "--quiet", "--no-report"]
 
@@ -43,8 +42,7 @@ def _wait_for_group_exit(pgid: int, timeout: float) -> None:
 def test_local_gpus_cpu_workers_resume_after_the_driver_is_killed(tmp_path):
     out = tmp_path / "out"
     args = [*SMOKE, "--seeds", "0-3", "--launcher", "local-gpus", "--gpus", "cpu,cpu", "--out", str(out)]
-    driver = subprocess.Popen([sys.executable, str(REPO / "run_all.py"), *args], cwd=REPO, start_new_session=True,
-                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)  # fmt: skip
+    driver = start_cli(*args, start_new_session=True)
     deadline = time.time() + 120
     while time.time() < deadline and not list(store.runs_dir(out).glob("*.json")):
         time.sleep(0.05)

@@ -3,8 +3,6 @@
 import json
 import os
 import signal
-import subprocess
-import sys
 import textwrap
 import time
 
@@ -12,7 +10,7 @@ from bench.run import store
 from bench.run.config import RunConfig, TrainConfig
 from bench.run.runner import run_grid
 
-from conftest import REPO, run_cli, sigint_as_ctrl_c
+from conftest import run_cli, start_cli
 
 FAULTY_PLUGIN = textwrap.dedent("""
     import torch
@@ -88,10 +86,9 @@ def test_run_file_has_what_the_issue_asks(tmp_path):
 
 def test_resume_after_kill_redoes_nothing_finished(tmp_path):
     out = tmp_path / "out"
-    args = [sys.executable, str(REPO / "run_all.py"), "--suite", "smoke", "--methods", "conv", "--datasets",
-            "digits,sdigits", "--seeds", "0-5", "--out", str(out), "--quiet", "--no-report"]  # fmt: skip
-    proc = subprocess.Popen(args, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            preexec_fn=sigint_as_ctrl_c)  # fmt: skip
+    args = ["--suite", "smoke", "--methods", "conv", "--datasets", "digits,sdigits", "--seeds", "0-5",
+            "--out", str(out), "--quiet", "--no-report"]  # fmt: skip
+    proc = start_cli(*args)
     deadline = time.time() + 120
     while time.time() < deadline and len(list(store.runs_dir(out).glob("*.json"))) < 2:
         time.sleep(0.05)
@@ -100,7 +97,7 @@ def test_resume_after_kill_redoes_nothing_finished(tmp_path):
     first = {p.name: p.stat().st_mtime_ns for p in store.runs_dir(out).glob("*.json")}
     assert proc.returncode == 130 and "interrupted" in stdout and "rerun the same command to resume" in stdout
     assert 2 <= len(first) < 12
-    again = subprocess.run(args, cwd=REPO, capture_output=True, text=True, timeout=300)
+    again = run_cli(*args)
     assert again.returncode == 0, again.stderr
     assert f"{len(first)} cached" in again.stdout
     files = list(store.runs_dir(out).glob("*.json"))

@@ -43,18 +43,18 @@ def _environment(**values: str | None):
     """Set environment variables for a child about to be spawned (it copies the environment at start)."""
     saved = {k: os.environ.get(k) for k in values}
     try:
-        for key, value in values.items():
-            if value is None:
-                os.environ.pop(key, None)
-            else:
-                os.environ[key] = value
+        _put_environment(values)
         yield
     finally:
-        for key, value in saved.items():
-            if value is None:
-                os.environ.pop(key, None)
-            else:
-                os.environ[key] = value
+        _put_environment(saved)
+
+
+def _put_environment(values: dict[str, str | None]) -> None:
+    for key, value in values.items():  # None: unset
+        if value is None:
+            os.environ.pop(key, None)
+        else:
+            os.environ[key] = value
 
 
 def interrupt_on_sigterm() -> None:
