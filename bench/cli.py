@@ -39,6 +39,10 @@ def make_parser() -> Parser:
     p.add_argument("--seeds", help="e.g. 0,1,2 or 0-4 (default: the suite's)")
     p.add_argument("--epochs", type=int, help="override the suite's epochs")
     p.add_argument("--budget", type=float, default=1.0, help="fraction of the suite's epochs (rows are marked)")
+    p.add_argument("--selection", choices=["val", "paper"],
+                   help="val (default): select on a validation split carved from the training data, test once; "
+                        "paper: the FlexConv/CKConv code's protocol, all training data and the best test metric over "
+                        "epochs (rows are marked 'paper protocol')")  # fmt: skip
     p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N (default: auto)")
     p.add_argument("--out", help="results folder (default: results/<suite>/)")
     p.add_argument("--data-root", help="where real datasets live (default: $LKSBENCH_DATA or ./data)")
@@ -124,6 +128,8 @@ def cmd_run(args, signals: list) -> int:
 
         return gpu_check.main(args)
     overrides = parse_overrides(args.overrides)
+    if args.selection:
+        overrides["train"]["selection"] = args.selection
     grid = build_grid(
         get_suite(args.suite),
         methods_sel=_split(args.methods),

@@ -48,9 +48,14 @@ def get_dataset(
     val_fraction: float = 0.1,
     data_root: str | Path | None = None,
     statistics: dict[str, Any] | None = None,
+    hold_out: bool = True,
     **options: Any,
 ) -> DataSplits:
     """Train/val/test splits and the TaskSpec of dataset `name`.
+
+    `hold_out=False` (the papers' own protocol, train.selection="paper"): no validation split is carved;
+    the model trains on all the training data and the validation split is the dataset's own, if it has
+    one, else the test set itself (the same object).
 
     `statistics` (the `info["standardised"]` of another load) normalises with those statistics
     instead of this load's own training part: cross-resolution evaluation keeps the source's.
@@ -72,9 +77,16 @@ def get_dataset(
     loaded: Loaded = entry.obj(seed=seed, data_root=root, **options)
     if loaded.val is not None:
         train, val = loaded.train, loaded.val
-    else:
+    elif hold_out:
         train, val = carve_validation(loaded.train, val_fraction, seed)
+    else:
+        train, val = loaded.train, None  # the test set stands in, below
     test, info = loaded.test, dict(loaded.info)
     if loaded.standardise is not None:
-        (train, val, test), info["standardised"] = apply_standardise((train, val, test), loaded.standardise, statistics)
+        splits = (train, test) if val is None else (train, val, test)
+        splits, info["standardised"] = apply_standardise(splits, loaded.standardise, statistics)
+        train, test = splits[0], splits[-1]
+        val = splits[1] if val is not None else None
+    if val is None:
+        val, info["validation"] = test, "the test set (no split carved: the papers' protocol)"
     return DataSplits(train, val, test, loaded.task, loaded.augment, info)

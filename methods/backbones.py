@@ -6,6 +6,9 @@
 - 1D: a TCN-style net laid out like FlexTCN-N / CKCNN: no stem; blocks conv -> norm -> ReLU
   -> Dropout, twice, + shortcut, ReLU; Linear on the last step (causal tasks) or on the mean.
 
+`dropout_in` (default 0) drops input elements in training before the first layer, as the CKConv and
+FlexConv repositories' `dropout_in` (the CKCNN's 0.1 on sMNIST and pMNIST).
+
 A layer that normalises its own output (attribute `normalises_output = True`, e.g. SMPConv's
 two branches, each with its own BatchNorm) gets no norm after it.
 """
@@ -22,7 +25,7 @@ from bench.base import UserError
 from methods.dropout import Dropout
 from methods.task import TaskSpec
 
-BACKBONE_HPARAMS = ("arch", "width", "depth", "dropout")
+BACKBONE_HPARAMS = ("arch", "width", "depth", "dropout", "dropout_in")
 
 # width factors per block, times `width` (the paper's net.no_hidden); see methods.md B.2-B.3
 ARCHS: dict[str, dict[str, Any]] = {
@@ -83,12 +86,13 @@ class Block(nn.Module):
 
 
 class Backbone(nn.Module):
-    def __init__(self, make_layer: Callable, task: TaskSpec, widths: list[int], norm: str, dropout: float):
+    def __init__(self, make_layer: Callable, task: TaskSpec, widths: list[int], norm: str, dropout: float,
+                 dropout_in: float = 0.0):  # fmt: skip
         super().__init__()
         dim = task.dim
         self.task = task
         self.causal = task.causal
-        layers: list[nn.Module] = []
+        layers: list[nn.Module] = [Dropout(dropout_in)] if dropout_in else []
         cin = task.in_channels
         if dim == 2:  # FlexNet stem
             layers += [*_layer_and_norm(make_layer, cin, widths[0], norm, dim), nn.ReLU()]
@@ -118,6 +122,7 @@ def build_backbone(
     width: int | None = None,
     depth: int | None = None,
     dropout: float = 0.2,
+    dropout_in: float = 0.0,
 ) -> Backbone:
     arch = arch or DEFAULT_ARCH[task.dim]
     if arch not in ARCHS:
@@ -127,8 +132,8 @@ def build_backbone(
         raise UserError(f"arch {arch!r} is for {spec['dim']}D tasks, this task is {task.dim}D")
     if width is not None and width < 1 or depth is not None and depth < 1:
         raise UserError("width and depth must be positive")
-    if not 0 <= dropout < 1:
-        raise UserError(f"dropout must be in [0, 1), got {dropout}")
+    if not 0 <= dropout < 1 or not 0 <= dropout_in < 1:
+        raise UserError(f"dropout and dropout_in must be in [0, 1), got {dropout}, {dropout_in}")
     base = width or spec["width"]
     factors = spec["factors"] or [1] * (depth or 2)
     if depth is not None and spec["factors"] is not None and depth != len(factors):
@@ -138,4 +143,4 @@ def build_backbone(
     def make_layer(cin: int, cout: int) -> nn.Module:
         return layer_factory(cin, cout, dim=task.dim, causal=task.causal, size=task.size, **layer_hparams)
 
-    return Backbone(make_layer, task, widths, spec.get("norm", "batch"), dropout)
+    return Backbone(make_layer, task, widths, spec.get("norm", "batch"), dropout, dropout_in)

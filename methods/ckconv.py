@@ -26,6 +26,7 @@ resolution change live here.
 - Regularisers via `regularization_loss()`, both off by default:
   `kernel_wd`: the repos' "weight decay", wd * (||sampled kernel||_2 + ||bias||_2), an
   un-squared norm of the sampled kernel (methods.md A.9);
+  `weight_dropout` (the CKConv repo's): dropout on the sampled kernel in training, off by default;
   `antialias` (MFN kernel nets only): the Nyquist penalty of methods.md A.4, weight 0.1 in
   the paper's cross-resolution runs. It is off by default because the paper's other runs
   do not use it and, at the default init, it is far from zero (MAGNet starts above the
@@ -77,6 +78,7 @@ class CKConv(nn.Module):
         antialias: float = 0.0,
         kernel_wd: float = 0.0,
         weight_norm: bool = False,
+        weight_dropout: float = 0.0,
     ):
         super().__init__()
         if causal and dim != 1:
@@ -85,6 +87,9 @@ class CKConv(nn.Module):
             raise UserError("antialias bounds the frequencies of an MFN kernel net; SIREN has no such bound")
         if antialias < 0 or kernel_wd < 0:
             raise UserError(f"antialias and kernel_wd must be >= 0, got {antialias}, {kernel_wd}")
+        if not 0 <= weight_dropout < 1:
+            raise UserError(f"weight_dropout must be in [0, 1), got {weight_dropout}")
+        self.weight_dropout = float(weight_dropout)
         if kernel_hidden < 1 or kernel_layers < (2 if kernel_net == "siren" else 1):
             raise UserError(f"kernel net too small: kernel_hidden={kernel_hidden}, kernel_layers={kernel_layers}")
         self.cin, self.cout, self.dim, self.causal = cin, cout, dim, causal
@@ -153,6 +158,8 @@ class CKConv(nn.Module):
         kernel = self.kernel()
         if self.training and self.kernel_wd:
             self._last_kernel = kernel
+        if self.training and self.weight_dropout:  # the CKConv repo's weight_dropout: on the sampled kernel
+            kernel = torch.nn.functional.dropout(kernel, self.weight_dropout)
         return conv_with_kernel(x, kernel, self.bias, causal=self.causal)
 
     # -- hooks (methods/hooks.py) --------------------------------------------------
@@ -212,13 +219,14 @@ CARD = dict(
 def ckconv(
     cin, cout, *, dim, causal, size,
     kernel_size: int | None = None, omega_0: float = 30.0, kernel_hidden: int = 32, kernel_layers: int = 3,
-    kernel_wd: float = 0.0, weight_norm: bool = False,
+    kernel_wd: float = 0.0, weight_norm: bool = False, weight_dropout: float = 0.0,
 ):  # fmt: skip
-    # weight_norm=True: the CKConv repo's kernel net (its paper's numbers); False: the FlexConv repo's
+    # weight_norm=True: the CKConv repo's kernel net (its paper's numbers); False: the FlexConv repo's.
+    # weight_dropout: dropout on the sampled kernel in training (the CKConv paper's 1M CKCNN on sCIFAR10: 0.1)
     return CKConv(
         cin, cout, dim=dim, causal=causal, size=size, kernel_net="siren", kernel_size=kernel_size,
         kernel_hidden=kernel_hidden, kernel_layers=kernel_layers, omega_0=omega_0, kernel_wd=kernel_wd,
-        weight_norm=weight_norm,
+        weight_norm=weight_norm, weight_dropout=weight_dropout,
     )  # fmt: skip
 
 

@@ -45,6 +45,11 @@ class PaperTable:
     metrics: tuple[str, ...] = ("accuracy",)
     references: str = ""  # the reference CSV's `table` whose numbers it shows (default: its own key)
     others: bool = False  # the suite runs methods beyond the rows on purpose: each is a row of its own
+    also: tuple[str, ...] = ()  # other suites whose runs stand in this table (named presets: the 1M CKCNN)
+
+    @property
+    def suites(self) -> tuple[str, ...]:
+        return (self.suite, *self.also)
 
     @property
     def crossres(self) -> bool:
@@ -77,9 +82,10 @@ MNIST1D_ROWS = (Row("Logistic regression", "logreg"), Row("MLP", "mlp"), Row("CN
 
 TABLES: tuple[PaperTable, ...] = (
     PaperTable("flexconv-t1", "FlexConv Table 1: sequential image classification", "flexconv-seq",
-               {"smnist": "sMNIST", "pmnist": "pMNIST", "scifar10": "sCIFAR10", "npcifar10": "npCIFAR10"}, SEQ_ROWS),
+               {"smnist": "sMNIST", "pmnist": "pMNIST", "scifar10": "sCIFAR10", "npcifar10": "npCIFAR10"}, SEQ_ROWS,
+               also=("flextcn4",)),
     PaperTable("flexconv-t2", "FlexConv Table 2: Speech Commands", "flexconv-sc",
-               {"sc_raw": "SC raw", "sc_mfcc": "SC MFCC"}, SEQ_ROWS),
+               {"sc_raw": "SC raw", "sc_mfcc": "SC MFCC"}, SEQ_ROWS, also=("flextcn4",)),
     PaperTable("flexconv-t3", "FlexConv Table 3: CIFAR-10", "flexconv-cifar", {"cifar10": "CIFAR-10"}, (
         Row("FlexNet-3", "flexconv", {"arch": "flexnet3", "width": 24, "kernel_wd": 0.0}),
         Row("FlexNet-5", "flexconv", {**F5, "kernel_wd": 0.0}),
@@ -124,7 +130,7 @@ TABLES: tuple[PaperTable, ...] = (
                "flexconv-crossres", {"imagenet32": "ImageNet-k"}, (
         Row("FlexNet-5 (gabor)", "flexconv", {**F5, "antialias": 0.1, "antialias_mask": False}),
         Row("ResNet-32", "resnet32", {"width": 16}),
-        Row("FlexNet-5 with N-Jet", "njet", {"arch": "flexnet5"}),
+        Row("FlexNet-5 with N-Jet", "njet", {"arch": "flexnet5", "width": 32}),
     ), CROSSRES_METRICS),
     PaperTable("flexconv-t8", "FlexConv Table 8: MNIST (2D)", "flexconv-other", {"mnist": "MNIST"},
                (Row("FlexNet-7", "flexconv", F7),)),
@@ -134,7 +140,7 @@ TABLES: tuple[PaperTable, ...] = (
                {"smnist": "sMNIST", "pmnist": "pMNIST", "scifar10": "sCIFAR10", "sc_mfcc": "SC MFCC",
                 "sc_raw": "SC raw"},
                (Row("CKCNN (100k)", "ckconv", {"arch": "ckcnn", "width": 30, "weight_norm": True}),
-                Row("CKCNN (1M)", "ckconv", {"arch": "ckcnn", "width": 100, "weight_norm": True}))),
+                Row("CKCNN (1M)", "ckconv", {"arch": "ckcnn", "width": 100, "weight_norm": True})), also=("ckcnn-1m",)),
     PaperTable("smpconv", "SMPConv (repository README): sequential and image classification", "smpconv",
                {"smnist": "sMNIST", "pmnist": "pMNIST", "scifar10": "sCIFAR10", "sc_mfcc": "SC MFCC",
                 "sc_raw": "SC raw", "cifar10": "CIFAR-10"}, (Row("SMPConv", "smpconv"),)),
@@ -201,6 +207,8 @@ def deviations(record: dict, row: Row | None, suite_name: str) -> list[str]:
     expected = grid.runs[0].to_dict()
     searched = cfg.get("search") or {}
     cfg = {k: v for k, v in cfg.items() if k != "search"}
+    if "selection" in cfg.get("train", {}):  # the protocol is its own mark ("paper protocol"), not a deviation
+        cfg = {**cfg, "train": {k: v for k, v in cfg["train"].items() if k != "selection"}}
     if expected == {**expected, **cfg}:
         return []
     skip = {section: {k.split(".", 1)[1] for k in searched if k.startswith(section + ".")} for section in
@@ -219,7 +227,21 @@ def marks(record: dict, row: Row | None, suite_name: str) -> list[str]:
     out = ["smoke"] if "smoke" in record.get("tags", []) else []
     out += [f"budget {budget:g}"] if budget < 1 else []
     out += [f"selected {trial_label(record)}"] if record["config"].get("search") else []
+    out += [PAPER_PROTOCOL] if paper_protocol(record) else []
     return out + deviations(record, row, suite_name)
+
+
+PAPER_PROTOCOL = "paper protocol"
+
+
+def paper_protocol(record: dict) -> bool:
+    """Run with --selection paper: all training data, the test set as the validation set (best test over epochs)."""
+    return record["config"].get("train", {}).get("selection") == "paper"
+
+
+def suite_of(table: PaperTable, record: dict) -> str:
+    """The suite of `table` that the run came from (its tag), which says what its settings should be."""
+    return next(s for s in table.suites if f"suite:{s}" in record.get("tags", []))
 
 
 # -- the numbers -----------------------------------------------------------------------------------
@@ -278,8 +300,9 @@ def column_label(table: PaperTable, record: dict) -> str:
 
 
 def build(table: PaperTable, records: list[dict], refs: dict) -> Built:
-    tag = f"suite:{table.suite}"
-    mine = [r for r in records if tag in r.get("tags", []) and r["dataset"] in table.columns and r["status"] == "ok"]
+    tags = {f"suite:{s}" for s in table.suites}
+    mine = [r for r in records if tags & set(r.get("tags", [])) and r["dataset"] in table.columns
+            and r["status"] == "ok"]  # fmt: skip
     if table.crossres:
         mine = [r for r in mine if "crossres" in r]
     own_refs = {(m, d, k): ref for (t, m, d, k), ref in refs.items() if t == (table.references or table.key)}
@@ -291,7 +314,7 @@ def build(table: PaperTable, records: list[dict], refs: dict) -> Built:
     columns = {(d, k) for _, d, k in own_refs}
     for rec in mine:
         row = row_of(table, rec)
-        flags = marks(rec, row, table.suite)
+        flags = marks(rec, row, suite_of(table, rec))
         label = (row.label if row else rec["method"]) + (f" [{', '.join(flags)}]" if flags else "")
         base[label] = row.label if row else ""
         if not row:
@@ -402,10 +425,21 @@ def notes(built: Built) -> list[str]:
     table = built.table
     what = "test accuracy (%)" if not table.crossres else "test accuracy (%) at the source and the target resolution"
     paper = "Paper: as published (results/reference/, with its source); Diff = ours − paper; " if built.refs else ""
+    paper_rows = [r for r in built.rows if PAPER_PROTOCOL in r]
+    selected = "the checkpoint with the best validation accuracy (a split carved from the training data)"
+    if paper_rows and len(paper_rows) == len(built.rows):
+        selected = "the papers' protocol: trained on all the training data, the best test accuracy over epochs"
+    elif paper_rows:
+        selected += (
+            "; rows marked [paper protocol]: the papers' own protocol, trained on all the training data, "
+            "the best test accuracy over epochs (the dataset's own validation split where it has one)"
+        )
+    suites = ", ".join(f"`{s}`" for s in table.suites)
     lines = [
-        f"Ours: mean ± std over seeds (n), {what}, at the checkpoint with the best validation accuracy; "
-        f"{paper}best per column in bold.",
-        f"Runs: suite `{table.suite}` (`python run_all.py --suite {table.suite}`).",
+        f"Ours: mean ± std over seeds (n), {what}, at {selected}; {paper}best per column in bold.",
+        f"Runs: suite{'s' if table.also else ''} {suites} (`python run_all.py --suite {table.suite}`"
+        + "".join(f", `--suite {s}`" for s in table.also)
+        + ").",
     ]
     if table.crossres:
         lines.append("Source: at the training resolution; OOTB: at the target resolution without retraining; "
@@ -522,7 +556,7 @@ def build_paper_tables(
     written = []
     for table in TABLES:
         if tuned:
-            mine = [r for r in records if f"suite:{table.suite}" in r.get("tags", [])]
+            mine = [r for r in records if {f"suite:{s}" for s in table.suites} & set(r.get("tags", []))]
             if not mine:
                 continue
             table = tuned_variant(table, mine)

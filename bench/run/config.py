@@ -18,13 +18,23 @@ from bench.base import UserError
 PROTOCOL_VERSION = 1  # bump when the training protocol changes what a finished run means
 
 
+SELECTIONS = ("val", "paper")  # TrainConfig.selection
+# settings added after run ids were first handed out: dropped from the id at these defaults, so a run that
+# does not use them keeps the id it had before they existed
+LATER_TRAIN_DEFAULTS = {"lr_decay_factor": 0.1, "stop_patience": 0, "selection": "val"}
+
+
 @dataclass(frozen=True)
 class TrainConfig:
     """One protocol for every method: AdamW, linear warm-up then cosine, selection on validation."""
 
     epochs: int = 10  # the most epochs a run trains: the cap, when patience stops it earlier
     patience: int = 0  # epochs without a better validation metric before a decay or the stop; 0: never stop
-    lr_decays: int = 0  # on a plateau of `patience` epochs, divide the lr by 10 this many times before stopping
+    lr_decays: int = 0  # on a plateau of `patience` epochs, multiply the lr by lr_decay_factor this many times
+    lr_decay_factor: float = 0.1  # the lr's factor at each plateau decay (the CKConv paper's 1/5: 0.2)
+    # > 0: stop after this many epochs without a better validation metric, counted from the best epoch whatever
+    # the decays (the CKConv paper's 100, beside a plateau patience of 20); 0: stop when the decays are spent
+    stop_patience: int = 0
     batch_size: int = 64
     lr: float = 1e-3
     weight_decay: float = 0.0
@@ -36,6 +46,11 @@ class TrainConfig:
     val_fraction: float = 0.1  # carved from the training split, fixed by the seed
     amp: bool = True  # bf16 autocast, used only on CUDA
     deterministic: bool = False  # torch.use_deterministic_algorithms (slower on CUDA)
+    # "val": train on the training part, select the checkpoint on the carved validation split, test once;
+    # "paper": the FlexConv/CKConv code's own protocol: no carve (all training data), the dataset's own
+    # validation split where it has one (Speech Commands), else the test set is the validation set, so the
+    # result is the best test metric over epochs
+    selection: str = "val"
 
     def validate(self) -> None:
         checks = [
@@ -51,6 +66,9 @@ class TrainConfig:
             (self.grad_clip >= 0, "grad_clip must be >= 0"),
             (self.max_steps_per_epoch >= 0, "max_steps_per_epoch must be >= 0"),
             (0 < self.val_fraction < 1, "val_fraction must be in (0, 1)"),
+            (0 < self.lr_decay_factor < 1, "lr_decay_factor must be in (0, 1)"),
+            (self.stop_patience >= 0, "stop_patience must be >= 0 (0: stop when the decays are spent)"),
+            (self.selection in SELECTIONS, f"selection must be one of {', '.join(SELECTIONS)}"),
         ]
         for ok, message in checks:
             if not ok:
@@ -76,6 +94,9 @@ class RunConfig:
         d["tags"] = list(self.tags)
         if not d["search"]:
             del d["search"]  # an untuned run keeps the id it had before searches existed
+        for key, default in LATER_TRAIN_DEFAULTS.items():
+            if d["train"][key] == default:
+                del d["train"][key]
         return d
 
     @classmethod

@@ -56,7 +56,7 @@ def load_at(cfg: RunConfig, resolution: int, data_root=None, statistics=None):
     import datasets
 
     return datasets.get_dataset(cfg.dataset, seed=cfg.seed, val_fraction=cfg.train.val_fraction,
-                                data_root=data_root, statistics=statistics,
+                                data_root=data_root, statistics=statistics, hold_out=cfg.train.selection != "paper",
                                 **{**cfg.data, "resolution": resolution})  # fmt: skip
 
 

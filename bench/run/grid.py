@@ -165,7 +165,8 @@ def build_grid(
                         grid.unsupported.append((mname, dname, reason))
                     continue
                 suite_hp = {**suite.model_by_dim.get(card.dim, {}), **suite.model_by_dataset.get(dname, {}),
-                            **suite.model_by_method.get(mname, {})}  # fmt: skip
+                            **suite.model_by_method.get(mname, {}),
+                            **suite.model_by_method_dataset.get(mname, {}).get(dname, {})}  # fmt: skip
                 hp = {k: v for k, v in suite_hp.items() if _method_takes(mname, k)}
                 hp.update(user_model[mname])
                 methods.check_hparams(mname, hp)
@@ -174,6 +175,9 @@ def build_grid(
                          **overrides["train"], **({"epochs": epochs} if epochs is not None else {})}  # fmt: skip
                 base = RunConfig(mname, dname, seed, hp, data, with_train(base_train, **train), budget,
                                  dict(suite.crossres), tags)  # fmt: skip
+                if spaces[mname] and base.train.selection == "paper":
+                    raise UserError("--tune selects on the validation split; the paper selection has none (its "
+                                    "validation set is the test set): tune with --selection val")  # fmt: skip
                 grid.runs += trials_of(base, spaces[mname]) if spaces[mname] else [base]
     return grid
 

@@ -1,19 +1,23 @@
 """Suites that rerun the FlexConv, CKConv, SMPConv and CCNN papers' experiments with their hyperparameters.
 
-Sources: methods.md, Part 1, C.1 (CKConv runs), C.2 (FlexConv runs) and C.3 (CCNN runs); the
-SMPConv repository's smp/README.md. Every suite tags its runs "suite:<name>", which is how
+Sources: the official run commands, summarised in methods.md, Part 1, C.1 (dwromero/ckconv runs/README.md:
+CKConv runs), C.2 (rjbruin/flexconv experiments/readme.md: FlexConv runs) and C.3 (CCNN runs); the SMPConv
+repository's smp/README.md. tests/test_paper_settings.py states each official command's values and checks
+every suite's grid against them. Every suite tags its runs "suite:<name>", which is how
 bench/report/paper_tables.py finds them. `--budget F` runs a fraction F of the epochs (and of the
 cross-resolution fine-tuning); those rows are marked.
 
-Where our one protocol differs from the papers' code (bench/run/protocol.py): AdamW with the
-papers' weight decay (0 for FlexConv, so Adam), cosine decay per step to the papers' eta_min
-also for the sequence runs (the papers used ReduceLROnPlateau there), and the checkpoint is
-picked on a validation split carved from the training set, not on the test set. The papers'
-"weight decay" of continuous kernels is a norm penalty on the sampled kernel: `kernel_wd`.
+Where our one protocol differs from the papers' code (bench/run/protocol.py): AdamW with weight decay 0
+is Adam; the papers' "weight decay" of continuous kernels is an un-squared norm penalty on the sampled
+kernels of the CKConv/FlexConv layers only (`kernel_wd`), so it does nothing to N-Jet or ResNets; and
+by default the checkpoint is picked on a validation split carved from the training set, not on the
+test set. `--selection paper` runs the papers' own protocol instead (all training data, best test over
+epochs; rows marked "paper protocol").
 
-A suite runs each method once per dataset. The papers' variants of one method (FlexNet-3/5
-against FlexNet-7, the anti-aliasing targets of Table 4, CKCNN 1M against 100k) are rows of the
-same tables: run them with `--methods NAME --set model.KEY=VALUE` (README, "Paper tables").
+A suite runs each method once per dataset. The papers' variants of one method are rows of the same
+tables: the 1M CKCNN and FlexTCN-4 have suites of their own (`ckcnn-1m`, `flextcn4`, whose runs stand in
+the CKConv and FlexConv Table 1/2 tables); the others (FlexNet-3/5 against FlexNet-7, the anti-aliasing
+targets of Table 4) run with `--methods NAME --set model.KEY=VALUE` (README, "Paper tables").
 """
 
 from __future__ import annotations
@@ -21,7 +25,7 @@ from __future__ import annotations
 from bench.run.crossres import check_settings
 from bench.run.suite import Suite, add_suite
 
-ETA_MIN = 1e-6  # cosine floor of every FlexConv/CKConv run
+ETA_MIN = 1e-6  # cosine floor of every FlexConv/CKConv image run
 
 
 def adam(lr: float, **extra) -> dict:
@@ -29,12 +33,15 @@ def adam(lr: float, **extra) -> dict:
     return {"lr": lr, "weight_decay": 0.0, "min_lr_factor": ETA_MIN / lr, **extra}
 
 
-# -- images (C.2): Adam 0.01 for MAGNet/Gabor/Fourier kernel nets, 0.001 for SIREN; 5 warm-up epochs
+# -- images (C.2): Adam 0.01 for MAGNet/Gabor/Fourier kernel nets, 0.001 for SIREN (Table 3 only: the
+# cross-resolution SIREN commands use 0.01); 5 warm-up epochs. The commands' train.weight_decay (1e-5 for
+# N-Jet and ImageNet) is the kernel-norm penalty: `kernel_wd` on FlexConv, nothing on N-Jet or ResNets.
 IMAGE_TRAIN = adam(0.01, warmup_epochs=5, batch_size=64, epochs=350)
-SIREN = adam(1e-3)  # the SIREN kernel nets' learning rate
-NJET = {"weight_decay": 1e-5}  # the N-Jet rows use wd 1e-5
+SIREN = adam(1e-3)  # the SIREN kernel nets' learning rate in Table 3
 FLEXNET7 = {"arch": "flexnet7", "width": 24, "dropout": 0.2}
 FLEXNET5 = {"arch": "flexnet5", "width": 22, "dropout": 0.2}
+IMAGENET_WD = {"kernel_wd": 1e-5}  # the ImageNet-32 / ImageNet-k commands' train.weight_decay=1e-05
+NJET_IMAGENET = {"njet": {"imagenet32": {"width": 32}}}  # the FlexNet-5 N-Jet command: net.no_hidden=32, not 38
 LAYER_METHODS = ("flexconv", "conv", "conv33", "njet", "ckconv", "ckconv_magnet", "flexconv_siren", "flexconv_gabor",
                  "flexconv_fourier", "dcn_sigma", "dcls", "deformable", "srf_gauss", "dilated",
                  "smpconv", "flexconv_sep", "s4d")  # fmt: skip
@@ -42,25 +49,56 @@ CIFAR_RESNETS = ("resnet20", "resnet32", "resnet44", "resnet56", "resnet110")
 RESNET_WIDTH = {name: {"width": 16} for name in CIFAR_RESNETS}  # He et al.'s 16/32/64, not the FlexNet width
 ANTIALIAS = {"antialias": 0.1}  # Table 4's "gabor" target: lambda 0.1, no mask term (the headline row)
 
-# -- sequences: FlexTCN test case (C.2) and CKConv runs (C.1); both Adam 1e-3, no warm-up
-SEQ_TRAIN = adam(1e-3, warmup_epochs=0, batch_size=64, epochs=200)
+# -- sequences: the CKConv paper's protocol (C.1; dwromero/ckconv trainer.py), which the FlexConv repo's
+# sequence test cases share (testcases/testcase_settings.txt): Adam 1e-3, no warm-up, a flat lr cut by
+# ReduceLROnPlateau(mode="max", factor=1/5, patience=20; 15 for SC-MFCC) on the validation accuracy, a stop
+# after 100 epochs without improvement, at most 200 epochs (300 for SC raw), batch 64 (32 for SC raw).
+PLATEAU_FACTOR = 0.2  # --config.sched_decay_factor=5
+STOP_AFTER = 100  # max_epochs_no_improvement
+PLATEAU_CUTS = 100  # ReduceLROnPlateau has no limit; 300 epochs allow at most 18 cuts of patience 15
+
+
+def plateau(patience: int) -> dict:
+    """ReduceLROnPlateau(factor 1/5, `patience`) and the stop after 100 epochs without improvement.
+
+    torch's scheduler cuts the lr on the (patience + 1)-th epoch without improvement and then counts
+    afresh; our protocol cuts once `patience` epochs have passed since the best epoch or the last cut:
+    hence patience + 1 here. The one difference left: the scheduler's relative threshold 1e-4."""
+    return {"patience": patience + 1, "lr_decay_factor": PLATEAU_FACTOR, "lr_decays": PLATEAU_CUTS,
+            "stop_patience": STOP_AFTER, "min_lr_factor": 1.0}  # fmt: skip
+
+
+SEQ_TRAIN = {"lr": 1e-3, "weight_decay": 0.0, "warmup_epochs": 0, "batch_size": 64, "epochs": 200, **plateau(20)}
+SC_MFCC_TRAIN = plateau(15)  # --config.sched_patience=15
+SC_RAW_TRAIN = {"batch_size": 32, "epochs": 300}
+SEQ_TRAIN_BY_DATASET = {"sc_mfcc": SC_MFCC_TRAIN, "sc_raw": SC_RAW_TRAIN}
+# FlexTCN (test case: 2 blocks here N, h = 30, BatchNorm, MAGNet 32 x 3, dropout 0.1, kernel-norm wd 1e-4)
 FLEXTCN6 = {"arch": "flextcn6", "width": 30, "dropout": 0.1, "kernel_wd": 1e-4}  # also S4D's net (no kernel_wd)
-CKCNN = {"arch": "ckcnn", "width": 30}  # the 100k model; the 1M one is width 100
+FLEXTCN4 = {**FLEXTCN6, "arch": "flextcn4"}  # Table 1's pMNIST and Table 2's SC-MFCC numbers are FlexTCN-4's
+CKCNN = {"arch": "ckcnn", "width": 30}  # the 100k model
 # the CKConv paper's own runs: the CKConv repo's weight-normed kernel net (methods/kernelnets.py)
 CKCNN_ORIGINAL = {**CKCNN, "weight_norm": True}
-CKCONV_BY_DATASET = {  # dropout and SIREN omega_0 per dataset (C.1, 100k models)
-    "smnist": {"dropout": 0.1, "omega_0": 31.092},
-    "pmnist": {"dropout": 0.0, "omega_0": 43.457},
-    "scifar10": {"dropout": 0.2, "omega_0": 25.696},
-    "sc_mfcc": {"dropout": 0.2, "omega_0": 30.903},
-    "sc_raw": {"dropout": 0.0, "omega_0": 39.451, "kernel_wd": 1e-4},
+CKCNN_1M = {**CKCNN_ORIGINAL, "width": 100}
+# dropout, input dropout, SIREN omega_0 and kernel-norm weight decay per dataset (runs/README.md, 100k models)
+CKCONV_BY_DATASET = {
+    "smnist": {"dropout": 0.1, "dropout_in": 0.1, "omega_0": 31.09195739463897},
+    "pmnist": {"dropout": 0.0, "dropout_in": 0.1, "omega_0": 43.45667389601194},
+    "scifar10": {"dropout": 0.2, "dropout_in": 0.0, "omega_0": 25.696},
+    # not in the CKConv paper (FlexConv Table 1's CKCNN row has no command): sCIFAR10's settings
+    "npcifar10": {"dropout": 0.2, "dropout_in": 0.0, "omega_0": 25.696},
+    "sc_mfcc": {"dropout": 0.2, "dropout_in": 0.0, "omega_0": 30.90257553169801},
+    "sc_raw": {"dropout": 0.0, "dropout_in": 0.0, "omega_0": 39.450608806633795, "kernel_wd": 1e-4},
 }
-SC_RAW_TRAIN = {"batch_size": 32, "epochs": 300}
+CKCONV_1M_BY_DATASET = {  # the 1M commands (h = 100)
+    "smnist": {"dropout": 0.2, "dropout_in": 0.2, "omega_0": 30.5},
+    "pmnist": {"dropout": 0.0, "dropout_in": 0.2, "omega_0": 42.161651744476515},
+    "scifar10": {"dropout": 0.3, "dropout_in": 0.0, "omega_0": 25.696, "kernel_wd": 1e-4, "weight_dropout": 0.1},
+}
 # Bai et al.'s TCN: 8 levels on sMNIST / pMNIST (one more than covering 784 steps takes), and their
-# dropout 0.05 everywhere (the per-dataset CKCNN dropouts above must not reach it)
+# dropout 0.05 everywhere
 TCN_LEVELS = {"smnist": {"levels": 8}, "pmnist": {"levels": 8}}
 TCN = {"dropout": 0.05}
-SEQ_BY_DATASET = {d: {**hp, **TCN_LEVELS.get(d, {})} for d, hp in CKCONV_BY_DATASET.items()}
+SEQ_BY_METHOD_DATASET = {"ckconv": CKCONV_BY_DATASET, "tcn": TCN_LEVELS}
 
 
 def tag(name: str) -> tuple[str, ...]:
@@ -76,8 +114,8 @@ add_suite(
         datasets=("smnist", "pmnist", "scifar10", "npcifar10"),
         seeds=(0, 1, 2),
         train=SEQ_TRAIN,
-        model_by_dataset=SEQ_BY_DATASET,
         model_by_method={"flexconv": FLEXTCN6, "ckconv": CKCNN, "tcn": TCN, "s4d": FLEXTCN6},
+        model_by_method_dataset=SEQ_BY_METHOD_DATASET,
         tags=tag("flexconv-seq"),
     )
 )
@@ -91,9 +129,9 @@ add_suite(
         datasets=("sc_raw", "sc_mfcc"),
         seeds=(0, 1, 2),
         train=SEQ_TRAIN,
-        train_by_dataset={"sc_raw": {"batch_size": 32}},
-        model_by_dataset=CKCONV_BY_DATASET,
+        train_by_dataset=SEQ_TRAIN_BY_DATASET,
         model_by_method={"flexconv": FLEXTCN6, "ckconv": CKCNN, "tcn": TCN, "s4d": FLEXTCN6},
+        model_by_method_dataset=SEQ_BY_METHOD_DATASET,
         tags=tag("flexconv-sc"),
     )
 )
@@ -107,7 +145,7 @@ add_suite(
         datasets=("cifar10",),
         seeds=(0, 1, 2),
         train=IMAGE_TRAIN,
-        train_by_method={"ckconv": SIREN, "flexconv_siren": SIREN, "njet": NJET},
+        train_by_method={"ckconv": SIREN, "flexconv_siren": SIREN},
         model_by_dim={2: FLEXNET7},
         model_by_method={"conv": {"kernel_size": 3}, "njet": {"width": 38}, **RESNET_WIDTH},
         tags=tag("flexconv-cifar"),
@@ -122,12 +160,12 @@ add_suite(
         methods=("flexconv", "conv", "conv33", "njet", "resnet32", "resnet44", "flexconv_siren", "ckconv"),
         datasets=("cifar10",),
         seeds=(0, 1, 2),
-        train=adam(0.01, warmup_epochs=5, batch_size=64, epochs=100),
-        train_by_dataset={"imagenet32": {"batch_size": 2048, "weight_decay": 1e-5}},
-        train_by_method={"ckconv": SIREN, "flexconv_siren": SIREN, "njet": NJET},
+        train=adam(0.01, warmup_epochs=5, batch_size=64, epochs=100),  # SIREN nets too (their commands)
+        train_by_dataset={"imagenet32": {"batch_size": 2048}},
         model_by_dim={2: FLEXNET7},
-        model_by_dataset={"imagenet32": FLEXNET5},
+        model_by_dataset={"imagenet32": {**FLEXNET5, **IMAGENET_WD}},
         model_by_method={"flexconv": ANTIALIAS, "conv": {"kernel_size": 3}, "njet": {"width": 38}, **RESNET_WIDTH},
+        model_by_method_dataset=NJET_IMAGENET,
         datasets_by_method={
             "resnet44": ("cifar10",),
             "conv": ("cifar10",),
@@ -150,10 +188,9 @@ add_suite(
         datasets=("mnist", "stl10", "imagenet32"),
         seeds=(0, 1, 2),
         train=IMAGE_TRAIN,
-        train_by_dataset={"stl10": {"epochs": 100, "batch_size": 256}, "imagenet32": {"batch_size": 2048,
-                                                                                      "weight_decay": 1e-5}},
+        train_by_dataset={"stl10": {"epochs": 100, "batch_size": 256}, "imagenet32": {"batch_size": 2048}},
         train_by_method={"resnet10": {"epochs": 350}, "resnet18": {"epochs": 350}},
-        model_by_dataset={"mnist": FLEXNET7, "stl10": FLEXNET7, "imagenet32": FLEXNET5},
+        model_by_dataset={"mnist": FLEXNET7, "stl10": FLEXNET7, "imagenet32": {**FLEXNET5, **IMAGENET_WD}},
         model_by_method={"resnet10": {"width": 64}, "resnet18": {"width": 64}},  # torchvision's, not FlexNet's 24
         datasets_by_method={"resnet10": ("stl10",), "resnet18": ("stl10",)},
         tags=tag("flexconv-other"),
@@ -169,10 +206,41 @@ add_suite(
         datasets=("smnist", "pmnist", "scifar10", "sc_mfcc", "sc_raw"),
         seeds=(0, 1, 2),
         train=SEQ_TRAIN,
-        train_by_dataset={"sc_raw": SC_RAW_TRAIN},
+        train_by_dataset=SEQ_TRAIN_BY_DATASET,
         model_by_dataset=CKCONV_BY_DATASET,
         model_by_method={"ckconv": CKCNN_ORIGINAL},
         tags=tag("ckconv-seq"),
+    )
+)
+
+# -- named presets: the papers' other model sizes, each a suite whose runs stand in the paper's table
+add_suite(
+    Suite(
+        name="ckcnn-1m",
+        description="CKConv paper: CKCNN (1M, h = 100) on sMNIST, pMNIST, sCIFAR10 with its per-dataset settings "
+        "(rows of the ckconv-seq table; GPU, downloads)",
+        methods=("ckconv",),
+        datasets=tuple(CKCONV_1M_BY_DATASET),
+        seeds=(0, 1, 2),
+        train=SEQ_TRAIN,
+        model_by_dataset=CKCONV_1M_BY_DATASET,
+        model_by_method={"ckconv": CKCNN_1M},
+        tags=tag("ckcnn-1m"),
+    )
+)
+
+add_suite(
+    Suite(
+        name="flextcn4",
+        description="FlexConv Tables 1 and 2: FlexTCN-4 on pMNIST and Speech Commands MFCC, whose published numbers "
+        "are FlexTCN-4's (rows of the flexconv-t1 and -t2 tables; GPU, downloads)",
+        methods=("flexconv",),
+        datasets=("pmnist", "sc_mfcc"),
+        seeds=(0, 1, 2),
+        train=SEQ_TRAIN,
+        train_by_dataset=SEQ_TRAIN_BY_DATASET,
+        model_by_method={"flexconv": FLEXTCN4},
+        tags=tag("flextcn4"),
     )
 )
 

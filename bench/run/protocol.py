@@ -6,8 +6,11 @@ only. The checkpoint with the best *validation* metric is selected; the test set
 evaluated once, on that checkpoint.
 
 Early stopping (train.patience > 0): when the validation metric has not improved for `patience`
-epochs, the learning rate is divided by 10 if the run has had fewer than `train.lr_decays`
-such decays (and the count starts again), else the run stops; train.epochs is the cap. The
+epochs, the learning rate is multiplied by `train.lr_decay_factor` (0.1) if the run has had fewer
+than `train.lr_decays` such decays (and the count starts again), else the run stops; train.epochs
+is the cap. With `train.stop_patience` > 0 the stop has its own count instead: the run stops after
+that many epochs without a better metric, decays or not (the CKConv paper: ReduceLROnPlateau with
+factor 1/5 and patience 20, and a stop after 100 epochs without improvement). The
 warm-up and cosine curve are laid over the cap and the decays multiply it, so the schedule is
 a function of the step and of the validation metrics seen so far, never of the test set: a run
 that stops early has followed exactly the curve a longer run would have followed until then.
@@ -63,14 +66,15 @@ def evaluate(model, dataset, metric: str, batch_size: int, device, autocast) -> 
     return {"loss": loss, "metric": 100.0 * correct / total if metric == "accuracy" else loss}
 
 
-DECAY = 0.1  # the learning rate's factor at each plateau decay
+DECAY = 0.1  # the learning rate's factor at each plateau decay, unless train.lr_decay_factor says otherwise
 
 
-def lr_lambda(warmup_steps: int, total_steps: int, min_factor: float, decays: list[int] | None = None):
-    """Warm-up then cosine per step, times DECAY ** decays[0] (a one-element list the loop updates)."""
+def lr_lambda(warmup_steps: int, total_steps: int, min_factor: float, decays: list[int] | None = None,
+              decay: float = DECAY):  # fmt: skip
+    """Warm-up then cosine per step, times decay ** decays[0] (a one-element list the loop updates)."""
 
     def factor(step: int) -> float:
-        plateau = DECAY ** decays[0] if decays else 1.0
+        plateau = decay ** decays[0] if decays else 1.0
         if step < warmup_steps:
             return plateau * (step + 1) / warmup_steps
         progress = (step - warmup_steps) / max(1, total_steps - warmup_steps)
@@ -96,6 +100,13 @@ def stalled(history: list[dict], best_epoch: int, patience: int) -> bool:
     return patience > 0 and history[-1]["epoch"] - max([best_epoch, *decayed]) >= patience if history else False
 
 
+def should_stop(history: list[dict], best_epoch: int, tc) -> bool:
+    """With train.stop_patience, that many epochs since the best one; else a stall once the decays are spent."""
+    if tc.stop_patience:
+        return bool(history) and history[-1]["epoch"] - best_epoch >= tc.stop_patience
+    return stalled(history, best_epoch, tc.patience)
+
+
 def decays_in(history: list[dict]) -> int:
     return sum(1 for h in history if h.get("lr_decay"))
 
@@ -118,7 +129,10 @@ def train_run(cfg: RunConfig, data, device: str, progress: bool = True, ckpt: Pa
     decays = [0]  # plateau decays so far (derived from the history when a run resumes)
     # --budget shrinks the whole schedule, warm-up included, so a shortened run is the same curve
     schedule = torch.optim.lr_scheduler.LambdaLR(
-        optimizer, lr_lambda(round(tc.warmup_epochs * cfg.budget * steps), epochs * steps, tc.min_lr_factor, decays)
+        optimizer,
+        lr_lambda(
+            round(tc.warmup_epochs * cfg.budget * steps), epochs * steps, tc.min_lr_factor, decays, tc.lr_decay_factor
+        ),
     )
     cuda = torch.device(device).type == "cuda"
     use_amp = tc.amp and cuda
@@ -140,7 +154,7 @@ def train_run(cfg: RunConfig, data, device: str, progress: bool = True, ckpt: Pa
         first_epoch, decays[0] = len(history), decays_in(history)
         tqdm.write(f"{cfg.label}: resuming at epoch {first_epoch + 1} from {ckpt}")
     for epoch in tqdm(range(first_epoch, epochs), desc=cfg.label, leave=False, disable=not progress):
-        if stalled(history, best_epoch, tc.patience):
+        if should_stop(history, best_epoch, tc):
             break  # (a resumed run that had already stopped)
         model.train()
         start, loss_sum, seen = time.perf_counter(), torch.zeros((), device=device), 0

@@ -51,12 +51,14 @@ class DataCache:
     def get(self, cfg: RunConfig):
         import datasets
 
-        key = (cfg.dataset, cfg.seed, cfg.train.val_fraction, repr(sorted(cfg.data.items())))
+        hold_out = cfg.train.selection != "paper"  # the papers' protocol trains on all the training data
+        key = (cfg.dataset, cfg.seed, cfg.train.val_fraction, hold_out, repr(sorted(cfg.data.items())))
         if key != self.key:
             self.key, self.value = None, None  # free the previous one first
             self.value = datasets.get_dataset(
-                cfg.dataset, seed=cfg.seed, val_fraction=cfg.train.val_fraction, data_root=self.data_root, **cfg.data
-            )
+                cfg.dataset, seed=cfg.seed, val_fraction=cfg.train.val_fraction, data_root=self.data_root,
+                hold_out=hold_out, **cfg.data,
+            )  # fmt: skip
             self.key = key
         return self.value
 

@@ -32,6 +32,9 @@ class Suite:
     model_by_dim: dict[int, dict[str, Any]] = field(default_factory=dict)
     model_by_method: dict[str, dict[str, Any]] = field(default_factory=dict)
     model_by_dataset: dict[str, dict[str, Any]] = field(default_factory=dict)  # below model_by_method
+    # {method: {dataset: hparams}}, above model_by_method: one method's own per-dataset settings (the CKCNN's
+    # dropout and omega_0 per dataset beside a FlexTCN with one setting for all)
+    model_by_method_dataset: dict[str, dict[str, dict[str, Any]]] = field(default_factory=dict)
     datasets_by_method: dict[str, tuple[str, ...]] = field(default_factory=dict)  # restrict a method to these
     data: dict[str, dict[str, Any]] = field(default_factory=dict)  # per-dataset loader options
     train_by_dataset: dict[str, dict[str, Any]] = field(default_factory=dict)
