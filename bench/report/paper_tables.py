@@ -425,9 +425,10 @@ def notes(built: Built) -> list[str]:
     table = built.table
     what = "test accuracy (%)" if not table.crossres else "test accuracy (%) at the source and the target resolution"
     paper = "Paper: as published (results/reference/, with its source); Diff = ours − paper; " if built.refs else ""
-    paper_rows = [r for r in built.rows if PAPER_PROTOCOL in r]
+    run_rows = {r for r, _, _ in built.cells}  # rows with runs of ours
+    paper_rows = {r for r in run_rows if PAPER_PROTOCOL in r}
     selected = "the checkpoint with the best validation accuracy (a split carved from the training data)"
-    if paper_rows and len(paper_rows) == len(built.rows):
+    if paper_rows and paper_rows == run_rows:
         selected = "the papers' protocol: trained on all the training data, the best test accuracy over epochs"
     elif paper_rows:
         selected += (
