@@ -225,3 +225,14 @@ def test_weight_dropout_drops_sampled_kernel_entries_in_training(monkeypatch):
     assert 0.3 < zero.float().mean() < 0.7
     torch.testing.assert_close(train_kernel[~zero], 2 * eval_kernel[~zero], rtol=1e-4, atol=1e-5)
     assert (eval_kernel != 0).all()
+
+
+def test_a_1m_ckcnn_made_by_width_alone_is_marked_where_it_differs_from_the_preset():
+    """`--suite ckconv-seq --set model.width=100` keeps the 100k model's dropout and omega_0: not the paper's 1M."""
+    table = next(t for t in TABLES if t.key == "ckconv-seq")
+    (cfg,) = build_grid(get_suite("ckconv-seq"), datasets_sel=["smnist"], seeds=(0,),
+                        overrides={"train": {}, "model": {"width": 100}, "data": {}}).runs  # fmt: skip
+    built = build(table, [_record(cfg, 99.0)], load_reference())
+    (label,) = [r for r, _, _ in built.cells]
+    assert label.startswith("CKCNN (1M) [") and "dropout=0.1" in label and "omega_0=31.09" in label
+    assert built.base[label] == "CKCNN (1M)"  # beside the paper's number, but marked

@@ -18,7 +18,7 @@ import inspect
 import json
 import math
 from collections import defaultdict
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -33,6 +33,9 @@ class Row:
     label: str  # the paper's row name, also the reference CSV's `model`
     method: str
     model: dict[str, Any] = field(default_factory=dict)  # hparams a run must have (absent: the method's default)
+    # the suite (a named preset) whose settings this row's runs must have, whichever suite ran them: a 1M CKCNN
+    # made with `--set model.width=100` is marked wherever it differs from the ckcnn-1m preset
+    suite: str = ""
 
 
 @dataclass(frozen=True)
@@ -69,7 +72,10 @@ def _variants(method: str, label: str, model: dict, archs: dict[str, str]) -> tu
 F7 = {"arch": "flexnet7", "width": 24}
 F5 = {"arch": "flexnet5", "width": 22}
 TCN_ARCHS = {"flextcn2": "FlexTCN-2", "flextcn4": "FlexTCN-4", "flextcn6": "FlexTCN-6"}
-SEQ_ROWS = (*_variants("flexconv", "", {"width": 30}, TCN_ARCHS), Row("CKCNN", "ckconv", {"arch": "ckcnn", "width": 30}),
+# FlexTCN-4's runs are the flextcn4 preset's (the model of Table 1's pMNIST and Table 2's SC-MFCC numbers)
+SEQ_ROWS = (*(replace(r, suite="flextcn4") if r.label == "FlexTCN-4" else r
+              for r in _variants("flexconv", "", {"width": 30}, TCN_ARCHS)),
+            Row("CKCNN", "ckconv", {"arch": "ckcnn", "width": 30}),
             Row("TCN", "tcn"), Row("FlexTCN-6 with S4D", "s4d", {"arch": "flextcn6", "width": 30}))  # fmt: skip
 
 CCNN_4_140 = {"blocks": 4, "width": 140, "kernel_hidden": 32}
@@ -140,7 +146,8 @@ TABLES: tuple[PaperTable, ...] = (
                {"smnist": "sMNIST", "pmnist": "pMNIST", "scifar10": "sCIFAR10", "sc_mfcc": "SC MFCC",
                 "sc_raw": "SC raw"},
                (Row("CKCNN (100k)", "ckconv", {"arch": "ckcnn", "width": 30, "weight_norm": True}),
-                Row("CKCNN (1M)", "ckconv", {"arch": "ckcnn", "width": 100, "weight_norm": True})), also=("ckcnn-1m",)),
+                Row("CKCNN (1M)", "ckconv", {"arch": "ckcnn", "width": 100, "weight_norm": True}, suite="ckcnn-1m")),
+               also=("ckcnn-1m",)),
     PaperTable("smpconv", "SMPConv (repository README): sequential and image classification", "smpconv",
                {"smnist": "sMNIST", "pmnist": "pMNIST", "scifar10": "sCIFAR10", "sc_mfcc": "SC MFCC",
                 "sc_raw": "SC raw", "cifar10": "CIFAR-10"}, (Row("SMPConv", "smpconv"),)),
@@ -314,7 +321,7 @@ def build(table: PaperTable, records: list[dict], refs: dict) -> Built:
     columns = {(d, k) for _, d, k in own_refs}
     for rec in mine:
         row = row_of(table, rec)
-        flags = marks(rec, row, suite_of(table, rec))
+        flags = marks(rec, row, row.suite if row and row.suite else suite_of(table, rec))
         label = (row.label if row else rec["method"]) + (f" [{', '.join(flags)}]" if flags else "")
         base[label] = row.label if row else ""
         if not row:
@@ -532,8 +539,6 @@ def to_csv_frame(built: Built) -> pd.DataFrame:
 
 def tuned_variant(table: PaperTable, records: list[dict]) -> PaperTable:
     """The table built from tuning selections: its own file (<key>-tuned) and a title that says so."""
-    from dataclasses import replace
-
     spaces = sorted({json.dumps(r["config"]["search"], sort_keys=True) for r in records})
     searched = "; ".join(", ".join(f"{k} ∈ {{{', '.join(map(str, v))}}}" for k, v in json.loads(s).items())
                          for s in spaces)  # fmt: skip
