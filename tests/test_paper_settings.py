@@ -225,3 +225,75 @@ def test_every_flexconv_and_ckconv_suite_builds_its_models(suite):
     check_models(grid)
     for cfg in grid.runs:
         assert all(k in (methods.accepted_hparams(cfg.method) or cfg.model) for k in cfg.model)
+
+
+# -- SMPConv (sangnekim/SMPConv smp/README.md, cfg/config.yaml, optim.py) ------------------------------------------
+# Adam with train.weight_decay=1e-5 (the repo's Adam: L2 on the weights, none on biases, norms, points, radii; ours:
+# AdamW's decoupled decay, none on points and radii), cosine to eta_min 1e-6 after the config's 5 warm-up epochs
+# (10 where the command says), radius lr x 0.1; FlexTCN-6 (h = 30, 30 points, coord_std 0.1, small kernel 5) on
+# sequences, FlexNet-7 (h = 24, 16 points, coord_std 0.05, small kernel 3) on CIFAR-10; conv.bias default False
+
+
+def smp_train(lr: float, epochs: int, batch: int, warmup: int = 5) -> dict:
+    return {"lr": lr, "weight_decay": 1e-5, "min_lr_factor": 1e-6 / lr, "warmup_epochs": warmup, "epochs": epochs,
+            "batch_size": batch, "patience": 0}  # fmt: skip
+
+
+SMP_SEQ = {"arch": "flextcn6", "width": 30, "n_points": 30, "coord_std": 0.1, "small_kernel_size": 5,
+           "radius_lr_factor": 0.1}  # fmt: skip
+
+
+def test_smpconv_is_its_readmes_commands():
+    check_suite("smpconv", {
+        ("smpconv", "smnist"): (smp_train(1e-4, 200, 64), {**SMP_SEQ, "radius": 0.002, "dropout": 0.0,
+                                                           "dropout_in": 0.1, "bias": False}),
+        ("smpconv", "pmnist"): (smp_train(1e-4, 200, 64), {**SMP_SEQ, "radius": 0.002, "dropout": 0.0,
+                                                           "dropout_in": 0.1, "bias": False}),
+        ("smpconv", "scifar10"): (smp_train(2e-4, 200, 64), {**SMP_SEQ, "radius": 0.002, "dropout": 0.0,
+                                                             "dropout_in": 0.0, "bias": True}),
+        ("smpconv", "sc_mfcc"): (smp_train(2e-3, 300, 32), {**SMP_SEQ, "radius": 0.012, "dropout": 0.2,
+                                                            "dropout_in": 0.0, "bias": True}),
+        ("smpconv", "sc_raw"): (smp_train(1e-3, 160, 32, warmup=10), {**SMP_SEQ, "radius": 0.0002, "dropout": 0.1,
+                                                                      "dropout_in": 0.0, "bias": False}),
+        ("smpconv", "cifar10"): (smp_train(5e-3, 210, 64, warmup=10), {
+            "arch": "flexnet7", "width": 24, "n_points": 16, "coord_std": 0.05, "small_kernel_size": 3,
+            "radius": 0.12, "dropout": 0.1, "dropout_in": 0.0, "bias": False, "radius_lr_factor": 0.1}),
+    })  # fmt: skip
+
+
+# -- CCNN (david-knigge/ccnn experiments/README.md, Table 1) --------------------------------------------------------
+# AdamW, cosine to 0 after scheduler.warmup_epochs, optimizer.weight_decay (in that repo a norm penalty on the
+# kernels and the other parameters in the training step; ours: AdamW's decoupled decay), MAGNet 3 layers
+# (hidden 32 for 4,140, 64 for 6,380), mask 0.075 (0.75 in the 4,140 CIFAR-10 command), tau 0.1, mean not learned,
+# mask_lr_ratio without effect; STL-10's gradient accumulation becomes the effective batch (64 x 4, 48 x 2)
+
+
+def ccnn_cmd(omega_0, dropout, lr, wd, batch, epochs, warmup=10, **model) -> tuple[dict, dict]:
+    train = {"lr": lr, "weight_decay": wd, "batch_size": batch, "epochs": epochs, "warmup_epochs": warmup,
+             "min_lr_factor": 0.0}  # fmt: skip
+    return train, {"omega_0": omega_0, "dropout": dropout, "kernel_layers": 3, "mask_threshold": 0.1,
+                   "learn_mean": False, **{"mask_init": 0.075, "dropout_in": 0.0, "kernel_size": None, **model}}  # fmt: skip
+
+
+CCNN_4_140 = {"blocks": 4, "width": 140, "kernel_hidden": 32}
+CCNN_6_380 = {"blocks": 6, "width": 380, "kernel_hidden": 64}
+CCNN_COMMANDS = {  # dataset: (CCNN-4,140, CCNN-6,380), each (omega_0, dropout, lr, weight decay, batch, epochs, ...)
+    "smnist": (ccnn_cmd(2976.4910261630357, 0.1, 0.01, 1e-6, 100, 210),
+               ccnn_cmd(2976.4910261630357, 0.1, 0.01, 1e-6, 100, 210)),
+    "pmnist": (ccnn_cmd(2985.6332826938724, 0.0, 0.02, 0.0, 100, 210, dropout_in=0.2),
+               ccnn_cmd(2985.633, 0.0, 0.02, 0.0, 100, 210, dropout_in=0.2)),
+    "scifar10": (ccnn_cmd(2386.49, 0.0, 0.02, 0.0, 50, 210), ccnn_cmd(4005.146, 0.25, 0.01, 0.0, 50, 210)),
+    "sc_mfcc": (ccnn_cmd(750.1822972936538, 0.2, 0.02, 1e-6, 100, 110), ccnn_cmd(1295.61, 0.2, 0.02, 1e-6, 10, 160)),
+    "sc_raw": (ccnn_cmd(1295.612417154228, 0.2, 0.02, 1e-6, 20, 160), ccnn_cmd(1295.61, 0.2, 0.02, 1e-6, 40, 160)),
+    "cifar10": (ccnn_cmd(4231.568793085858, 0.1, 0.02, 1e-4, 64, 350, warmup=5, kernel_size=33, mask_init=0.75),
+                ccnn_cmd(976.781, 0.15, 0.01, 0.0, 50, 210, kernel_size=33)),
+    "cifar100": (ccnn_cmd(3521.5468260391735, 0.1, 0.02, 1e-4, 50, 210, kernel_size=33),
+                 ccnn_cmd(679.142, 0.2, 0.02, 0.0, 50, 210, kernel_size=31)),
+    "stl10": (ccnn_cmd(954.281, 0.1, 0.02, 0.0, 256, 210, kernel_size=33),
+              ccnn_cmd(954.281, 0.1, 0.01, 0.0, 96, 210, kernel_size=31)),
+}  # fmt: skip
+
+
+@pytest.mark.parametrize("suite, size, which", [("ccnn", CCNN_4_140, 0), ("ccnn-6380", CCNN_6_380, 1)])
+def test_ccnn_suites_are_table_1s_commands(suite, size, which):
+    check_suite(suite, {("ccnn", d): (runs[which][0], {**size, **runs[which][1]}) for d, runs in CCNN_COMMANDS.items()})
