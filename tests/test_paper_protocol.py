@@ -124,6 +124,26 @@ def test_the_paper_protocol_trains_on_all_training_data_and_validates_on_test():
     assert whole.info["standardised"] != carved.info["standardised"]
 
 
+def test_a_dataset_with_its_own_validation_split_keeps_it_under_the_paper_protocol(monkeypatch):
+    """As the papers' Speech Commands runs: select on the dataset's validation split, test once."""
+    import datasets
+    from datasets.splits import carve_validation
+
+    entry = datasets.get_entry("digits")
+    real = entry.obj
+
+    def with_own_val(**kwargs):
+        loaded = real(**kwargs)
+        loaded.train, loaded.val = carve_validation(loaded.train, 0.2, 7)
+        return loaded
+
+    monkeypatch.setattr(entry, "obj", with_own_val)
+    whole = get_dataset("digits", hold_out=False)
+    assert whole.val is not whole.test and "validation" not in whole.info
+    ours = get_dataset("digits")  # the default uses the same own split: nothing carved either way
+    assert (len(whole.train), len(whole.val)) == (len(ours.train), len(ours.val))
+
+
 def test_paper_selection_reports_the_best_test_accuracy_over_epochs(tmp_path):
     out = tmp_path / "out"
     argv = ["--suite", "smoke", "--methods", "conv", "--datasets", "digits", "--epochs", "4", "--out", str(out),
