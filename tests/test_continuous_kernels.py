@@ -62,14 +62,18 @@ def test_ckcnn_with_the_ckconv_repos_kernel_net():
         CKConv(2, 2, dim=1, causal=True, size=16, kernel_net="magnet", weight_norm=True)
 
 
-def test_ckconv_paper_suite_uses_the_ckconv_repos_kernel_net_and_flexconvs_does_not():
+def test_the_ckcnn_rows_use_the_ckconv_repos_kernel_net_and_the_flexnet_ablation_does_not():
+    """The CKCNN of the CKConv paper (and of FlexConv Tables 1-2, which cite its numbers) is the CKConv repo's
+    model; FlexNet-7's "CKCNN" ablation (Table 3) is the FlexConv repo's SIREN."""
     from bench.run.grid import build_grid
     from bench.run.suite import get_suite
 
     ckconv_runs = build_grid(get_suite("ckconv-seq"), seeds=(0,)).runs
-    flexconv_runs = build_grid(get_suite("flexconv-seq"), methods_sel=["ckconv"], seeds=(0,)).runs
-    assert ckconv_runs and all(cfg.model["weight_norm"] is True for cfg in ckconv_runs)
-    assert flexconv_runs and all("weight_norm" not in cfg.model for cfg in flexconv_runs)
+    seq_runs = [cfg for s in ("flexconv-seq", "flexconv-sc")
+                for cfg in build_grid(get_suite(s), methods_sel=["ckconv"], seeds=(0,)).runs]  # fmt: skip
+    flexnet_runs = build_grid(get_suite("flexconv-cifar"), methods_sel=["ckconv"], seeds=(0,)).runs
+    assert ckconv_runs and all(cfg.model["weight_norm"] is True for cfg in ckconv_runs + seq_runs)
+    assert flexnet_runs and all("weight_norm" not in cfg.model for cfg in flexnet_runs)
 
 
 @pytest.mark.parametrize("method", CONTINUOUS)
