@@ -72,7 +72,8 @@ SEQ_TRAIN = {"lr": 1e-3, "weight_decay": 0.0, "warmup_epochs": 0, "batch_size": 
 SC_MFCC_TRAIN = plateau(15)  # --config.sched_patience=15
 SC_RAW_TRAIN = {"batch_size": 32, "epochs": 300}
 SEQ_TRAIN_BY_DATASET = {"sc_mfcc": SC_MFCC_TRAIN, "sc_raw": SC_RAW_TRAIN}
-# FlexTCN (test case: 2 blocks here N, h = 30, BatchNorm, MAGNet 32 x 3, dropout 0.1, kernel-norm wd 1e-4)
+# FlexTCN-N as the FlexConv sequence test case (there 2 blocks): h = 30, BatchNorm, MAGNet 32 x 3, dropout 0.1,
+# kernel-norm wd 1e-4
 FLEXTCN6 = {"arch": "flextcn6", "width": 30, "dropout": 0.1, "kernel_wd": 1e-4}  # also S4D's net (no kernel_wd)
 FLEXTCN4 = {**FLEXTCN6, "arch": "flextcn4"}  # Table 1's pMNIST and Table 2's SC-MFCC numbers are FlexTCN-4's
 CKCNN = {"arch": "ckcnn", "width": 30}  # the 100k model
