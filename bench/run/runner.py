@@ -18,7 +18,7 @@ from pathlib import Path
 import torch
 from tqdm.auto import tqdm
 
-from bench.base import Diverged, UserError
+from bench.base import DiskFull, Diverged, UserError, is_disk_full
 from bench.cost import measure
 from bench.run import store
 from bench.run.config import RunConfig
@@ -120,6 +120,8 @@ def execute(cfg: RunConfig, device: str, cache: DataCache, progress: bool = True
     except (UserError, KeyboardInterrupt):
         raise
     except Exception as exc:  # the grid goes on: the failure is a row
+        if is_disk_full(exc):  # not the method's failure: the grid stops, the run resumes once there is space
+            raise DiskFull.at(Path(exc.filename).parent if getattr(exc, "filename", None) else out or ".") from None
         record.update(status=_status_of(exc), error=f"{type(exc).__name__}: {exc}",
                       traceback=traceback.format_exc(limit=8))  # fmt: skip
     record["wall_time_s"] = time.perf_counter() - start
