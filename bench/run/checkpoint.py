@@ -15,6 +15,7 @@ from __future__ import annotations
 import io
 import pickle
 import random
+import re
 from pathlib import Path
 
 import numpy as np
@@ -79,13 +80,10 @@ def _first_line(exc: BaseException) -> str:
 
 
 def _refused(exc: BaseException) -> str:
-    """One line for a file torch.load(weights_only=True) refused: what it held, never the advice to load it unsafely."""
-    text = str(exc)
-    for line in text.splitlines():
-        line = line.strip()
-        if line.startswith(("Unsupported global", "Unsupported operand", "Trying to", "Unsupported class")):
-            return f"not plain data, refused unread ({line.rstrip('.')})"
-    return f"not plain data, refused unread ({type(exc).__name__})"
+    """One line for a file torch.load(weights_only=True) refused: what it held, never torch's advice to load it unsafely."""
+    found = re.search(r"WeightsUnpickler error: ([^\n]*)", str(exc))
+    what = found.group(1).split(". Please")[0].rstrip(". ") if found else type(exc).__name__
+    return f"not plain data, refused unread ({what})"
 
 
 def load(path: Path, model, optimizer, schedule, generator: torch.Generator) -> dict | None:

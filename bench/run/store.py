@@ -58,7 +58,7 @@ def atomic_write(path: Path, data, sync: bool = True) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
         with os.fdopen(fd, "wb") as f:
-            _write_all(f, data)
+            _write_all(f, data, path)
             f.flush()
             if sync:
                 os.fsync(f.fileno())
@@ -72,8 +72,8 @@ def atomic_write(path: Path, data, sync: bool = True) -> None:
         raise
 
 
-def _write_all(f, data: bytes) -> None:
-    """The one place file contents reach the disk (tests put a full disk here)."""
+def _write_all(f, data: bytes, path: Path) -> None:
+    """The one place file contents reach the disk (`path`: where they are going; tests put a full disk here)."""
     f.write(data)
 
 
