@@ -151,6 +151,9 @@ def cmd_run(args, signals: list) -> int:
     print(summary.line())
     if summary.interrupted:
         return 143 if signals else 130
+    if summary.counts.get("no space"):  # jobs that found the disk full (SLURM): their runs are redone by a rerun
+        raise UserError(f"{summary.counts['no space']} runs found no space left in {args.out}; free some space and "
+                        "rerun the same command")  # fmt: skip
     if not args.no_report:
         cmd_report(args)
     print(f"wall time: {fmt_duration(time.perf_counter() - STARTED)}")

@@ -7,7 +7,6 @@ from __future__ import annotations
 import errno
 import pickle
 import random
-import textwrap
 import time
 
 import numpy as np
@@ -150,26 +149,30 @@ def test_a_full_disk_stops_the_grid_in_one_line_and_a_rerun_completes(tmp_path, 
     assert len(resumed) == (refused == "json")  # the run whose file could not be written is not trained again
 
 
+FULL_DISK_PLUGIN = """
+import errno
+from pathlib import Path
+
+from bench.run import store
+
+real = store._write_all
+
+
+def full(f, data, path):  # the disk is full once {n} run files are there
+    if len(list(Path({runs!r}).glob("*.json"))) >= {n}:
+        raise OSError(errno.ENOSPC, "No space left on device")
+    real(f, data, path)
+
+
+store._write_all = full
+"""
+
+
 def test_a_full_disk_under_the_worker_pool_is_one_line_and_a_rerun_completes(tmp_path):
     """Workers are separate processes: the full disk comes in through a --plugin, loaded in each of them."""
     out = tmp_path / "out"
     plugin = tmp_path / "full_disk.py"
-    plugin.write_text(
-        textwrap.dedent(f"""
-        import errno
-        from pathlib import Path
-        from bench.run import store
-
-        real = store._write_all
-
-        def full(f, data, path):
-            if len(list(Path({str(out)!r}, "runs").glob("*.json"))) >= 2:
-                raise OSError(errno.ENOSPC, "No space left on device")
-            real(f, data, path)
-
-        store._write_all = full
-    """)
-    )
+    plugin.write_text(FULL_DISK_PLUGIN.format(runs=str(out / "runs"), n=2))
     proc = run_cli(*GRID, "--out", str(out), "--workers", "2", "--plugin", str(plugin))
     output = proc.stdout + proc.stderr
     assert proc.returncode == 2, output
@@ -181,6 +184,26 @@ def test_a_full_disk_under_the_worker_pool_is_one_line_and_a_rerun_completes(tmp
     assert main([*GRID, "--out", str(out), "--workers", "1"]) == 0  # space freed (one process will do)
     records, _ = store.load_runs(out)
     assert len(records) == 4 and all(r["status"] == "ok" for r in records)
+
+
+def test_a_full_disk_under_slurm_jobs_is_no_failure_and_a_rerun_completes(tmp_path, capsys, monkeypatch):
+    """SLURM jobs run on their own: each that finds the disk full is counted as such (no failed row), exit 2."""
+    pytest.importorskip("submitit")
+    out = tmp_path / "out"
+    plugin = tmp_path / "full_disk.py"
+    plugin.write_text(FULL_DISK_PLUGIN.format(runs=str(out / "runs"), n=1))
+    args = [*GRID, "--seeds", "0-1", "--launcher", "slurm", "--slurm-cluster", "local", "--out", str(out)]
+    monkeypatch.setattr(store, "_write_all", store._write_all)  # the plugin patches this process too: put it back
+    assert main([*args, "--plugin", str(plugin)]) == 2
+    monkeypatch.undo()
+    captured = capsys.readouterr()
+    assert "Traceback" not in captured.err and "failed" not in captured.out
+    assert f"runs found no space left in {out}" in captured.err and "no space left on the device of" in captured.out
+    records, _ = store.load_runs(out)
+    assert len(records) <= 1 and all(r["status"] == "ok" for r in records)
+    assert main([*GRID, "--seeds", "0-1", "--workers", "1", "--out", str(out)]) == 0  # space freed
+    records, _ = store.load_runs(out)
+    assert len(records) == 2 and all(r["status"] == "ok" for r in records)
 
 
 def test_disk_full_is_raised_by_the_writer_and_the_old_file_stays(tmp_path, monkeypatch):

@@ -39,7 +39,7 @@ class Summary:
         return f"interrupted: {', '.join(parts) or 'no run finished'}{cut}; rerun the same command to resume"
 
 
-STATUS_WORDS = {"elsewhere": "done by another process", "cached": "cached"}
+STATUS_WORDS = {"elsewhere": "done by another process", "cached": "cached", "no space": "not written: no space left"}
 
 
 class DataCache:
