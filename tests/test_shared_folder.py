@@ -206,6 +206,19 @@ def test_a_full_disk_under_slurm_jobs_is_no_failure_and_a_rerun_completes(tmp_pa
     assert len(records) == 2 and all(r["status"] == "ok" for r in records)
 
 
+def test_a_full_disk_outside_the_writer_is_one_line_too(tmp_path, capsys, monkeypatch):
+    """A claim file that cannot be created (no space, no inodes) stops the command the same way."""
+    from bench.run import claims
+
+    def full(out, run_id, wait=False):
+        raise OSError(errno.ENOSPC, "No space left on device", str(tmp_path / "claims" / f"{run_id}.lock"))
+
+    monkeypatch.setattr(claims, "claim", full)
+    assert main([*GRID, "--out", str(tmp_path), "--workers", "1"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and f"no space left on the device of {tmp_path / 'claims'}" in err
+
+
 def test_disk_full_is_raised_by_the_writer_and_the_old_file_stays(tmp_path, monkeypatch):
     path = tmp_path / "runs" / "x.json"
     store.atomic_write(path, b"old")
