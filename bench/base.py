@@ -4,7 +4,7 @@
 the harness), so `import methods` stays cheap and self-contained.
 
 - `UserError`: bad input (an unknown name, a wrong value, a missing file); the command line turns it
-  into one line and exit status 2. `Diverged`: the training loss became NaN or infinite.
+  into one line and exit status 2. `DiskFull`, a UserError: no space left where the suite writes. `Diverged`: the training loss became NaN or infinite.
 - `Registry`: one class for methods, datasets and launchers. Entries are registered with a
   decorator. Built-ins are *lazy*: the registry knows their names and the module that registers
   them, and imports that module only when one of its names is asked for. Third-party packages add
@@ -24,6 +24,39 @@ from typing import Any
 
 class UserError(Exception):
     """Bad input from the user: an unknown name, a wrong value, a missing file."""
+
+
+class DiskFull(UserError):
+    """No space left (ENOSPC, or a quota: EDQUOT) where the suite writes: the grid stops, nothing is recorded
+    as failed, and the same command resumes once space is freed."""
+
+    @classmethod
+    def at(cls, folder, need: int | None = None, what: str | None = None) -> DiskFull:
+        """The one line for a write into `folder` of `need` bytes (`what`: the file) that found no space."""
+        import shutil
+
+        try:
+            free = f"{_size(shutil.disk_usage(folder).free)} free"
+        except OSError:
+            free = ""
+        needs = f"writing {what or 'a file'} needs {_size(need)}" if need is not None else ""
+        detail = ", ".join(part for part in (needs, free) if part)
+        return cls(f"no space left on the device of {folder}" + (f" ({detail})" if detail else "") +
+                   "; finished runs are kept: free some space and rerun the same command to resume")  # fmt: skip
+
+
+def is_disk_full(exc: BaseException) -> bool:
+    import errno
+
+    return isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, getattr(errno, "EDQUOT", errno.ENOSPC))
+
+
+def _size(n: int) -> str:
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if n < 1024 or unit == "GiB":
+            return f"{n:,.0f} {unit}" if unit == "B" else f"{n:,.1f} {unit}"
+        n /= 1024
+    return f"{n} B"
 
 
 class Diverged(RuntimeError):

@@ -157,6 +157,9 @@ def cmd_run(args, signals: list) -> int:
     print(summary.line())
     if summary.interrupted:
         return 143 if signals else 130
+    if summary.counts.get("no space"):  # jobs that found the disk full (SLURM): their runs are redone by a rerun
+        raise UserError(f"{summary.counts['no space']} runs found no space left in {args.out}; free some space and "
+                        "rerun the same command")  # fmt: skip
     if not args.no_report:
         cmd_report(args)
     print(f"wall time: {fmt_duration(time.perf_counter() - STARTED)}")
@@ -242,6 +245,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _main(argv: list[str] | None, signals: list[int]) -> int:
+    args = None
     try:
         args = make_parser().parse_args(argv)
         default_out(args)
@@ -261,6 +265,14 @@ def _main(argv: list[str] | None, signals: list[int]) -> int:
         return cmd_run(args, signals)
     except UserError as exc:
         print(f"run_all.py: error: {exc}", file=sys.stderr)
+        return 2
+    except OSError as exc:  # a full disk anywhere else (a claim, a lock file): one line too
+        from bench.base import DiskFull, is_disk_full
+
+        if not is_disk_full(exc):
+            raise
+        folder = os.path.dirname(exc.filename) if exc.filename else getattr(args, "out", None) or "."
+        print(f"run_all.py: error: {DiskFull.at(folder)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)

@@ -33,6 +33,24 @@ NPCIFAR_LENGTH = 1000  # 32 image rows, then noise steps
 NOISE_SALTS = {"train": 1, "test": 2, "shared": 3}
 
 
+# What the official batches (and torchvision's copies, and any numpy since) pickle: dicts, lists, bytes and
+# numpy arrays. Nothing else is imported while reading them: a data folder may be shared, and a planted file
+# must not run code (any other global is an error naming the file).
+ARRAY_GLOBALS = {(m, n) for m in ("numpy.core.multiarray", "numpy._core.multiarray") for n in ("_reconstruct", "scalar")} | {
+    ("numpy", "ndarray"), ("numpy", "dtype"), ("numpy.core.numeric", "_frombuffer"), ("numpy._core.numeric", "_frombuffer"),
+    ("_codecs", "encode"),  # how protocol 2 writes bytes from Python 3
+}  # fmt: skip
+
+
+class BatchUnpickler(pickle.Unpickler):
+    def find_class(self, module: str, name: str):
+        if (module, name) not in ARRAY_GLOBALS:
+            raise pickle.UnpicklingError(f"{module}.{name} is not allowed in a CIFAR batch (arrays only)")
+        if module.startswith("numpy.core.") and hasattr(np, "_core"):  # numpy 2 moved numpy.core to numpy._core
+            module = "numpy._core." + module.split(".", 2)[2]
+        return super().find_class(module, name)
+
+
 def cifar_arrays(name: str, data_root: Path, classes: int, download: bool):
     """((train images, labels), (test images, labels)): (N, 3, 32, 32) uint8 and int64."""
     import torchvision.datasets
@@ -60,7 +78,7 @@ def cifar_arrays(name: str, data_root: Path, classes: int, download: bool):
         for f in files:
             with reading(name, folder / f, hint):
                 with open(folder / f, "rb") as fh:
-                    batch = pickle.load(fh, encoding="latin1")
+                    batch = BatchUnpickler(fh, encoding="latin1").load()
                 xs.append(np.asarray(batch["data"], dtype=np.uint8).reshape(-1, 3, 32, 32))
                 ys.append(np.asarray(batch[label_key], dtype=np.int64))
                 if len(xs[-1]) != len(ys[-1]):

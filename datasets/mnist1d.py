@@ -43,24 +43,50 @@ def _generate(length: int, num_samples: int, data_seed: int) -> dict[str, np.nda
     return {k: np.asarray(data[k]) for k in ("x", "y", "x_test", "y_test")}
 
 
+KEYS = ("x", "y", "x_test", "y_test")
+CLASSES = 10
+
+
+def holds_signals(data: dict[str, np.ndarray], length: int, num_samples: int) -> bool:
+    """Whether a cache entry holds what the generator gives: its four arrays, floats of `length` steps and
+    integer labels 0-9, num_samples // 10 signals per class split 80/20 into train and test."""
+    if sorted(data) != sorted(KEYS):
+        return False
+    x, y, xt, yt = (data[k] for k in KEYS)
+    total = num_samples // CLASSES * CLASSES
+    n_train = int(total * 0.8)
+    return (
+        x.dtype.kind == "f" and xt.dtype.kind == "f" and y.dtype.kind in "iu" and yt.dtype.kind in "iu"
+        and x.shape == (n_train, length) and xt.shape == (total - n_train, length)
+        and y.shape == (n_train,) and yt.shape == (total - n_train,)
+        and bool(np.isfinite(x).all() and np.isfinite(xt).all())
+        and all(((v >= 0) & (v < CLASSES)).all() for v in (y, yt))
+    )  # fmt: skip
+
+
 @lru_cache(maxsize=8)
 def signals(length: int, num_samples: int, data_seed: int, data_root: str) -> dict[str, np.ndarray]:
     """The generated arrays, from the disk cache when a process already made them."""
     path = Path(data_root) / "mnist1d" / f"mnist1d-len{length}-n{num_samples}-seed{data_seed}.npz"
     try:
-        with np.load(path) as cached:
-            return {k: cached[k] for k in cached.files}
-    except (OSError, ValueError, KeyError):
-        pass  # absent or torn: generate
+        with np.load(path, allow_pickle=False) as cached:  # never pickles: the data folder may be shared
+            data = {k: cached[k] for k in cached.files}
+        if holds_signals(data, length, num_samples):
+            return data
+    except Exception:  # absent or torn (a zip error, a bad header, a pickled array refused)
+        pass
+    # absent, torn, or not what the generator gives (another version's file, a hand-made one): generate
     data = _generate(length, num_samples, data_seed)
-    try:  # atomically, so a concurrent worker never reads half a file; an unwritable root just skips the cache
+    tmp = None
+    try:  # atomically, so a concurrent worker never reads half a file; an unwritable root or a full disk skips the cache
         path.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
         with os.fdopen(fd, "wb") as f:
             np.savez(f, **data)
         os.replace(tmp, path)
     except OSError:
-        pass
+        if tmp is not None:
+            Path(tmp).unlink(missing_ok=True)
     return data
 
 

@@ -172,8 +172,9 @@ def _wait_for(predicate, timeout=120):
 
 @pytest.mark.parametrize("sig, code", [(signal.SIGTERM, 143), (signal.SIGINT, 130)])
 def test_a_signal_to_the_driver_alone_stops_its_workers_with_a_true_summary(sig, code, tmp_path):
+    # --device cpu: a worker pool (with a GPU, --device auto would run one process)
     args = ["--suite", "smoke", "--seeds", "0-9", "--quiet", "--no-report", "--out", str(tmp_path), "--set",
-            "train.max_steps_per_epoch=40", "--set", "train.epochs=3"]  # fmt: skip
+            "train.max_steps_per_epoch=40", "--set", "train.epochs=3", "--device", "cpu"]  # fmt: skip
     driver = start_cli(*args, start_new_session=True)
     _wait_for(lambda: len(list(store.runs_dir(tmp_path).glob("*.json"))) >= 2)
     os.kill(driver.pid, sig)  # the driver alone, not its process group

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pandas as pd
 import pytest
+import torch
 
 from bench.base import UserError
 from bench.cli import main
@@ -100,9 +101,10 @@ def test_paper_tables_from_the_selection_are_titled_and_marked(tmp_path):
     assert not (tmp_path / "tables" / "mnist1d.md").exists()  # no untuned runs: no untuned table
 
 
-def test_tune_through_the_worker_pool_and_resume(tmp_path, capsys):
+def test_tune_through_the_worker_pool_and_resume(tmp_path, capsys, monkeypatch):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)  # as on a GPU machine: CPU workers are asked for
     args = ["--suite", "smoke", "--methods", "conv,njet", "--datasets", "digits", "--tune", "train.lr=1e-3,1e-2",
-            "--out", str(tmp_path), "--quiet", "--workers", "2"]  # fmt: skip
+            "--out", str(tmp_path), "--quiet", "--workers", "2", "--device", "cpu"]  # fmt: skip
     assert main(args) == 0
     records, _ = store.load_runs(tmp_path)
     assert len(records) == 4 and all(r["status"] == "ok" for r in records)

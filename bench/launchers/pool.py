@@ -24,7 +24,7 @@ from contextlib import contextmanager
 
 from tqdm.auto import tqdm
 
-from bench.base import UserError
+from bench.base import DiskFull, UserError, is_disk_full
 from bench.launchers import LaunchContext, prepare_worker
 
 POLL_S = 0.5  # how often a waiting driver or worker checks that the other side is alive
@@ -102,8 +102,14 @@ def worker(slot: int, gpu: str, tasks, results, ctx: LaunchContext, threads: int
                 return  # the driver is gone: stop after the run in hand, a rerun does the rest
     except KeyboardInterrupt:  # Ctrl-C reaches every process of the terminal; the driver reports it
         results.put(("stopped", slot, cfg.run_id if cfg is not None else None))
-    except UserError as exc:  # bad input (e.g. missing data): the driver stops the grid with this message
+    except UserError as exc:  # bad input (e.g. missing data), a full disk: the driver stops the grid with this message
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)  # first: the driver stops its workers at once; this one exits anyway
         results.put(("error", slot, str(exc)))
+    except OSError as exc:  # a full disk outside a run's writes (a claim file): said the same way, not a dead worker
+        if not is_disk_full(exc):
+            raise
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        results.put(("error", slot, str(DiskFull.at(ctx.out))))
     finally:  # from here on the process only exits: a SIGTERM ends it quietly, not inside an exit handler
         signal.signal(signal.SIGTERM, signal.SIG_DFL)
 

@@ -232,5 +232,8 @@ def _outcome(job, cfg) -> tuple[str, str]:
     try:
         return job.result()
     except Exception as exc:  # the job itself failed (node failure, bad input): say where to look
+        full = [line.split("DiskFull: ", 1)[1] for line in str(exc).splitlines() if "DiskFull: " in line]
+        if full:  # no run file was written: not a failure of the run, the next command redoes it
+            return "no space", f"no space  {cfg.label}: job {job.job_id}: {full[-1]}"
         last = str(exc).strip().splitlines()[-1][:300] if str(exc).strip() else type(exc).__name__
         return "failed", f"  failed  {cfg.label}: job {job.job_id}: {last} (log: {job.paths.stderr})"

@@ -18,7 +18,7 @@ from pathlib import Path
 import torch
 from tqdm.auto import tqdm
 
-from bench.base import Diverged, UserError
+from bench.base import DiskFull, Diverged, UserError, is_disk_full
 from bench.cost import measure
 from bench.run import store
 from bench.run.config import RunConfig
@@ -39,7 +39,7 @@ class Summary:
         return f"interrupted: {', '.join(parts) or 'no run finished'}{cut}; rerun the same command to resume"
 
 
-STATUS_WORDS = {"elsewhere": "done by another process", "cached": "cached"}
+STATUS_WORDS = {"elsewhere": "done by another process", "cached": "cached", "no space": "not written: no space left"}
 
 
 class DataCache:
@@ -122,6 +122,8 @@ def execute(cfg: RunConfig, device: str, cache: DataCache, progress: bool = True
     except (UserError, KeyboardInterrupt):
         raise
     except Exception as exc:  # the grid goes on: the failure is a row
+        if is_disk_full(exc):  # not the method's failure: the grid stops, the run resumes once there is space
+            raise DiskFull.at(Path(exc.filename).parent if getattr(exc, "filename", None) else out or ".") from None
         record.update(status=_status_of(exc), error=f"{type(exc).__name__}: {exc}",
                       traceback=traceback.format_exc(limit=8))  # fmt: skip
     record["wall_time_s"] = time.perf_counter() - start

@@ -6,12 +6,15 @@ the runs it already finished. Corrupt or truncated files are reported by name an
 
 from __future__ import annotations
 
+import io
 import json
 import math
 import os
 import tempfile
 from pathlib import Path
 from typing import Any
+
+from bench.base import DiskFull, is_disk_full
 
 
 def runs_dir(out: str | Path) -> Path:
@@ -39,24 +42,39 @@ def _umask() -> int:
     return mask
 
 
-def atomic_write(path: Path, write, sync: bool = True) -> None:
-    """`write(file)` into a uniquely named temporary file beside `path`, then rename it into place:
-    readers never see half a file, concurrent writers never share a temporary name, and the file
-    gets the user's usual permissions (mkstemp's are 0600). `sync`: on disk before the rename
-    (power-loss safe; checkpoints, rewritten every epoch, skip it)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+def atomic_write(path: Path, data, sync: bool = True) -> None:
+    """Write `data` (bytes, or a function `write(file)` whose output is gathered in memory first) into a
+    uniquely named temporary file beside `path`, then rename it into place: readers never see half a
+    file, concurrent writers never share a temporary name, and the file gets the user's usual
+    permissions (mkstemp's are 0600). `sync`: on disk before the rename (power-loss safe; checkpoints,
+    rewritten every epoch, skip it). No space left (ENOSPC, EDQUOT) is a DiskFull naming the folder
+    and the file's size; the temporary file is removed and `path` keeps what it held."""
+    if callable(data):
+        buffer = io.BytesIO()
+        data(buffer)
+        data = buffer.getvalue()
+    tmp = None
     try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
         with os.fdopen(fd, "wb") as f:
-            write(f)
+            _write_all(f, data, path)
             f.flush()
             if sync:
                 os.fsync(f.fileno())
         os.chmod(tmp, 0o666 & ~_umask())
         os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
+    except BaseException as exc:
+        if tmp is not None:
+            Path(tmp).unlink(missing_ok=True)
+        if is_disk_full(exc):
+            raise DiskFull.at(path.parent, len(data), path.name) from None
         raise
+
+
+def _write_all(f, data: bytes, path: Path) -> None:
+    """The one place file contents reach the disk (`path`: where they are going; tests put a full disk here)."""
+    f.write(data)
 
 
 def write_run(out: str | Path, record: dict[str, Any]) -> Path:
@@ -65,7 +83,7 @@ def write_run(out: str | Path, record: dict[str, Any]) -> Path:
     if record["status"] != "ok" and status_of(out, record["run_id"]) == "ok":
         return path
     text = json.dumps(_clean(record), indent=1, sort_keys=True, allow_nan=False)
-    atomic_write(path, lambda f: f.write(text.encode()))
+    atomic_write(path, text.encode())
     return path
 
 
