@@ -177,7 +177,10 @@ def test_a_full_disk_under_the_worker_pool_is_one_line_and_a_rerun_completes(tmp
     output = proc.stdout + proc.stderr
     assert proc.returncode == 2, output
     assert "Traceback" not in output and "died" not in output and "failed" not in output
-    assert proc.stderr.count("\n") == 1 and f"no space left on the device of {out}" in proc.stderr
+    # (Python's resource tracker may warn about a semaphore of a worker stopped while importing sklearn: not ours)
+    noise = ("resource_tracker", "warnings.warn(")
+    lines = [line for line in proc.stderr.splitlines() if not any(n in line for n in noise)]
+    assert len(lines) == 1 and f"no space left on the device of {out}" in lines[0]
     records, problems = store.load_runs(out)
     assert not problems and 2 <= len(records) < 4 and all(r["status"] == "ok" for r in records)
 

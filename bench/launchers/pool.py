@@ -103,7 +103,8 @@ def worker(slot: int, gpu: str, tasks, results, ctx: LaunchContext, threads: int
     except KeyboardInterrupt:  # Ctrl-C reaches every process of the terminal; the driver reports it
         results.put(("stopped", slot, cfg.run_id if cfg is not None else None))
     except UserError as exc:  # bad input (e.g. missing data), a full disk: the driver stops the grid with this message
-        signal.signal(signal.SIGTERM, signal.SIG_IGN)  # first: the driver stops its workers at once; this one exits anyway
+        # first: the driver stops every worker at once on an error, and this one is exiting anyway
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
         results.put(("error", slot, str(exc)))
     except OSError as exc:  # a full disk outside a run's writes (a claim file): said the same way, not a dead worker
         if not is_disk_full(exc):
