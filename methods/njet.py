@@ -16,7 +16,7 @@ import math
 import torch
 from torch import nn
 
-from methods import register_method
+from methods import hooks, register_method
 from methods.functional import conv_with_kernel
 
 
@@ -94,8 +94,13 @@ class NJetConv(nn.Module):
     def sigma(self) -> torch.Tensor:
         return torch.exp2(self.log2_sigma) * self.resolution_ratio
 
+    def host_tensors(self) -> list[torch.Tensor]:
+        return [self.sigma()]  # the support's input, copied once per step (methods/hooks.py)
+
     def half_widths(self, input_size: tuple[int, ...] | None) -> list[int]:
-        h = support_half_width(self.sigma().item(), self.k)
+        (sigma,) = hooks.host_values(self)
+        # a non-finite sigma: a diverged run, which the protocol stops at the epoch's end
+        h = support_half_width(sigma, self.k) if math.isfinite(sigma) else 1
         # a half-width of n - 1 already reaches every input from every output
         return [h if input_size is None else min(h, n - 1) for n in (input_size or [None] * self.dim)]
 
@@ -133,6 +138,7 @@ class NJetConv(nn.Module):
     def change_resolution(self, ratio: float) -> None:
         """Run on inputs `ratio` times the training resolution: sigma (and the support) scale with it."""
         self.resolution_ratio = float(ratio)
+        hooks.forget_host_values(self)
 
 
 @register_method(

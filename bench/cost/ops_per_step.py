@@ -31,10 +31,16 @@ from bench.run.protocol import loss_fn, make_optimizer
 from methods import hooks
 from methods.task import TaskSpec
 
-# network: (task, the arch hparam, batch size)
+# network: (task, the backbone's hparams, batch size)
 NETWORKS = {
-    "flexnet7-32px": (TaskSpec(2, 3, 10, (32, 32)), "flexnet7", 4),
-    "flextcn6-1024": (TaskSpec(1, 3, 10, 1024, causal=True), "flextcn6", 4),
+    "flexnet7-32px": (TaskSpec(2, 3, 10, (32, 32)), {"arch": "flexnet7"}, 4),
+    "flextcn6-1024": (TaskSpec(1, 3, 10, 1024, causal=True), {"arch": "flextcn6"}, 4),
+}
+# the same backbones scaled down, for tests
+SMALL_NETWORKS = {
+    "flexnet3-8px": (TaskSpec(2, 3, 10, (8, 8)), {"arch": "flexnet3", "width": 4}, 2),
+    "flextcn2-32": (TaskSpec(1, 3, 10, 32, causal=True), {"arch": "flextcn2", "width": 4}, 2),
+    "mnist1d-40": (TaskSpec(1, 1, 10, 40), {"arch": "flextcn2", "width": 4}, 2),  # non-causal: the MNIST-1D models
 }
 # Python-level calls that copy a tensor's value to the host (on a GPU: a synchronisation)
 HOST_READ_FUNCTIONS = {
@@ -81,21 +87,21 @@ class AtenOps(TorchDispatchMode):
         return sum(n for name, n in self.ops.items() if name in HOST_READ_OPS)
 
 
-def train_step(model, optimizer, step_hooks, x, y, metric: str) -> None:
-    """The protocol's update (bench/run/protocol.py), without the schedule and the divergence flag."""
+def update(model, optimizer, step_hooks, x, y, metric: str) -> None:
+    """The protocol's update up to the optimizer step (bench/run/protocol.py), without the schedule and the
+    divergence flag."""
     loss = loss_fn(model(x), y, metric)
     reg = step_hooks.regularization_loss()
     optimizer.zero_grad(set_to_none=True)
     (loss if reg is None else loss + reg).backward()
     optimizer.step()
-    step_hooks.post_step()
 
 
 def build(method: str, network: str, seed: int = 0):
     """The method in `network` (or its own model, for a whole-model method), its optimizer, hooks and a batch."""
-    task, arch, batch = NETWORKS[network]
+    task, backbone, batch = {**NETWORKS, **SMALL_NETWORKS}[network]
     accepted = methods.accepted_hparams(method)
-    hp = {"arch": arch} if accepted is None or "arch" in accepted else {}
+    hp = {k: v for k, v in backbone.items() if accepted is None or k in accepted}
     torch.manual_seed(seed)
     model = methods.build_model(method, task, **hp)
     model.train()
@@ -106,19 +112,28 @@ def build(method: str, network: str, seed: int = 0):
 
 
 def count(method: str, network: str) -> dict:
-    """Aten ops and host reads in the second training step of `method` on `network`."""
+    """Aten ops and host reads in the second training step of `method` on `network`: in the update (forward,
+    backward, optimizer step) and in the post-step hooks (where one batched copy of the sizes may be)."""
     model, optimizer, step_hooks, x, y, metric = build(method, network)
-    train_step(model, optimizer, step_hooks, x, y, metric)
+    update(model, optimizer, step_hooks, x, y, metric)
+    step_hooks.post_step()
     with HostReads() as reads, AtenOps() as ops:
-        train_step(model, optimizer, step_hooks, x, y, metric)
-    host = Counter(reads.reads)
-    host.update({name: n for name, n in ops.ops.items() if name in HOST_READ_OPS})
-    return {"ops": sum(ops.ops.values()), "host_reads": sum(reads.reads.values()) or ops.host_reads,
-            "read_kinds": " ".join(f"{k}:{v}" for k, v in sorted(host.items())), "by_op": ops.ops}  # fmt: skip
+        update(model, optimizer, step_hooks, x, y, metric)
+    with HostReads() as post_reads, AtenOps() as post_ops:
+        step_hooks.post_step()
+    kinds = Counter(reads.reads) + Counter(post_reads.reads)
+    kinds.update({name: n for o in (ops, post_ops) for name, n in o.ops.items() if name in HOST_READ_OPS})
+    return {
+        "ops": sum(ops.ops.values()) + sum(post_ops.ops.values()),
+        "step_reads": max(sum(reads.reads.values()), ops.host_reads),
+        "post_step_reads": max(sum(post_reads.reads.values()), post_ops.host_reads),
+        "read_kinds": " ".join(f"{k}:{v}" for k, v in sorted(kinds.items())),
+        "by_op": ops.ops + post_ops.ops,
+    }
 
 
-def applicable(method: str, network: str) -> bool:
-    return methods.skip_reason(method, NETWORKS[network][0]) is None
+def applicable(method: str, network: str, small: bool = False) -> bool:
+    return methods.skip_reason(method, (SMALL_NETWORKS if small else NETWORKS)[network][0]) is None
 
 
 def main(argv=None) -> int:
@@ -141,8 +156,12 @@ def main(argv=None) -> int:
                 continue
             c = count(m, network)
             row = rows.setdefault((m, network), {"method": m, "network": network})
-            row.update({f"ops_{args.column}": c["ops"], f"host_reads_{args.column}": c["host_reads"]})
-            print(f"{network:<14} {m:<18} {c['ops']:>6} ops {c['host_reads']:>3} host reads {c['read_kinds']}")
+            reads = c["step_reads"] + c["post_step_reads"]
+            row.update({f"ops_{args.column}": c["ops"], f"host_reads_{args.column}": reads})
+            print(
+                f"{network:<14} {m:<18} {c['ops']:>6} ops {c['step_reads']:>3} host reads in the step, "
+                f"{c['post_step_reads']} after it  {c['read_kinds']}"
+            )
             if args.top:
                 print("    " + ", ".join(f"{k} {v}" for k, v in c["by_op"].most_common(args.top)))
     columns = ["method", "network"]
