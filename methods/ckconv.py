@@ -110,6 +110,11 @@ class CKConv(nn.Module):
         """A factor on the kernel's positions, shape (k_1, ..., k_dim), or None."""
         return None
 
+    @staticmethod
+    def batched_envelope(layers: list[CKConv], axes: list[torch.Tensor]) -> torch.Tensor | None:
+        """`envelope(axes)` of every layer, stacked: (len(layers), k_1, ..., k_dim), or None."""
+        return None
+
     def mask_frequency(self) -> torch.Tensor | float:
         return 0.0
 
@@ -139,7 +144,8 @@ class CKConv(nn.Module):
 
     def kernel(self) -> torch.Tensor:
         if self.training or torch.is_grad_enabled():
-            return self.sample_kernel()
+            bank = self.__dict__.get("_bank")  # the network's batched evaluation (methods/kernelbank.py)
+            return bank.kernel(self) if bank is not None and bank.active else self.sample_kernel()
         key = (self.grid, self.rate_norm, tuple((p._version, p.data_ptr()) for p in self.parameters()))
         if self._cache is None or self._cache[0] != key:
             self._cache = (key, self.sample_kernel())

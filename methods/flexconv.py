@@ -103,6 +103,16 @@ class FlexConv(CKConv):
             mask = m if mask is None else mask.unsqueeze(-1) * m
         return mask
 
+    @staticmethod
+    def batched_envelope(layers: list[FlexConv], axes: list[torch.Tensor]) -> torch.Tensor:
+        means = torch.stack([layer.mask_mean for layer in layers])  # (B, dim)
+        widths = torch.stack([layer.mask_width for layer in layers])
+        mask = None
+        for d, x in enumerate(axes):
+            m = torch.exp(-0.5 * ((x - means[:, d : d + 1]) / widths[:, d : d + 1]).square())  # (B, k_d)
+            mask = m if mask is None else mask.unsqueeze(-1) * m.view(len(layers), *([1] * d), -1)
+        return mask
+
     def mask_frequency(self) -> torch.Tensor | float:
         if not self.antialias_mask:
             return 0.0

@@ -361,3 +361,63 @@ def test_eval_cache_reuses_the_kernel_until_a_parameter_changes():
         cached, fresh = conv.kernel(), sample()
     assert torch.equal(y4, y5) and not torch.allclose(y3, y4)
     assert torch.equal(cached, fresh)
+
+
+BANKED = [
+    ("flexconv", TaskSpec(2, 3, 10, (16, 16)), {"arch": "flexnet5", "width": 6}),
+    ("flexconv_gabor", TaskSpec(2, 3, 10, (16, 16)), {"arch": "flexnet5", "width": 6}),
+    ("flexconv_fourier", TaskSpec(2, 3, 10, (16, 16)), {"arch": "flexnet5", "width": 6}),
+    ("flexconv_siren", TaskSpec(1, 3, 10, 64, causal=True), {"arch": "flextcn2", "width": 6}),
+    ("ckconv", TaskSpec(2, 3, 10, (16, 16)), {"arch": "flexnet5", "width": 6}),
+    ("ckconv_magnet", TaskSpec(1, 3, 10, 64, causal=True), {"arch": "flextcn2", "width": 6}),
+    ("flexconv_sep", TaskSpec(2, 3, 10, (16, 16)), {"arch": "flexnet5", "width": 6}),
+    ("ccnn", TaskSpec(1, 3, 10, 64, causal=True), {}),
+]
+
+
+@pytest.mark.parametrize("method,task,hp", BANKED, ids=[b[0] for b in BANKED])
+def test_a_layer_batched_with_its_neighbours_computes_what_it_computes_alone(method, task, hp):
+    """methods/kernelbank.py: the network's layers evaluate their kernel nets in one batched call, on the union
+    of their crops; each layer's kernel and the gradients it sends back equal those of its own call."""
+    torch.manual_seed(0)
+    model = build_model(method, task, **hp).train()
+    layers = [m for m in model.modules() if "_bank" in m.__dict__]
+    assert len(layers) >= 4
+    with torch.no_grad():  # masks of different widths: different crops in one batch
+        for i, layer in enumerate(layers):
+            if hasattr(layer, "mask_width"):
+                layer.mask_width.mul_(1 + 0.7 * i)
+    params = [p for layer in layers for p in layer.parameters()]
+    bank = layers[0]._bank
+    bank.start()
+    together = [bank.kernel(layer) for layer in layers]
+    bank.stop()
+    alone = [layer.sample_kernel() for layer in layers]
+    weights = [torch.randn_like(k) for k in alone]
+    grads_alone = torch.autograd.grad(sum((k * w).sum() for k, w in zip(alone, weights)), params, allow_unused=True)
+    grads_together = torch.autograd.grad(
+        sum((k * w).sum() for k, w in zip(together, weights)), params, allow_unused=True
+    )
+    for a, t in zip(alone, together):
+        assert a.shape == t.shape
+        torch.testing.assert_close(t, a, rtol=1e-5, atol=1e-6 * a.abs().max().item())
+    for a, t in zip(grads_alone, grads_together):
+        if a is None:
+            assert t is None or not t.any()
+        else:
+            torch.testing.assert_close(t, a, rtol=1e-4, atol=1e-5 * a.abs().max().item())
+    if method.startswith("flexconv"):
+        assert len({tuple(k.shape[2:]) for k in alone}) > 1  # the crops did differ
+
+
+def test_the_bank_serves_only_inside_the_networks_forward():
+    torch.manual_seed(0)
+    model = build_model("flexconv", TaskSpec(2, 3, 10, (8, 8)), arch="flexnet3", width=4).train()
+    layer = next(m for m in model.modules() if "_bank" in m.__dict__)
+    bank = layer._bank
+    x = torch.randn(2, 3, 8, 8)
+    out = model(x)
+    assert not bank.active and not bank._kernels  # closed and emptied after the forward
+    out.sum().backward()
+    model(x).sum().backward()  # a second forward and backward without a step: fresh kernels, no stale graph
+    assert layer(torch.randn(1, layer.cin, 8, 8)).shape[1] == layer.cout  # a layer called alone: its own call
