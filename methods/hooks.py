@@ -3,7 +3,8 @@
 Any nn.Module inside a model (usually a layer) may define:
 
 - `regularization_loss() -> Tensor`: a scalar added to the training loss (e.g. FlexConv's
-  anti-aliasing term, N-Jet's sigma penalty).
+  anti-aliasing term, N-Jet's sigma penalty). A module may say with `regularizes = False` (an
+  attribute or property) that its terms are off: the step then skips the call and its ops.
 - `size_parameters() -> list[Parameter]`: its own parameters that shape the receptive field
   rather than weigh inputs (sigmas, positions, mask means/widths). They are also the layer's
   own optimizer group, declared once with two attributes: `size_lr_factor` (default 1: the
@@ -63,12 +64,14 @@ class StepHooks:
     costs more than a small model's arithmetic."""
 
     def __init__(self, model: nn.Module):
-        self.regularizers = [fn for _, fn in _with(model, "regularization_loss")]
+        # a module whose `regularizes` attribute is False (its terms switched off) adds nothing: no ops
+        self.regularizers = [(m, m.regularization_loss) for m in model.modules()
+                             if callable(getattr(m, "regularization_loss", None))]  # fmt: skip
         self.post_steps = [fn for _, fn in _with(model, "post_step")]
         self.host_modules = [m for m in model.modules() if callable(getattr(m, "host_tensors", None))]
 
     def regularization_loss(self) -> torch.Tensor | None:
-        terms = [fn() for fn in self.regularizers]
+        terms = [fn() for m, fn in self.regularizers if getattr(m, "regularizes", True)]
         return torch.stack([t.reshape(()) for t in terms]).sum() if terms else None
 
     def post_step(self) -> None:

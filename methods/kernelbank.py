@@ -23,7 +23,7 @@ from torch import nn
 from methods.kernelnets import MFN, SIREN
 
 
-def _net_signature(net: nn.Module):
+def net_signature(net: nn.Module):
     if isinstance(net, MFN):
         return ("mfn", net.filter, tuple(net.A.shape), tuple(net.W.shape))
     if isinstance(net, SIREN) and not any(hasattr(lin, "parametrizations") for lin in net.linears):
@@ -114,17 +114,23 @@ class KernelBank:
     def _compute(self) -> dict[int, torch.Tensor]:
         groups: dict = {}
         for layer in self.layers:
-            sig = (type(layer), layer.grid, layer.rate_norm, _net_signature(layer.net), layer.bias.device)
-            groups.setdefault(sig, []).append(layer)
+            groups.setdefault((type(layer), layer.batch_key()), []).append(layer)
         out = {}
-        for group in groups.values():
-            kernels = [group[0].sample_kernel()] if len(group) == 1 else sample_together(group)
+        for (kind, _), group in groups.items():
+            kernels = [group[0].sample_kernel()] if len(group) == 1 else kind.sample_together(group)
             out.update({id(layer): k for layer, k in zip(group, kernels)})
         return out
 
 
-def sample_together(layers: list[nn.Module]) -> list[torch.Tensor]:
-    """`layer.sample_kernel()` for every layer (same grid, same kind of kernel net), from one batched call."""
+def kernel_of(layer: nn.Module) -> torch.Tensor:
+    """The layer's kernel: from its network's bank inside the network's forward, else its own call."""
+    bank = layer.__dict__.get("_bank")
+    return bank.kernel(layer) if bank is not None and bank.active else layer.sample_kernel()
+
+
+def sample_continuous(layers: list[nn.Module]) -> list[torch.Tensor]:
+    """`layer.sample_kernel()` for every CKConv-like layer (same grid, same kind of kernel net), in one batched
+    call."""
     first = layers[0]
     crops = [layer.crop() for layer in layers]
     union = [(min(c[d][0] for c in crops), max(c[d][1] for c in crops)) for d in range(first.dim)]
@@ -148,11 +154,10 @@ def sample_together(layers: list[nn.Module]) -> list[torch.Tensor]:
 
 
 def link(model: nn.Module) -> int:
-    """Give the continuous-kernel layers of `model` one shared bank, used during `model`'s forward; returns how
-    many layers share it (0: none, fewer than two layers to batch)."""
-    from methods.ckconv import CKConv
-
-    layers = [m for m in model.modules() if isinstance(m, CKConv) and _net_signature(m.net) is not None]
+    """Give the layers of `model` that can sample their kernels together (a `sample_together` static method,
+    a `batch_key()` that is not None: layers of one type and key go in one batch) one shared bank, used during
+    `model`'s forward; returns how many layers share it (0: fewer than two)."""
+    layers = [m for m in model.modules() if callable(getattr(m, "sample_together", None)) and m.batch_key() is not None]
     if len(layers) < 2:
         return 0
     bank = KernelBank(layers)

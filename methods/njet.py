@@ -125,6 +125,10 @@ class NJetConv(nn.Module):
     def size_parameters(self) -> list[nn.Parameter]:
         return [self.log2_sigma]
 
+    @property
+    def regularizes(self) -> bool:
+        return self.sigma_reg != 0
+
     def regularization_loss(self) -> torch.Tensor:
         # The reference adds weight_decay * (sigma + |alpha|) after `.item()`, so it has no
         # gradient: dead code. Here an optional penalty on sigma that does act (0 = off, as

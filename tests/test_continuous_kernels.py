@@ -372,10 +372,14 @@ BANKED = [
     ("ckconv_magnet", TaskSpec(1, 3, 10, 64, causal=True), {"arch": "flextcn2", "width": 6}),
     ("flexconv_sep", TaskSpec(2, 3, 10, (16, 16)), {"arch": "flexnet5", "width": 6}),
     ("ccnn", TaskSpec(1, 3, 10, 64, causal=True), {}),
+    ("s4d", TaskSpec(2, 3, 10, (16, 16)), {"arch": "flexnet5", "width": 6}),
+    ("s4d", TaskSpec(1, 3, 10, 64, causal=True), {"arch": "flextcn2", "width": 6}),
+    ("dcn_sigma", TaskSpec(2, 3, 10, (16, 16)), {"arch": "flexnet5", "width": 6}),
+    ("dcn_sigma", TaskSpec(1, 3, 10, 64, causal=True), {"arch": "flextcn2", "width": 6}),
 ]
 
 
-@pytest.mark.parametrize("method,task,hp", BANKED, ids=[b[0] for b in BANKED])
+@pytest.mark.parametrize("method,task,hp", BANKED, ids=[f"{b[0]}-{b[1].dim}d" for b in BANKED])
 def test_a_layer_batched_with_its_neighbours_computes_what_it_computes_alone(method, task, hp):
     """methods/kernelbank.py: the network's layers evaluate their kernel nets in one batched call, on the union
     of their crops; each layer's kernel and the gradients it sends back equal those of its own call."""
