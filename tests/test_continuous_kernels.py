@@ -376,6 +376,8 @@ BANKED = [
     ("s4d", TaskSpec(1, 3, 10, 64, causal=True), {"arch": "flextcn2", "width": 6}),
     ("dcn_sigma", TaskSpec(2, 3, 10, (16, 16)), {"arch": "flexnet5", "width": 6}),
     ("dcn_sigma", TaskSpec(1, 3, 10, 64, causal=True), {"arch": "flextcn2", "width": 6}),
+    ("njet", TaskSpec(2, 3, 10, (16, 16)), {"arch": "flexnet5", "width": 6}),
+    ("njet", TaskSpec(1, 3, 10, 64, causal=True), {"arch": "flextcn2", "width": 6}),
 ]
 
 
@@ -391,6 +393,8 @@ def test_a_layer_batched_with_its_neighbours_computes_what_it_computes_alone(met
         for i, layer in enumerate(layers):
             if hasattr(layer, "mask_width"):
                 layer.mask_width.mul_(1 + 0.7 * i)
+            if hasattr(layer, "log2_sigma"):  # N-Jet: supports of different sizes
+                layer.log2_sigma.add_(0.25 * i)
     params = [p for layer in layers for p in layer.parameters()]
     bank = layers[0]._bank
     bank.start()
@@ -410,8 +414,39 @@ def test_a_layer_batched_with_its_neighbours_computes_what_it_computes_alone(met
             assert t is None or not t.any()
         else:
             torch.testing.assert_close(t, a, rtol=1e-4, atol=1e-5 * a.abs().max().item())
-    if method.startswith("flexconv"):
+    if method.startswith("flexconv") or method == "njet":
         assert len({tuple(k.shape[2:]) for k in alone}) > 1  # the crops did differ
+
+
+@pytest.mark.parametrize("method,task,hp", BANKED, ids=[f"{b[0]}-{b[1].dim}d" for b in BANKED])
+def test_a_network_with_its_kernel_bank_trains_as_without_it(method, task, hp):
+    """End to end: the network's output and every parameter's gradient with the batched kernels equal those of
+    the same network whose layers sample alone; also at another input size (N-Jet caps its support by it)."""
+    import copy
+
+    torch.manual_seed(0)
+    banked = build_model(method, task, **hp).train()
+    alone = copy.deepcopy(banked)
+    for m in alone.modules():
+        m.__dict__.pop("_bank", None)
+    full = tuple(task.input_shape[1:])
+    for size in [full, tuple(s // 2 for s in full)] if method == "njet" else [full]:
+        x = torch.randn(2, task.in_channels, *size)
+        torch.manual_seed(1)
+        out_banked = banked(x)
+        torch.manual_seed(1)  # the same dropout masks
+        out_alone = alone(x)
+        torch.testing.assert_close(out_banked, out_alone, rtol=1e-4, atol=1e-5)
+        g_banked = torch.autograd.grad(out_banked.square().sum(), list(banked.parameters()), allow_unused=True)
+        g_alone = torch.autograd.grad(out_alone.square().sum(), list(alone.parameters()), allow_unused=True)
+        # float rounding on the scale of the largest gradient (a bias before a batch norm has a true gradient
+        # of zero: its computed one is rounding noise either way)
+        scale = max(a.abs().max().item() for a in g_alone if a is not None)
+        for name, a, b in zip([n for n, _ in alone.named_parameters()], g_alone, g_banked):
+            if a is None:
+                assert b is None or not b.any(), name
+            else:
+                torch.testing.assert_close(b, a, rtol=1e-3, atol=1e-5 * scale, msg=name)
 
 
 def test_the_bank_serves_only_inside_the_networks_forward():
