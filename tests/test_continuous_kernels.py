@@ -378,6 +378,8 @@ BANKED = [
     ("dcn_sigma", TaskSpec(1, 3, 10, 64, causal=True), {"arch": "flextcn2", "width": 6}),
     ("njet", TaskSpec(2, 3, 10, (16, 16)), {"arch": "flexnet5", "width": 6}),
     ("njet", TaskSpec(1, 3, 10, 64, causal=True), {"arch": "flextcn2", "width": 6}),
+    ("smpconv", TaskSpec(2, 3, 10, (16, 16)), {"arch": "flexnet5", "width": 6}),
+    ("smpconv", TaskSpec(1, 3, 10, 64, causal=True), {"arch": "flextcn2", "width": 6}),
 ]
 
 
