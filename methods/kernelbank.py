@@ -42,8 +42,8 @@ def _outputs(weights: list[torch.Tensor], biases: list[torch.Tensor], h: torch.T
             out[idx[0]] = torch.addmm(biases[idx[0]].unsqueeze(1), weights[idx[0]], h[idx[0]].t())
             continue
         sel = h if len(idx) == h.shape[0] else h[idx[0] : idx[-1] + 1]
-        if sel.shape[0] != len(idx):  # not a contiguous run of nets
-            sel = h.index_select(0, torch.tensor(idx, device=h.device))
+        if sel.shape[0] != len(idx):  # not a contiguous run of nets (no index tensor: no host-to-device copy)
+            sel = torch.stack([h[i] for i in idx])
         res = torch.baddbmm(torch.stack([biases[i] for i in idx]).unsqueeze(2),
                             torch.stack([weights[i] for i in idx]), sel.transpose(1, 2))  # fmt: skip
         for i, r in zip(idx, res.unbind(0)):

@@ -462,3 +462,15 @@ def test_the_bank_serves_only_inside_the_networks_forward():
     out.sum().backward()
     model(x).sum().backward()  # a second forward and backward without a step: fresh kernels, no stale graph
     assert layer(torch.randn(1, layer.cin, 8, 8)).shape[1] == layer.cout  # a layer called alone: its own call
+
+
+def test_the_banks_output_layers_group_equal_shapes_wherever_they_sit():
+    from methods.kernelbank import _outputs
+
+    torch.manual_seed(0)
+    shapes = [(4, 3), (5, 3), (4, 3), (4, 3), (6, 3)]  # the (4, 3) nets not in one run
+    weights = [torch.randn(s) for s in shapes]
+    biases = [torch.randn(s[0]) for s in shapes]
+    h = torch.randn(len(shapes), 7, 3)
+    for w, b, out, hb in zip(weights, biases, _outputs(weights, biases, h), h):
+        torch.testing.assert_close(out, torch.addmm(b.unsqueeze(1), w, hb.t()))
