@@ -16,7 +16,7 @@ from torch import nn
 
 from methods import kernelbank, register_method
 from methods.functional import conv_with_kernel
-from methods.njet import gaussian_derivatives, jet_orders
+from methods.njet import _constant, gaussian_derivatives, jet_orders
 
 
 class DCNSigmaConv(nn.Module):
@@ -70,8 +70,11 @@ class DCNSigmaConv(nn.Module):
         if first.dim == 1:
             w = torch.einsum("pf,pfx->px", alpha, d)
         else:
-            rows = d[:, [i for i, _ in first.orders]]
-            cols = d[:, [j for _, j in first.orders]]
+            # index tensors kept on the device (no host-to-device copy in the step)
+            rows = d.index_select(1, _constant(("rows", first.order), d.device,
+                                               lambda: torch.tensor([i for i, _ in first.orders])))  # fmt: skip
+            cols = d.index_select(1, _constant(("cols", first.order), d.device,
+                                               lambda: torch.tensor([j for _, j in first.orders])))  # fmt: skip
             w = torch.einsum("pf,pfy,pfx->pyx", alpha, rows, cols)
         parts = w.split([layer.log2_sigma.numel() for layer in layers])
         return [part.view(*layer.log2_sigma.shape, *part.shape[1:]) for part, layer in zip(parts, layers)]

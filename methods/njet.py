@@ -40,7 +40,8 @@ def gaussian_derivatives(sigma: torch.Tensor, half_width: int, order: int) -> to
     g = torch.exp(-(x**2) / (2 * s**2))
     g = g / g.sum(-1, keepdim=True)
     h = hermite(order, x / (math.sqrt(2) * s))  # (order + 1, *sigma.shape, K)
-    signs = torch.tensor([(-1 / math.sqrt(2)) ** n for n in range(order + 1)], dtype=sigma.dtype, device=sigma.device)
+    signs = _constant(("signs", order, sigma.dtype), sigma.device,
+                      lambda: torch.tensor([(-1 / math.sqrt(2)) ** n for n in range(order + 1)], dtype=sigma.dtype))  # fmt: skip
     basis = signs.view(-1, *([1] * (h.dim() - 1))) * h * g
     return basis.movedim(0, -2)
 
