@@ -144,4 +144,7 @@ def build_model(method: str, task: TaskSpec, **hparams: Any):
         backbone_hp = {k: hparams.pop(k) for k in backbones.BACKBONE_HPARAMS if k in hparams}
         model = backbones.build_backbone(entry.obj, task, layer_hparams=hparams, **backbone_hp)
     model.task = task
+    from methods import kernelbank
+
+    kernelbank.link(model)  # its continuous-kernel layers evaluate their kernel nets in one batched call
     return model

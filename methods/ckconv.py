@@ -39,7 +39,7 @@ import torch
 from torch import nn
 
 from bench.base import UserError
-from methods import register_method
+from methods import kernelbank, register_method
 from methods.functional import conv_with_kernel
 from methods.kernelnets import make_kernel_net
 
@@ -115,6 +115,20 @@ class CKConv(nn.Module):
         """A factor on the kernel's positions, shape (k_1, ..., k_dim), or None."""
         return None
 
+    def batch_key(self):
+        """Layers with equal keys sample their kernels in one batched call (methods/kernelbank.py); None: alone."""
+        net = kernelbank.net_signature(self.net)
+        return None if net is None else (self.grid, self.rate_norm, net, self.bias.device)
+
+    @staticmethod
+    def sample_together(layers: list[CKConv]) -> list[torch.Tensor]:
+        return kernelbank.sample_continuous(layers)
+
+    @staticmethod
+    def batched_envelope(layers: list[CKConv], axes: list[torch.Tensor]) -> torch.Tensor | None:
+        """`envelope(axes)` of every layer, stacked: (len(layers), k_1, ..., k_dim), or None."""
+        return None
+
     def mask_frequency(self) -> torch.Tensor | float:
         return 0.0
 
@@ -144,7 +158,7 @@ class CKConv(nn.Module):
 
     def kernel(self) -> torch.Tensor:
         if self.training or torch.is_grad_enabled():
-            return self.sample_kernel()
+            return kernelbank.kernel_of(self)  # in the network's forward: one batched call for all its layers
         key = (self.grid, self.rate_norm, tuple((p._version, p.data_ptr()) for p in self.parameters()))
         if self._cache is None or self._cache[0] != key:
             self._cache = (key, self.sample_kernel())
@@ -184,6 +198,10 @@ class CKConv(nn.Module):
         freqs = self.net.max_frequencies(GAUSS_STDDEVS) + self.mask_frequency() / n
         nyquist = (min(self.grid) - 1) / 4.0  # cycles per unit for K samples on [-1, 1]
         return torch.relu(freqs - nyquist / n).square().sum()
+
+    @property
+    def regularizes(self) -> bool:
+        return bool(self.antialias or self.kernel_wd)
 
     def regularization_loss(self) -> torch.Tensor:
         loss = self.bias.new_zeros(())

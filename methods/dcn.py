@@ -14,9 +14,9 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from methods import register_method
+from methods import kernelbank, register_method
 from methods.functional import conv_with_kernel
-from methods.njet import gaussian_derivatives, jet_orders
+from methods.njet import _constant, gaussian_derivatives, jet_orders
 
 
 class DCNSigmaConv(nn.Module):
@@ -52,9 +52,37 @@ class DCNSigmaConv(nn.Module):
         cols = d[:, :, [j for _, j in self.orders]]
         return torch.einsum("ocf,ocfy,ocfx->ocyx", self.alpha, rows, cols)
 
+    def sample_kernel(self) -> torch.Tensor:
+        return self.weight()
+
+    def batch_key(self):
+        """Layers with equal keys sample their kernels in one batched call (methods/kernelbank.py)."""
+        return (self.dim, self.order, self.support, self.alpha.device, self.alpha.dtype)
+
+    @staticmethod
+    def sample_together(layers: list[DCNSigmaConv]) -> list[torch.Tensor]:
+        """`weight()` of every layer (equal batch keys), from one evaluation over all their channel pairs."""
+        first = layers[0]
+        F = len(first.orders)
+        sigma = torch.exp2(torch.cat([layer.log2_sigma.reshape(-1) for layer in layers]))  # (P,) channel pairs
+        alpha = torch.cat([layer.alpha.reshape(-1, F) for layer in layers])  # (P, F)
+        d = gaussian_derivatives(sigma, first.support // 2, first.order)  # (P, N + 1, K)
+        if first.dim == 1:
+            w = torch.einsum("pf,pfx->px", alpha, d)
+        else:
+            # index tensors kept on the device (no host-to-device copy in the step)
+            rows = d.index_select(1, _constant(("rows", first.order), d.device,
+                                               lambda: torch.tensor([i for i, _ in first.orders])))  # fmt: skip
+            cols = d.index_select(1, _constant(("cols", first.order), d.device,
+                                               lambda: torch.tensor([j for _, j in first.orders])))  # fmt: skip
+            w = torch.einsum("pf,pfy,pfx->pyx", alpha, rows, cols)
+        parts = w.split([layer.log2_sigma.numel() for layer in layers])
+        return [part.view(*layer.log2_sigma.shape, *part.shape[1:]) for part, layer in zip(parts, layers)]
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        # causal: the same kernel applied causally, i.e. centred support // 2 steps in the past
-        return conv_with_kernel(x, self.weight(), self.bias, causal=self.causal)
+        # causal: the same kernel applied causally, i.e. centred support // 2 steps in the past; in the
+        # network's forward the kernel comes from one batched call for all its DCN-sigma layers
+        return conv_with_kernel(x, kernelbank.kernel_of(self), self.bias, causal=self.causal)
 
     def size_parameters(self) -> list[nn.Parameter]:
         return [self.log2_sigma]

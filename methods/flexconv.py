@@ -38,7 +38,7 @@ import torch
 from torch import nn
 
 from bench.base import UserError
-from methods import register_method
+from methods import hooks, register_method
 from methods.ckconv import GAUSS_STDDEVS, CKConv
 
 
@@ -71,10 +71,16 @@ class FlexConv(CKConv):
         self.size_lr_factor = float(mask_lr_factor)  # the mask: 0.1x the lr, no weight decay
         self.antialias_mask = bool(antialias_mask)
 
+    def host_tensors(self) -> list[torch.Tensor]:
+        return [self.mask_mean, self.mask_width]  # the crop's inputs, copied once per step (methods/hooks.py)
+
     def crop(self) -> list[tuple[int, int]]:
-        means, widths = self.mask_mean.tolist(), self.mask_width.tolist()
+        means, widths = hooks.host_values(self)
         out = []
         for k, mu, sigma in zip(self.grid, means, widths):
+            if not (math.isfinite(mu) and math.isfinite(sigma)):
+                out.append((0, k))  # a diverged run (the protocol stops it at the epoch's end): the whole grid
+                continue
             r = abs(sigma) * self.root_factor
             step = 2.0 / (k - 1) if k > 1 else math.inf
             if self.causal:
@@ -95,6 +101,16 @@ class FlexConv(CKConv):
         for d, x in enumerate(axes):
             m = torch.exp(-0.5 * ((x - self.mask_mean[d]) / self.mask_width[d]).square())
             mask = m if mask is None else mask.unsqueeze(-1) * m
+        return mask
+
+    @staticmethod
+    def batched_envelope(layers: list[FlexConv], axes: list[torch.Tensor]) -> torch.Tensor:
+        means = torch.stack([layer.mask_mean for layer in layers])  # (B, dim)
+        widths = torch.stack([layer.mask_width for layer in layers])
+        mask = None
+        for d, x in enumerate(axes):
+            m = torch.exp(-0.5 * ((x - means[:, d : d + 1]) / widths[:, d : d + 1]).square())  # (B, k_d)
+            mask = m if mask is None else mask.unsqueeze(-1) * m.view(len(layers), *([1] * d), -1)
         return mask
 
     def mask_frequency(self) -> torch.Tensor | float:

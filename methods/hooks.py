@@ -3,7 +3,8 @@
 Any nn.Module inside a model (usually a layer) may define:
 
 - `regularization_loss() -> Tensor`: a scalar added to the training loss (e.g. FlexConv's
-  anti-aliasing term, N-Jet's sigma penalty).
+  anti-aliasing term, N-Jet's sigma penalty). A module may say with `regularizes = False` (an
+  attribute or property) that its terms are off: the step then skips the call and its ops.
 - `size_parameters() -> list[Parameter]`: its own parameters that shape the receptive field
   rather than weigh inputs (sigmas, positions, mask means/widths). They are also the layer's
   own optimizer group, declared once with two attributes: `size_lr_factor` (default 1: the
@@ -15,6 +16,11 @@ Any nn.Module inside a model (usually a layer) may define:
   group. Parameters no module claims go to the default group (base lr, the protocol's
   weight decay).
 - `post_step()`: called after every optimizer step (e.g. clamp DCLS positions).
+- `host_tensors() -> list[Tensor]`: tensors computed from the module's own parameters whose
+  values its next forward needs as Python numbers (FlexConv's crop, N-Jet's support). The module
+  reads them with `host_values(self)`, never with `.item()`/`.tolist()` in its forward: after every
+  optimizer step, `StepHooks.post_step` copies those of the whole model to the host in one batched
+  read, so a training step's forward and backward never wait for the device.
 - `kernel_sizes() -> float | list[float]`: the layer's effective kernel size in its own
   unit (one number, or one per spatial dimension); logged every epoch.
 - `change_resolution(ratio: float)`: prepare to run on inputs `ratio` times the size the
@@ -32,6 +38,18 @@ from __future__ import annotations
 
 import torch
 from torch import nn
+from torch.optim.optimizer import register_optimizer_step_post_hook
+
+_optimizer_steps = 0  # optimizer steps taken in this process: host values cached before the last one are stale
+
+
+def _count_step(optimizer, args, kwargs) -> None:
+    global _optimizer_steps
+    _optimizer_steps += 1
+
+
+# fused AdamW updates parameters without bumping their version counters: count the steps instead
+register_optimizer_step_post_hook(_count_step)
 
 
 def _with(model: nn.Module, hook: str):
@@ -46,16 +64,72 @@ class StepHooks:
     costs more than a small model's arithmetic."""
 
     def __init__(self, model: nn.Module):
-        self.regularizers = [fn for _, fn in _with(model, "regularization_loss")]
+        # a module whose `regularizes` attribute is False (its terms switched off) adds nothing: no ops
+        self.regularizers = [(m, m.regularization_loss) for m in model.modules()
+                             if callable(getattr(m, "regularization_loss", None))]  # fmt: skip
         self.post_steps = [fn for _, fn in _with(model, "post_step")]
+        self.host_modules = [m for m in model.modules() if callable(getattr(m, "host_tensors", None))]
 
     def regularization_loss(self) -> torch.Tensor | None:
-        terms = [fn() for fn in self.regularizers]
+        terms = [fn() for m, fn in self.regularizers if getattr(m, "regularizes", True)]
         return torch.stack([t.reshape(()) for t in terms]).sum() if terms else None
 
     def post_step(self) -> None:
         for fn in self.post_steps:
             fn()
+        if self.host_modules:  # after the hooks above, which may change parameters (DCLS clamps)
+            refresh_host_values(self.host_modules)
+
+
+def _host_key(module: nn.Module) -> tuple:
+    """What the module's host values depend on: its own tensors (storage, in-place version) and the optimizer steps."""
+    own = (*module._parameters.values(), *module._buffers.values())
+    return _optimizer_steps, tuple((t._version, t.data_ptr()) for t in own if t is not None)
+
+
+def _to_python(tensors: list[torch.Tensor]) -> list:
+    """The tensors' tolist() values, through one device-to-host copy per device."""
+    out: list = [None] * len(tensors)
+    by_device: dict = {}
+    for i, t in enumerate(tensors):
+        by_device.setdefault(t.device, []).append(i)
+    for indices in by_device.values():
+        flat = torch.cat([tensors[i] if tensors[i].dim() == 1 else tensors[i].reshape(-1) for i in indices]).tolist()
+        at = 0
+        for i in indices:
+            n, t = tensors[i].numel(), tensors[i]
+            vals = flat[at : at + n]
+            at += n
+            if not (t.dtype.is_floating_point or t.dtype.is_complex):
+                vals = [int(v) for v in vals]
+            out[i] = vals[0] if t.dim() == 0 else vals if t.dim() == 1 else torch.tensor(vals).view(t.shape).tolist()
+    return out
+
+
+def refresh_host_values(modules: list[nn.Module]) -> None:
+    """Copy the host values of all `modules` in one batched read (per device)."""
+    with torch.no_grad():
+        parts = [(m, _host_key(m), list(m.host_tensors())) for m in modules]
+    values = _to_python([t for _, _, ts in parts for t in ts])
+    at = 0
+    for module, key, ts in parts:
+        module.__dict__["_host_values"] = (key, values[at : at + len(ts)])
+        at += len(ts)
+
+
+def host_values(module: nn.Module) -> list:
+    """The module's `host_tensors()` as Python values (each one's tolist()), from the copy made after the last
+    optimizer step; read now (a host synchronisation) only when its parameters changed since that copy."""
+    cached = module.__dict__.get("_host_values")
+    if cached is None or cached[0] != _host_key(module):
+        refresh_host_values([module])
+        cached = module.__dict__["_host_values"]
+    return cached[1]
+
+
+def forget_host_values(module: nn.Module) -> None:
+    """Drop the module's cached host values (when something they depend on, besides its tensors, changes)."""
+    module.__dict__.pop("_host_values", None)
 
 
 def regularization_loss(model: nn.Module) -> torch.Tensor | None:

@@ -16,7 +16,7 @@ import math
 import torch
 from torch import nn
 
-from methods import register_method
+from methods import hooks, register_method
 from methods.functional import conv_with_kernel
 
 
@@ -40,7 +40,8 @@ def gaussian_derivatives(sigma: torch.Tensor, half_width: int, order: int) -> to
     g = torch.exp(-(x**2) / (2 * s**2))
     g = g / g.sum(-1, keepdim=True)
     h = hermite(order, x / (math.sqrt(2) * s))  # (order + 1, *sigma.shape, K)
-    signs = torch.tensor([(-1 / math.sqrt(2)) ** n for n in range(order + 1)], dtype=sigma.dtype, device=sigma.device)
+    signs = _constant(("signs", order, sigma.dtype), sigma.device,
+                      lambda: torch.tensor([(-1 / math.sqrt(2)) ** n for n in range(order + 1)], dtype=sigma.dtype))  # fmt: skip
     basis = signs.view(-1, *([1] * (h.dim() - 1))) * h * g
     return basis.movedim(0, -2)
 
@@ -50,6 +51,19 @@ def jet_orders(order: int, dim: int) -> list[tuple[int, ...]]:
     if dim == 1:
         return [(n,) for n in range(order + 1)]
     return [(i, total - i) for total in range(order + 1) for i in range(total, -1, -1)]
+
+
+_CONSTANTS: dict = {}
+
+
+def _constant(key, device, make) -> torch.Tensor:
+    """A small constant tensor built on the host once and kept on `device`: no copy in the step."""
+    full = (key, device)
+    if full not in _CONSTANTS:
+        if len(_CONSTANTS) > 256:
+            _CONSTANTS.clear()
+        _CONSTANTS[full] = make().to(device)
+    return _CONSTANTS[full]
 
 
 def support_half_width(sigma: float, k: float) -> int:
@@ -94,8 +108,13 @@ class NJetConv(nn.Module):
     def sigma(self) -> torch.Tensor:
         return torch.exp2(self.log2_sigma) * self.resolution_ratio
 
+    def host_tensors(self) -> list[torch.Tensor]:
+        return [self.sigma()]  # the support's input, copied once per step (methods/hooks.py)
+
     def half_widths(self, input_size: tuple[int, ...] | None) -> list[int]:
-        h = support_half_width(self.sigma().item(), self.k)
+        (sigma,) = hooks.host_values(self)
+        # a non-finite sigma: a diverged run, which the protocol stops at the epoch's end
+        h = support_half_width(sigma, self.k) if math.isfinite(sigma) else 1
         # a half-width of n - 1 already reaches every input from every output
         return [h if input_size is None else min(h, n - 1) for n in (input_size or [None] * self.dim)]
 
@@ -109,16 +128,77 @@ class NJetConv(nn.Module):
         cols = per_axis[1][[j for _, j in self.orders]]
         return rows[:, :, None] * cols[:, None, :]
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        self._input_size = tuple(x.shape[2:])
+    def sample_kernel(self) -> torch.Tensor:
+        """The kernel for the last input size (uncapped before the first forward), (C_out, C_in, K...)."""
         basis = self.basis(self.half_widths(self._input_size))
-        weight = torch.einsum("ocf,f...->oc...", self.alpha, basis)
+        return torch.einsum("ocf,f...->oc...", self.alpha, basis)
+
+    def batch_key(self):
+        """Layers with equal keys sample their kernels in one batched call (methods/kernelbank.py)."""
+        return (self.dim, self.order, self.alpha.device, self.alpha.dtype)
+
+    @staticmethod
+    def sample_together(layers: list[NJetConv]) -> list[torch.Tensor]:
+        """`sample_kernel()` of every layer (equal batch keys), from one batched evaluation.
+
+        Every layer's basis is sampled on the grid of the largest half-width H, as zero outside its own
+        support [-h, h] (the Gaussian normalised there), contracted with its alpha, and cut to its own
+        (2h + 1)-sides: what its own call gives, to float rounding.
+        """
+        first = layers[0]
+        dim, order, device, dtype = first.dim, first.order, first.alpha.device, first.alpha.dtype
+        halves = [layer.half_widths(layer._input_size) for layer in layers]
+        top = max(max(h) for h in halves)
+        x = torch.arange(-top, top + 1, dtype=dtype, device=device)
+        s = torch.cat([layer.sigma().reshape(1) for layer in layers]).view(-1, 1, 1)  # (B, 1, 1)
+        inside = _constant(("inside", top, tuple(map(tuple, halves))), device,
+                           lambda: torch.tensor([[[abs(v) <= h for v in range(-top, top + 1)] for h in hs]
+                                                 for hs in halves]))  # (B, dim, 2H + 1)  # fmt: skip
+        g = torch.exp(-(x**2) / (2 * s**2)) * inside
+        g = g / g.sum(-1, keepdim=True)
+        h = hermite(order, x / (math.sqrt(2) * s))  # (N + 1, B, 1, 2H + 1)
+        signs = _constant(("signs", order, dtype), device,
+                          lambda: torch.tensor([(-1 / math.sqrt(2)) ** n for n in range(order + 1)], dtype=dtype))  # fmt: skip
+        per_axis = (signs.view(-1, 1, 1, 1) * h * g).movedim(0, 2)  # (B, dim, N + 1, 2H + 1)
+        if dim == 1:
+            basis = per_axis[:, 0]  # (B, F, K)
+        else:
+            rows_idx = _constant(("rows", order), device, lambda: torch.tensor([i for i, _ in first.orders]))
+            cols_idx = _constant(("cols", order), device, lambda: torch.tensor([j for _, j in first.orders]))
+            rows = per_axis[:, 0].index_select(1, rows_idx)
+            cols = per_axis[:, 1].index_select(1, cols_idx)
+            basis = rows[:, :, :, None] * cols[:, :, None, :]  # (B, F, K, K)
+        out = []
+        for layer, hs, b in zip(layers, halves, basis.unbind(0)):
+            F = b.shape[0]
+            w = torch.mm(layer.alpha.reshape(-1, F), b.reshape(F, -1)).view(*layer.alpha.shape[:2], *b.shape[1:])
+            for d, hd in enumerate(hs):
+                if hd != top:
+                    w = w.narrow(2 + d, top - hd, 2 * hd + 1)
+            out.append(w)
+        return out
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        size = tuple(x.shape[2:])
+        bank = self.__dict__.get("_bank")
+        weight = None
+        if bank is not None and bank.active:  # the network's forward: one batched call for all its N-Jet layers
+            weight = bank.kernel(self)
+            if size != self._input_size and weight.shape[2:] != tuple(2 * h + 1 for h in self.half_widths(size)):
+                weight = None  # the bank capped the support for another input size
+        self._input_size = size
+        if weight is None:
+            weight = self.sample_kernel()
         # causal: the same kernel applied causally, i.e. centred h steps in the past
         return conv_with_kernel(x, weight, self.bias, causal=self.causal)
 
     # -- hooks (methods/hooks.py) --------------------------------------------------------
     def size_parameters(self) -> list[nn.Parameter]:
         return [self.log2_sigma]
+
+    @property
+    def regularizes(self) -> bool:
+        return self.sigma_reg != 0
 
     def regularization_loss(self) -> torch.Tensor:
         # The reference adds weight_decay * (sigma + |alpha|) after `.item()`, so it has no
@@ -133,6 +213,7 @@ class NJetConv(nn.Module):
     def change_resolution(self, ratio: float) -> None:
         """Run on inputs `ratio` times the training resolution: sigma (and the support) scale with it."""
         self.resolution_ratio = float(ratio)
+        hooks.forget_host_values(self)
 
 
 @register_method(

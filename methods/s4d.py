@@ -38,7 +38,7 @@ import torch
 from torch import nn
 
 from bench.base import UserError
-from methods import register_method
+from methods import kernelbank, register_method
 from methods.ckconv import horizon
 from methods.functional import conv_with_kernel
 
@@ -99,9 +99,38 @@ class S4DConv(nn.Module):
                 kernel = side if kernel is None else kernel.unsqueeze(-1) * side.unsqueeze(1)
             return kernel.unsqueeze(1)
 
+    def batch_key(self):
+        """Layers with equal keys sample their kernels in one batched call (methods/kernelbank.py)."""
+        return (self.grid, self.causal, tuple(self.C.shape), self.D.device) if len(set(self.grid)) == 1 else None
+
+    @staticmethod
+    def sample_together(layers: list[S4DConv]) -> list[torch.Tensor]:
+        """`sample_kernel()` of every layer (equal batch keys; every axis as long), from one batched evaluation
+        over layers and axes: the same formulas, stacked."""
+        first = layers[0]
+        with torch.autocast(first.D.device.type, enabled=False):
+            log_dt = torch.stack([layer.log_dt for layer in layers])  # (B, dim, C_out)
+            A = torch.complex(-torch.stack([layer.log_A_real for layer in layers]).exp(),
+                              torch.stack([layer.A_imag for layer in layers]))  # (B, dim, C_out, modes)  # fmt: skip
+            dt = log_dt.exp().unsqueeze(-1)
+            C = torch.view_as_complex(torch.stack([layer.C for layer in layers]))  # (B, dim, sides, C_out, modes)
+            C = C * (torch.exp(dt * A) - 1).unsqueeze(2) / A.unsqueeze(2)
+            lags = first.grid[0] if first.causal else first.grid[0] // 2 + 1
+            steps = torch.arange(lags, device=A.device, dtype=A.real.dtype)
+            powers = torch.exp((dt * A).unsqueeze(-1) * steps)  # (B, dim, C_out, modes, lags)
+            k = 2 * torch.einsum("bdscn,bdcnl->bdscl", C, powers).real  # (B, dim, sides, C_out, lags)
+            if first.causal:
+                return list(k[:, 0, 0].flip(-1).unsqueeze(2).unbind(0))
+            sides = torch.cat([k[:, :, 0].flip(-1), k[:, :, 1, :, 1:]], -1)  # (B, dim, C_out, 2M + 1)
+            kernel = sides[:, 0]
+            for axis in range(1, first.dim):
+                kernel = kernel.unsqueeze(-1) * sides[:, axis].view(*kernel.shape[:2], *[1] * (axis - 1), 1, -1)
+            return list(kernel.unsqueeze(2).unbind(0))
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         u = self.mix(x)
-        return conv_with_kernel(u, self.sample_kernel(), None, causal=self.causal) + u * self.D.view(
+        # in the network's forward, the kernel comes from one batched call for all its S4D layers
+        return conv_with_kernel(u, kernelbank.kernel_of(self), None, causal=self.causal) + u * self.D.view(
             1, -1, *[1] * self.dim
         )
 

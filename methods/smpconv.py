@@ -42,7 +42,7 @@ import torch
 from torch import nn
 
 from bench.base import UserError
-from methods import register_method
+from methods import kernelbank, register_method
 from methods.ckconv import horizon
 from methods.functional import conv_with_kernel
 
@@ -118,8 +118,31 @@ class SMPConv(nn.Module):
         g = g / (g > 0).sum(1, keepdim=True).clamp(min=1)  # average where supports overlap
         return torch.bmm(self.weight, g).view(self.cout, self.cin, *self.grid)
 
+    def batch_key(self):
+        """Layers with equal keys sample their kernels in one batched call (methods/kernelbank.py)."""
+        return (self.grid, self.dim, self.radius.shape[1], self.weight.device, self.weight.dtype)
+
+    @staticmethod
+    def sample_together(layers: list[SMPConv]) -> list[torch.Tensor]:
+        """`sample_kernel()` of every layer (equal batch keys): the points' supports of all layers' output
+        channels in one evaluation, each layer's weights in one batched product per weight shape."""
+        first = layers[0]
+        positions = torch.cat([layer.positions for layer in layers])  # (sum C_out, n, dim)
+        radius = torch.cat([layer.radius for layer in layers])
+        dist = 0
+        for d, axis in enumerate(first._axes()):
+            shape = [1] * first.dim
+            shape[d] = -1
+            dist = dist + (positions[..., d, None] - axis).abs().view(*positions.shape[:2], *shape)
+        g = torch.relu(1.0 - dist / radius.view(*radius.shape, *[1] * first.dim)).flatten(2)
+        g = g / (g > 0).sum(1, keepdim=True).clamp(min=1)  # (sum C_out, n, taps)
+        parts = g.split([layer.cout for layer in layers])
+        return [torch.bmm(layer.weight, part).view(layer.cout, layer.cin, *layer.grid) for layer, part in
+                zip(layers, parts)]  # fmt: skip
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        y = conv_with_kernel(x, self.sample_kernel(), self.bias, causal=self.causal)
+        # in the network's forward, the kernel comes from one batched call for all its SMPConv layers
+        y = conv_with_kernel(x, kernelbank.kernel_of(self), self.bias, causal=self.causal)
         if self.small_weight is None:
             return y
         return self.norm(y) + self.small_norm(conv_with_kernel(x, self.small_weight, None, causal=self.causal))

@@ -19,7 +19,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from methods import register_method
+from methods import hooks, register_method
 from methods.functional import conv_with_kernel
 
 
@@ -50,10 +50,16 @@ class GaussianBlurConv(nn.Module):
         h = torch.ceil(2 * torch.exp2(self.log2_sigma.detach())).long()
         return h if length is None else h.clamp(max=length - 1)
 
+    def host_tensors(self) -> list[torch.Tensor]:
+        # the largest half-width sets the grid's size: copied once per step (methods/hooks.py)
+        return [torch.ceil(2 * torch.exp2(self.log2_sigma.detach())).max()]
+
     def gaussians(self, length: int) -> torch.Tensor:
         """Per-channel Gaussians on a common grid of the largest half-width, (cin, 2H + 1), each zero outside its own support."""
         half = self.half_widths(length)
-        top = int(half.max())
+        (top,) = hooks.host_values(self)
+        # min(top, length - 1) is half.max(); a non-finite top is a diverged run (stopped at the epoch's end)
+        top = min(int(top), length - 1) if math.isfinite(top) else length - 1
         x = torch.arange(-top, top + 1, dtype=self.log2_sigma.dtype, device=self.log2_sigma.device)
         sigma = torch.exp2(self.log2_sigma).unsqueeze(1)
         g = torch.exp(-(x**2) / (2 * sigma**2)) * (x.abs() <= half.unsqueeze(1))

@@ -365,3 +365,116 @@ def test_eval_cache_reuses_the_kernel_until_a_parameter_changes():
         cached, fresh = conv.kernel(), sample()
     assert torch.equal(y4, y5) and not torch.allclose(y3, y4)
     assert torch.equal(cached, fresh)
+
+
+BANKED = [
+    ("flexconv", TaskSpec(2, 3, 10, (16, 16)), {"arch": "flexnet5", "width": 6}),
+    ("flexconv_gabor", TaskSpec(2, 3, 10, (16, 16)), {"arch": "flexnet5", "width": 6}),
+    ("flexconv_fourier", TaskSpec(2, 3, 10, (16, 16)), {"arch": "flexnet5", "width": 6}),
+    ("flexconv_siren", TaskSpec(1, 3, 10, 64, causal=True), {"arch": "flextcn2", "width": 6}),
+    ("ckconv", TaskSpec(2, 3, 10, (16, 16)), {"arch": "flexnet5", "width": 6}),
+    ("ckconv_magnet", TaskSpec(1, 3, 10, 64, causal=True), {"arch": "flextcn2", "width": 6}),
+    ("flexconv_sep", TaskSpec(2, 3, 10, (16, 16)), {"arch": "flexnet5", "width": 6}),
+    ("ccnn", TaskSpec(1, 3, 10, 64, causal=True), {}),
+    ("s4d", TaskSpec(2, 3, 10, (16, 16)), {"arch": "flexnet5", "width": 6}),
+    ("s4d", TaskSpec(1, 3, 10, 64, causal=True), {"arch": "flextcn2", "width": 6}),
+    ("dcn_sigma", TaskSpec(2, 3, 10, (16, 16)), {"arch": "flexnet5", "width": 6}),
+    ("dcn_sigma", TaskSpec(1, 3, 10, 64, causal=True), {"arch": "flextcn2", "width": 6}),
+    ("njet", TaskSpec(2, 3, 10, (16, 16)), {"arch": "flexnet5", "width": 6}),
+    ("njet", TaskSpec(1, 3, 10, 64, causal=True), {"arch": "flextcn2", "width": 6}),
+    ("smpconv", TaskSpec(2, 3, 10, (16, 16)), {"arch": "flexnet5", "width": 6}),
+    ("smpconv", TaskSpec(1, 3, 10, 64, causal=True), {"arch": "flextcn2", "width": 6}),
+]
+
+
+@pytest.mark.parametrize("method,task,hp", BANKED, ids=[f"{b[0]}-{b[1].dim}d" for b in BANKED])
+def test_a_layer_batched_with_its_neighbours_computes_what_it_computes_alone(method, task, hp):
+    """methods/kernelbank.py: the network's layers evaluate their kernel nets in one batched call, on the union
+    of their crops; each layer's kernel and the gradients it sends back equal those of its own call."""
+    torch.manual_seed(0)
+    model = build_model(method, task, **hp).train()
+    layers = [m for m in model.modules() if "_bank" in m.__dict__]
+    assert len(layers) >= 4
+    with torch.no_grad():  # masks of different widths: different crops in one batch
+        for i, layer in enumerate(layers):
+            if hasattr(layer, "mask_width"):
+                layer.mask_width.mul_(1 + 0.7 * i)
+            if hasattr(layer, "log2_sigma"):  # N-Jet: supports of different sizes
+                layer.log2_sigma.add_(0.25 * i)
+    params = [p for layer in layers for p in layer.parameters()]
+    bank = layers[0]._bank
+    bank.start()
+    together = [bank.kernel(layer) for layer in layers]
+    bank.stop()
+    alone = [layer.sample_kernel() for layer in layers]
+    weights = [torch.randn_like(k) for k in alone]
+    grads_alone = torch.autograd.grad(sum((k * w).sum() for k, w in zip(alone, weights)), params, allow_unused=True)
+    grads_together = torch.autograd.grad(
+        sum((k * w).sum() for k, w in zip(together, weights)), params, allow_unused=True
+    )
+    for a, t in zip(alone, together):
+        assert a.shape == t.shape
+        torch.testing.assert_close(t, a, rtol=1e-5, atol=1e-6 * a.abs().max().item())
+    for a, t in zip(grads_alone, grads_together):
+        if a is None:
+            assert t is None or not t.any()
+        else:
+            torch.testing.assert_close(t, a, rtol=1e-4, atol=1e-5 * a.abs().max().item())
+    if method.startswith("flexconv") or method == "njet":
+        assert len({tuple(k.shape[2:]) for k in alone}) > 1  # the crops did differ
+
+
+@pytest.mark.parametrize("method,task,hp", BANKED, ids=[f"{b[0]}-{b[1].dim}d" for b in BANKED])
+def test_a_network_with_its_kernel_bank_trains_as_without_it(method, task, hp):
+    """End to end: the network's output and every parameter's gradient with the batched kernels equal those of
+    the same network whose layers sample alone; also at another input size (N-Jet caps its support by it)."""
+    import copy
+
+    torch.manual_seed(0)
+    banked = build_model(method, task, **hp).train()
+    alone = copy.deepcopy(banked)
+    for m in alone.modules():
+        m.__dict__.pop("_bank", None)
+    full = tuple(task.input_shape[1:])
+    for size in [full, tuple(s // 2 for s in full)] if method == "njet" else [full]:
+        x = torch.randn(2, task.in_channels, *size)
+        torch.manual_seed(1)
+        out_banked = banked(x)
+        torch.manual_seed(1)  # the same dropout masks
+        out_alone = alone(x)
+        torch.testing.assert_close(out_banked, out_alone, rtol=1e-4, atol=1e-5)
+        g_banked = torch.autograd.grad(out_banked.square().sum(), list(banked.parameters()), allow_unused=True)
+        g_alone = torch.autograd.grad(out_alone.square().sum(), list(alone.parameters()), allow_unused=True)
+        # float rounding on the scale of the largest gradient (a bias before a batch norm has a true gradient
+        # of zero: its computed one is rounding noise either way)
+        scale = max(a.abs().max().item() for a in g_alone if a is not None)
+        for name, a, b in zip([n for n, _ in alone.named_parameters()], g_alone, g_banked):
+            if a is None:
+                assert b is None or not b.any(), name
+            else:
+                torch.testing.assert_close(b, a, rtol=1e-3, atol=1e-5 * scale, msg=name)
+
+
+def test_the_bank_serves_only_inside_the_networks_forward():
+    torch.manual_seed(0)
+    model = build_model("flexconv", TaskSpec(2, 3, 10, (8, 8)), arch="flexnet3", width=4).train()
+    layer = next(m for m in model.modules() if "_bank" in m.__dict__)
+    bank = layer._bank
+    x = torch.randn(2, 3, 8, 8)
+    out = model(x)
+    assert not bank.active and not bank._kernels  # closed and emptied after the forward
+    out.sum().backward()
+    model(x).sum().backward()  # a second forward and backward without a step: fresh kernels, no stale graph
+    assert layer(torch.randn(1, layer.cin, 8, 8)).shape[1] == layer.cout  # a layer called alone: its own call
+
+
+def test_the_banks_output_layers_group_equal_shapes_wherever_they_sit():
+    from methods.kernelbank import _outputs
+
+    torch.manual_seed(0)
+    shapes = [(4, 3), (5, 3), (4, 3), (4, 3), (6, 3)]  # the (4, 3) nets not in one run
+    weights = [torch.randn(s) for s in shapes]
+    biases = [torch.randn(s[0]) for s in shapes]
+    h = torch.randn(len(shapes), 7, 3)
+    for w, b, out, hb in zip(weights, biases, _outputs(weights, biases, h), h):
+        torch.testing.assert_close(out, torch.addmm(b.unsqueeze(1), w, hb.t()))

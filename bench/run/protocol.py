@@ -158,6 +158,7 @@ def train_run(cfg: RunConfig, data, device: str, progress: bool = True, ckpt: Pa
             break  # (a resumed run that had already stopped)
         model.train()
         start, loss_sum, seen = time.perf_counter(), torch.zeros((), device=device), 0
+        nonfinite = torch.zeros((), device=device)  # nan once a step's loss was not finite: checked per epoch
         for step, (x, y) in enumerate(batches(data.train, tc.batch_size, shuffle=True, generator=gen, device=device)):
             if step >= steps:
                 break
@@ -167,8 +168,7 @@ def train_run(cfg: RunConfig, data, device: str, progress: bool = True, ckpt: Pa
                 loss = loss_fn(model(x), y, metric)
             reg = step_hooks.regularization_loss()
             total = loss if reg is None else loss + reg
-            if not torch.isfinite(total):
-                raise Diverged(f"loss became {total.item()} at epoch {epoch}, step {step}")
+            nonfinite = nonfinite + total.detach() * 0  # no host read inside a step
             optimizer.zero_grad(set_to_none=True)
             total.backward()
             if tc.grad_clip:
@@ -177,6 +177,8 @@ def train_run(cfg: RunConfig, data, device: str, progress: bool = True, ckpt: Pa
             schedule.step()
             step_hooks.post_step()
             loss_sum, seen = loss_sum + loss.detach() * len(y), seen + len(y)
+        if not torch.isfinite(nonfinite):
+            raise Diverged(f"loss became {nonfinite.item()} in epoch {epoch} (steps run with a non-finite loss)")
         if cuda:
             torch.cuda.synchronize()
         train_time, samples = train_time + time.perf_counter() - start, samples + seen

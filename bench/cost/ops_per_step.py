@@ -1,0 +1,209 @@
+"""`python -m bench.cost.ops_per_step`: aten ops and host reads in one training step of every method.
+
+On a GPU every aten op is at least one kernel launch, and every host read (`item`, `tolist`,
+`bool(tensor)`, a copy to the CPU) stalls the queue until the GPU catches up; a small model's
+step is bound by them, not by arithmetic (../shared/measurements/2026-12-04-h200/README.md). Both
+are counted here on the CPU, which sees the same ops, for one step of the protocol's update
+(forward, loss, regularisers, backward, AdamW step, post-step hooks), on the two networks of the
+FlexConv papers that every layer method plugs into: FlexNet-7 on 32 x 32 images and FlexTCN-6 on
+1024-step sequences. The step counted is the second one (the first fills the layers' caches).
+
+Writes `results/perf/ops_per_step.csv` (one row per method and network; `--column` names the
+count's column, so a count before a change and one after sit side by side) and, if matplotlib is
+there, `ops_per_step.png`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import sys
+from collections import Counter
+from pathlib import Path
+
+import torch
+from torch.overrides import TorchFunctionMode
+from torch.utils._python_dispatch import TorchDispatchMode
+
+import methods
+from bench.run.config import TrainConfig
+from bench.run.protocol import loss_fn, make_optimizer
+from methods import hooks
+from methods.task import TaskSpec
+
+# network: (task, the backbone's hparams, batch size)
+NETWORKS = {
+    "flexnet7-32px": (TaskSpec(2, 3, 10, (32, 32)), {"arch": "flexnet7"}, 4),
+    "flextcn6-1024": (TaskSpec(1, 3, 10, 1024, causal=True), {"arch": "flextcn6"}, 4),
+}
+# the same backbones scaled down, for tests
+SMALL_NETWORKS = {
+    "flexnet3-8px": (TaskSpec(2, 3, 10, (8, 8)), {"arch": "flexnet3", "width": 4}, 2),
+    "flextcn2-32": (TaskSpec(1, 3, 10, 32, causal=True), {"arch": "flextcn2", "width": 4}, 2),
+    "mnist1d-40": (TaskSpec(1, 1, 10, 40), {"arch": "flextcn2", "width": 4}, 2),  # non-causal: the MNIST-1D models
+}
+# Python-level calls that copy a tensor's value to the host (on a GPU: a synchronisation)
+HOST_READ_FUNCTIONS = {
+    "item", "tolist", "numpy", "cpu", "__bool__", "__int__", "__float__", "__index__", "__array__",
+}  # fmt: skip
+# aten ops that return a Python value computed from a tensor's data
+HOST_READ_OPS = {"_local_scalar_dense", "is_nonzero", "equal", "allclose"}
+
+
+class HostReads(TorchFunctionMode):
+    """Records every Python-level call that reads a tensor's value back to the host."""
+
+    def __init__(self):
+        super().__init__()
+        self.reads: Counter = Counter()
+
+    def __torch_function__(self, func, types, args=(), kwargs=None):
+        name = getattr(func, "__name__", "")
+        if name in HOST_READ_FUNCTIONS:
+            self.reads[name] += 1
+        elif name == "to" and _to_cpu(args[1:], kwargs or {}) and args[0].device.type != "cpu":
+            self.reads["to(cpu)"] += 1
+        return func(*args, **(kwargs or {}))
+
+
+def _to_cpu(args, kwargs) -> bool:
+    target = kwargs.get("device", args[0] if args else None)
+    return isinstance(target, (str, torch.device)) and torch.device(target).type == "cpu"
+
+
+class AtenOps(TorchDispatchMode):
+    """Counts the aten ops the dispatcher runs (each one a kernel launch on a GPU), by name."""
+
+    def __init__(self):
+        super().__init__()
+        self.ops: Counter = Counter()
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        self.ops[func.overloadpacket.__name__] += 1
+        return func(*args, **(kwargs or {}))
+
+    @property
+    def host_reads(self) -> int:
+        return sum(n for name, n in self.ops.items() if name in HOST_READ_OPS)
+
+
+def update(model, optimizer, step_hooks, x, y, metric: str) -> None:
+    """The protocol's update up to the optimizer step (bench/run/protocol.py), without the schedule and the
+    divergence flag."""
+    loss = loss_fn(model(x), y, metric)
+    reg = step_hooks.regularization_loss()
+    optimizer.zero_grad(set_to_none=True)
+    (loss if reg is None else loss + reg).backward()
+    optimizer.step()
+
+
+def build(method: str, network: str, seed: int = 0):
+    """The method in `network` (or its own model, for a whole-model method), its optimizer, hooks and a batch."""
+    task, backbone, batch = {**NETWORKS, **SMALL_NETWORKS}[network]
+    accepted = methods.accepted_hparams(method)
+    hp = {k: v for k, v in backbone.items() if accepted is None or k in accepted}
+    torch.manual_seed(seed)
+    model = methods.build_model(method, task, **hp)
+    model.train()
+    optimizer = make_optimizer(model, TrainConfig(lr=1e-3))
+    x = torch.randn(batch, *task.input_shape)
+    y = torch.randint(0, task.num_classes, (batch,))
+    return model, optimizer, hooks.StepHooks(model), x, y, task.metric
+
+
+def count(method: str, network: str) -> dict:
+    """Aten ops and host reads in the second training step of `method` on `network`: in the update (forward,
+    backward, optimizer step) and in the post-step hooks (where one batched copy of the sizes may be)."""
+    model, optimizer, step_hooks, x, y, metric = build(method, network)
+    update(model, optimizer, step_hooks, x, y, metric)
+    step_hooks.post_step()
+    with HostReads() as reads, AtenOps() as ops:
+        update(model, optimizer, step_hooks, x, y, metric)
+    with HostReads() as post_reads, AtenOps() as post_ops:
+        step_hooks.post_step()
+    kinds = Counter(reads.reads) + Counter(post_reads.reads)
+    kinds.update({name: n for o in (ops, post_ops) for name, n in o.ops.items() if name in HOST_READ_OPS})
+    return {
+        "ops": sum(ops.ops.values()) + sum(post_ops.ops.values()),
+        "step_reads": max(sum(reads.reads.values()), ops.host_reads),
+        "post_step_reads": max(sum(post_reads.reads.values()), post_ops.host_reads),
+        "read_kinds": " ".join(f"{k}:{v}" for k, v in sorted(kinds.items())),
+        "by_op": ops.ops + post_ops.ops,
+    }
+
+
+def applicable(method: str, network: str, small: bool = False) -> bool:
+    return methods.skip_reason(method, (SMALL_NETWORKS if small else NETWORKS)[network][0]) is None
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench.cost.ops_per_step", description=__doc__.split("\n")[0])
+    parser.add_argument("--methods", default="*", help="comma-separated names or patterns (default: all)")
+    parser.add_argument("--out", default="results/perf/ops_per_step.csv")
+    parser.add_argument("--column", default="now", help="name of this count's columns (ops_<column>, ...)")
+    parser.add_argument("--top", type=int, default=0, help="also print the N most frequent ops of each row")
+    args = parser.parse_args(argv)
+    torch.set_num_threads(1)
+    names = methods.METHODS.select(args.methods.split(","))
+    path = Path(args.out)
+    rows = {}
+    if path.exists():  # keep the other columns (e.g. the count before a change)
+        with path.open() as f:
+            rows = {(r["method"], r["network"]): r for r in csv.DictReader(f)}
+    for network in NETWORKS:
+        for m in names:
+            if not applicable(m, network):
+                continue
+            c = count(m, network)
+            row = rows.setdefault((m, network), {"method": m, "network": network})
+            reads = c["step_reads"] + c["post_step_reads"]
+            row.update({f"ops_{args.column}": c["ops"], f"host_reads_{args.column}": reads})
+            print(
+                f"{network:<14} {m:<18} {c['ops']:>6} ops {c['step_reads']:>3} host reads in the step, "
+                f"{c['post_step_reads']} after it  {c['read_kinds']}"
+            )
+            if args.top:
+                print("    " + ", ".join(f"{k} {v}" for k, v in c["by_op"].most_common(args.top)))
+    columns = ["method", "network"]
+    for r in rows.values():
+        columns += [k for k in r if k not in columns]
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=columns)
+        writer.writeheader()
+        writer.writerows(sorted(rows.values(), key=lambda r: (r["network"], r["method"])))
+    print(f"-> {path}")
+    plot(list(rows.values()), path.with_suffix(".png"))
+    return 0
+
+
+def plot(rows: list[dict], path: Path) -> None:
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        return
+    cols = [k for k in rows[0] if k.startswith("ops_")] if rows else []
+    if not cols:
+        return
+    fig, axes = plt.subplots(1, len(NETWORKS), figsize=(12, 6), squeeze=False)
+    for ax, network in zip(axes[0], NETWORKS):
+        sub = sorted((r for r in rows if r["network"] == network), key=lambda r: r["method"])
+        height = 0.8 / len(cols)
+        for i, col in enumerate(cols):
+            vals = [float(r.get(col) or 0) for r in sub]
+            ax.barh([j + i * height for j in range(len(sub))], vals, height, label=col[4:])
+        ax.set_yticks([j + 0.4 - height / 2 for j in range(len(sub))], [r["method"] for r in sub], fontsize=7)
+        ax.set_xscale("log")
+        ax.set_xlabel("aten ops per training step (CPU count, batch 4)")
+        ax.set_title(network)
+        ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
