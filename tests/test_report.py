@@ -49,7 +49,7 @@ def test_summary_cells_means_intervals_and_n(tmp_path):
     assert "**0.3000 ± 0.6353 (2)**" in md  # best (lowest) MSE in bold: t(0.975, 1) = 12.706
     assert "| 80.00 (1) " in md  # one seed: no interval, no test
     assert "alpha [smoke]" in md and "10.00 (1)" in md  # smoke runs are kept apart and marked
-    assert "avg rank" in md and "Welch" in md
+    assert "rank [95 % CI]" in md and "paired t-tests" in md
     index = (tmp_path / "REPORT.md").read_text()
     assert "Runs that did not finish (1)" in index and "failed: beta on d1 (seed 1)" in index
     assert (tmp_path / "plots" / "accuracy_vs_params.png").stat().st_size > 1000
@@ -76,7 +76,7 @@ def test_significance_marks_and_average_rank(tmp_path):
     for seed, (a, b, c) in enumerate([(95.0, 95.2, 80.0), (95.5, 95.0, 80.5), (96.0, 96.1, 79.5)]):
         rows += [_record("a", "d1", seed, a), _record("b", "d1", seed, b), _record("c", "d1", seed, c)]
         rows += [_record("a", "d2", seed, 70.0 + seed), _record("b", "d2", seed, 50.0 + seed),
-                 _record("c", "d2", seed, 60.0 + seed)]  # fmt: skip
+                 _record("c", "d2", seed, 60.0 + 0.5 * seed)]  # fmt: skip
     _write(tmp_path, rows)
     build_report(tmp_path)
     summary = pd.read_csv(tmp_path / "tables" / "summary.csv")
@@ -86,8 +86,8 @@ def test_significance_marks_and_average_rank(tmp_path):
     md = (tmp_path / "tables" / "summary.md").read_text()
     assert "95.43 ± 1.46 (3) ≈" in md  # b on d1: not significantly worse than a
     lines = [line for line in md.splitlines() if line.startswith("| a ") or line.startswith("| b ")]
-    assert lines[0].startswith("| a ") and lines[0].rstrip(" |").endswith("1.0 (2)")  # ranks 1 and 1: first row
-    assert "2.5 (2)" in lines[1]  # b: rank 2 on d1, 3 on d2
+    assert lines[0].startswith("| a ") and "| 1.0 [1.0, " in lines[0]  # ranks 1 and 1: first row
+    assert "| 2.5 [" in lines[1]  # b: rank 2 on d1, 3 on d2
 
 
 def test_latex_is_booktabs_with_balanced_braces(tmp_path):

@@ -167,7 +167,7 @@ def build_tuning(records: list[dict], tables: Path, plots: Path, styles: dict) -
     df = report.runs_frame(selected_runs(records))
     df["variant"] = [""] * len(df)  # one selected configuration per method and dataset: no labels
     agg = report.aggregate(df)
-    agg.drop(columns="values").to_csv(tables / "tuned.csv", index=False)
+    agg.drop(columns=report.IN_MEMORY).to_csv(tables / "tuned.csv", index=False)
     cells, marks = report.wide_table(agg)
     caption = "Tuned: " + RULE + " " + report.CAPTION
     (tables / "tuned.md").write_text(report.to_markdown(cells, marks) + "\n\n" + caption + "\n")
