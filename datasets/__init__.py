@@ -74,7 +74,13 @@ def get_dataset(
         train, val = loaded.train, loaded.val
     else:
         train, val = carve_validation(loaded.train, val_fraction, seed)
-    test, info = loaded.test, dict(loaded.info)
+    test = loaded.test
+    fitted = None
+    if loaded.fit_normalisation is not None:  # before the info is copied: the loader records what it fitted
+        (train, val, test), fitted = loaded.fit_normalisation((train, val, test), statistics)
+    info = dict(loaded.info)
+    if fitted is not None:
+        info["standardised"] = fitted
     if loaded.standardise is not None:
         (train, val, test), info["standardised"] = apply_standardise((train, val, test), loaded.standardise, statistics)
     return DataSplits(train, val, test, loaded.task, loaded.augment, info)
