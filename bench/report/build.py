@@ -34,11 +34,14 @@ def build_report(out: str | Path, dest: str | Path | None = None, include_refere
     if not records:
         return [*lines, f"no runs in {store.runs_dir(out)}: nothing to report"]
     df = runs_frame(records)
+    # the summary of a folder with searches holds the selected trials only, never every trial (tables/trials.md)
+    shown = [r for r in records if not (r.get("config") or {}).get("search")] + tuning.selected_runs(records)
+    main = runs_frame(shown) if len(shown) < len(records) else df
     tables_dir, plots_dir = dest / "tables", dest / "plots"
     tables_dir.mkdir(parents=True, exist_ok=True)
     plots_dir.mkdir(parents=True, exist_ok=True)
     df.drop(columns=["error", "settings", "test_correct"]).to_csv(tables_dir / "runs.csv", index=False)
-    agg = aggregate(df, include_reference)
+    agg = aggregate(main, include_reference)
     agg.drop(columns=IN_MEMORY).to_csv(tables_dir / "summary.csv", index=False)
     cells, marks = wide_table(agg, include_reference)
     written = [tables_dir / "runs.csv", tables_dir / "summary.csv"]
