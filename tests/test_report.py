@@ -109,3 +109,44 @@ def test_report_can_write_elsewhere(tmp_path):
 
 def test_empty_results_folder(tmp_path):
     assert "nothing to report" in build_report(tmp_path)[-1]
+
+
+def _paired_table(out):
+    """10 seeds on d1; a seed effect shared by all rows; `conv` 1 point below `a`; `b` equal to `a` on average;
+    `logreg` (a reference model) far below."""
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+    rows = []
+    for seed in range(10):
+        shared = rng.normal()
+        for method, shift in (("a", 0.0), ("b", 0.0), ("conv", -1.0), ("logreg", -30.0)):
+            rows.append(_record(method, "d1", seed, round(95.0 + shared + shift + 0.1 * rng.normal(), 4)))
+    _write(out, rows)
+
+
+def test_conclusions_are_generated_from_the_paired_tests_and_the_readme_check_reads_them(tmp_path):
+    from bench.report import conclusions
+
+    _paired_table(tmp_path)
+    build_report(tmp_path)
+    text = (tmp_path / "tables" / "conclusions.md").read_text()
+    assert "- **d1 (acc %)**: could be the best (no row significantly above): " in text
+    best_line = next(line for line in text.splitlines() if "could be the best" in line)
+    assert "a" in best_line and "b" in best_line and "conv" not in best_line
+    assert "  - `a` > `conv` by " in text and "Holm over 3 pairs" in text  # logreg is not in the family
+    assert "logreg" not in text
+    md = (tmp_path / "tables" / "summary.md").read_text()
+    assert "(65." in md or "(64." in md  # the reference row is shown, in brackets, unmarked
+    assert "P(> conv)" in md and (tmp_path / "plots" / "paired_differences.png").stat().st_size > 1000
+    readme = tmp_path / "README.md"
+    readme.write_text("intro\n\n" + text.split("\n", 2)[2] + "\nmore\n")  # the generated block, quoted
+    lines, ok = conclusions.check(readme, tmp_path / "tables")
+    assert ok and lines[0].startswith("README claims that hold on this machine: ")
+    readme.write_text(readme.read_text().replace("`a` > `conv`", "`conv` > `a`"))  # a claim the runs do not make
+    lines, ok = conclusions.check(readme, tmp_path / "tables")
+    assert not ok and any("does NOT hold: d1 (acc %): conv > a" in line for line in lines)
+    assert any("new here (not in the README): d1 (acc %): a > conv" in line for line in lines)
+    # with the reference models in the family, logreg is compared (and separated) too
+    build_report(tmp_path, include_reference=True)
+    assert "`logreg`" in (tmp_path / "tables" / "conclusions.md").read_text()

@@ -27,7 +27,7 @@ PAIR = re.compile(r"^  - `(?P<above>[^`]+)` > `(?P<below>[^`]+)` by ")
 
 
 def _fmt_p(p: float) -> str:
-    return f"{p:.2g}" if p >= 0.001 else "< 0.001"
+    return f"= {p:.2g}" if p >= 0.001 else "< 0.001"
 
 
 def claims(agg: pd.DataFrame, include_reference: bool = False) -> dict:
@@ -58,7 +58,7 @@ def to_markdown(found: dict) -> str:
             lines.append(f"  Separated pairs (two-sided paired t over seeds{extra}, Holm over {c['pairs']} pairs, "
                          f"α = {stats.ALPHA}):")  # fmt: skip
             for above, below, diff, t, df, p, n in c["separated"]:
-                lines.append(f"  - `{above}` > `{below}` by {diff:.2f} (t({df:.0f}) = {t:.2f}, Holm p = {_fmt_p(p)}, "
+                lines.append(f"  - `{above}` > `{below}` by {diff:.2f} (t({df:.0f}) = {t:.2f}, Holm p {_fmt_p(p)}, "
                              f"n = {n})")  # fmt: skip
         else:
             lines.append(f"  No pair is separated (Holm over {c['pairs']} pairs, α = {stats.ALPHA}).")
