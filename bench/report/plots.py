@@ -438,9 +438,10 @@ def build_plots(records: list[dict], agg, plots: str | Path, styles: dict | None
 def paired_differences(agg, plots: Path, styles: dict, baseline: str = "conv") -> list[Path]:
     """Per dataset: each row minus the baseline at the same seed (dots), the mean difference and its 95 % paired
     bootstrap interval (over seeds, and over test examples where the runs hold them), a line at 0: the
-    differences that matter, on their own scale rather than squeezed between chance and 100 %."""
+    differences that matter, on their own scale rather than squeezed between chance and 100 %. The reference models
+    (summary.REFERENCE_METHODS) are left out: far below, they would squeeze the scale again."""
     from bench.report import stats
-    from bench.report.summary import row_label
+    from bench.report.summary import REFERENCE_METHODS, row_label
 
     if agg.empty or baseline not in set(agg["method"]):
         return []
@@ -455,7 +456,7 @@ def paired_differences(agg, plots: Path, styles: dict, baseline: str = "conv") -
         sign = 1.0 if b["metric"] != "mse" else -1.0
         rows = []
         for _, r in part.iterrows():
-            if r.name == b.name:
+            if r.name == b.name or r["method"] in REFERENCE_METHODS:
                 continue
             seeds = sorted(set(r["by_seed"]) & set(b["by_seed"]))
             if not seeds:
