@@ -107,6 +107,8 @@ def test_paired_t_is_scipys_ttest_rel():
         ref = sps.ttest_rel(a, b)
         t, df, p = paired_t(a, b)
         assert t == pytest.approx(ref.statistic) and p == pytest.approx(ref.pvalue) and df == n - 1
+        _, (pair,) = compare_paired({"a": dict(enumerate(a)), "b": dict(enumerate(b))})  # the table's own path
+        assert pair["p"] == pytest.approx(ref.pvalue) and pair["t"] == pytest.approx(abs(ref.statistic))
     assert paired_t([1.0, 1.0], [1.0, 1.0])[2] == 1.0  # identical rows are not different
     assert math.isnan(paired_t([2.0, 2.0], [1.0, 1.0])[2])  # no spread: nothing to judge by, never p = 0
     # the test set's sampling variance widens the test: t = 1 / sqrt(var/n + extra)

@@ -10,6 +10,12 @@
   are Holm-adjusted over those comparisons, and a method whose adjusted p is >= alpha is "tied".
 - `average_ranks`: each method's rank per dataset (1 = best, ties share the mean rank),
   averaged over the datasets it ran on (Demšar, JMLR 2006).
+
+The report's marks use the paired procedure below (protocol 2): `compare_paired` (paired t-tests, with
+the test set's sampling error where per-example results are stored, Holm over every pair),
+`rank_intervals` (stratified bootstrap of the mean rank), `prob_improvement` and `paired_bootstrap`.
+`welch_greater`, `compare_to_best` and `average_ranks` are the protocol-1 rules, kept for comparison
+(tests/test_stats.py simulates both).
 """
 
 from __future__ import annotations
