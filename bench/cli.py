@@ -32,7 +32,7 @@ class Parser(argparse.ArgumentParser):
 def make_parser() -> Parser:
     p = Parser(prog="run_all.py", description="LKSBench: learned kernel sizes, one protocol.", epilog=EPILOG,
                formatter_class=argparse.RawDescriptionHelpFormatter)  # fmt: skip
-    p.add_argument("command", nargs="?", default="run", choices=["run", "list", "report", "fetch"])
+    p.add_argument("command", nargs="?", default="run", choices=["run", "list", "report", "fetch", "check-readme"])
     p.add_argument("--suite", default=DEFAULT_SUITE, help=f"named suite (default: {DEFAULT_SUITE}); see `list`")
     p.add_argument("--methods", help="comma list of method names or globs")
     p.add_argument("--datasets", help="comma list of dataset names or globs")
@@ -57,6 +57,11 @@ def make_parser() -> Parser:
     p.add_argument("--report-out", metavar="DIR",
                    help="write tables, plots and REPORT.md here instead of into --out (e.g. --out is read-only)")  # fmt: skip
     p.add_argument("--quiet", action="store_true", help="no progress bars")
+    p.add_argument("--compare-references", action="store_true",
+                   help="report: the MNIST-1D paper's models join the comparison family of the marks")  # fmt: skip
+    p.add_argument(
+        "--readme", default="README.md", help="check-readme: the README whose generated conclusions to check"
+    )
     p.add_argument("--compile", action="store_true", help="torch.compile models whose shapes are fixed (CUDA only)")
     g = p.add_argument_group("launchers (see docs: running on several GPUs or a SLURM cluster)")
     g.add_argument("--launcher", default="local", help="local (default), local-gpus, slurm, or a plugin's")
@@ -166,6 +171,23 @@ def cmd_run(args, signals: list) -> int:
     return 0
 
 
+def cmd_check_readme(args, signals: list) -> int:
+    """Run the suite here (finished runs are kept), rebuild its report, and say whether the README's generated
+    conclusions hold on this machine: 0 when they all do, 1 when one does not."""
+    from pathlib import Path
+
+    from bench.report import conclusions
+
+    args.no_report = False
+    status = cmd_run(args, signals)
+    if status:
+        return status
+    lines, ok = conclusions.check(Path(args.readme), Path(args.report_out or args.out) / "tables")
+    for line in lines:
+        print(line)
+    return 0 if ok else 1
+
+
 def fmt_duration(seconds: float) -> str:
     minutes, secs = divmod(round(seconds), 60)
     return f"{minutes} min {secs} s" if minutes else f"{seconds:.1f} s"
@@ -211,7 +233,7 @@ def cmd_report(args) -> None:
         raise UserError(f"--out {args.out}: no such folder (the results folder to read runs from)")
     dest = writable_folder(args.report_out or args.out, "--report-out" if args.report_out else "--out")
     try:
-        lines = build_report(args.out, dest)
+        lines = build_report(args.out, dest, include_reference=getattr(args, "compare_references", False))
     except OSError as exc:  # a full disk, a folder made read-only mid-way
         raise UserError(f"cannot write the report into {dest}: {exc.strerror or exc}") from None
     for line in lines:
@@ -262,6 +284,8 @@ def _main(argv: list[str] | None, signals: list[int]) -> int:
         if args.command == "fetch":
             cmd_fetch(args)
             return 0
+        if args.command == "check-readme":
+            return cmd_check_readme(args, signals)
         return cmd_run(args, signals)
     except UserError as exc:
         print(f"run_all.py: error: {exc}", file=sys.stderr)

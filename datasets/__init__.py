@@ -81,12 +81,17 @@ def get_dataset(
         train, val = carve_validation(loaded.train, val_fraction, seed)
     else:
         train, val = loaded.train, None  # the test set stands in, below
-    test, info = loaded.test, dict(loaded.info)
+    splits = (train, loaded.test) if val is None else (train, val, loaded.test)
+    fitted = None
+    if loaded.fit_normalisation is not None:  # before the info is copied: the loader records what it fitted
+        splits, fitted = loaded.fit_normalisation(splits, statistics)
+    info = dict(loaded.info)
+    if fitted is not None:
+        info["standardised"] = fitted
     if loaded.standardise is not None:
-        splits = (train, test) if val is None else (train, val, test)
         splits, info["standardised"] = apply_standardise(splits, loaded.standardise, statistics)
-        train, test = splits[0], splits[-1]
-        val = splits[1] if val is not None else None
+    train, test = splits[0], splits[-1]
+    val = splits[1] if val is not None else None
     if val is None:
         val, info["validation"] = test, "the test set (no split carved: the papers' protocol)"
     return DataSplits(train, val, test, loaded.task, loaded.augment, info)

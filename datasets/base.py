@@ -20,6 +20,9 @@ class Loaded:
     # standardise x over these dims with the statistics of the *training part* (after the validation
     # split is carved), so no validation or test sample informs the normalisation; None: as loaded
     standardise: tuple[int, ...] | None = None
+    # or, for data kept in compact storage: (splits, statistics or None) -> (splits, statistics), called by
+    # get_dataset after the carve, so the loader's normalisation is fitted on the training part alone
+    fit_normalisation: Callable | None = None
 
 
 class DataSplits(NamedTuple):

@@ -20,7 +20,7 @@ import torch
 from datasets import register_dataset
 from datasets.arrays import ArrayDataset
 from datasets.base import Loaded
-from datasets.images import IMAGENET_MEAN, IMAGENET_STD, ToFloat, channel_stats, check_norm, check_options, image_loaded
+from datasets.images import IMAGENET_MEAN, IMAGENET_STD, ToFloat, check_norm, check_options, image_loaded
 from datasets.real import flag, reading, require_files
 from datasets.tensors import tensor_dataset
 from methods.task import TaskSpec
@@ -87,9 +87,10 @@ def cifar_arrays(name: str, data_root: Path, classes: int, download: bool):
     return out
 
 
-def sequence_stats(norm: str, train_images: torch.Tensor):
-    """The sequence papers normalise CIFAR-10 with the ImageNet statistics."""
-    return (IMAGENET_MEAN, IMAGENET_STD) if norm == "paper" else channel_stats(train_images)
+def sequence_stats(norm: str):
+    """The sequence papers normalise CIFAR-10 with the ImageNet statistics; norm="train" first scales to [0, 1]
+    and leaves the training part's statistics to get_dataset (after the validation carve)."""
+    return (IMAGENET_MEAN, IMAGENET_STD) if norm == "paper" else ((0.0, 0.0, 0.0), (1.0, 1.0, 1.0))
 
 
 @register_dataset(
@@ -142,10 +143,13 @@ def cifar100(
 def scifar10(*, seed, data_root, norm: str = "paper", download: bool = True):
     check_norm("scifar10", norm)
     (xtr, ytr), (xte, yte) = cifar_arrays("scifar10", data_root, 10, download)
-    to_float = ToFloat(*sequence_stats(norm, xtr), size=None)
+    # norm="train": scaled to [0, 1] here, standardised per channel by get_dataset on the training part
+    to_float = ToFloat(*sequence_stats(norm), size=None)
     xtr, xte = (to_float.all(x).reshape(len(x), 3, 1024) for x in (xtr, xte))
     task = TaskSpec(dim=1, in_channels=3, num_classes=10, size=1024, causal=True)
-    return Loaded(tensor_dataset(xtr, ytr), tensor_dataset(xte, yte), task)
+    return Loaded(
+        tensor_dataset(xtr, ytr), tensor_dataset(xte, yte), task, standardise=None if norm == "paper" else (0, 2)
+    )
 
 
 class NoisePad:
@@ -194,7 +198,7 @@ def npcifar10(*, seed, data_root, norm: str = "paper", shared_noise: bool = Fals
     check_norm("npcifar10", norm)
     shared_noise = flag("npcifar10", "shared_noise", shared_noise)
     (xtr, ytr), (xte, yte) = cifar_arrays("npcifar10", data_root, 10, download)
-    to_float = ToFloat(*sequence_stats(norm, xtr), size=None)
+    to_float = ToFloat(*sequence_stats(norm), size=None)
     rows = [to_float.all(x).transpose(2, 3).reshape(len(x), 96, 32).contiguous() for x in (xtr, xte)]
     shared = None
     if shared_noise:
@@ -204,4 +208,22 @@ def npcifar10(*, seed, data_root, norm: str = "paper", shared_noise: bool = Fals
     test = ArrayDataset(rows[1], yte, NoisePad(NPCIFAR_LENGTH, seed, NOISE_SALTS["test"], shared))
     task = TaskSpec(dim=1, in_channels=96, num_classes=10, size=NPCIFAR_LENGTH, causal=True)
     info = {"noise": "per-sample" if shared is None else "shared", "noise_seed": seed}
-    return Loaded(train, test, task, info=info)
+    fit = None if norm == "paper" else lambda splits, statistics=None: _fit_rows(rows, splits, statistics)
+    return Loaded(train, test, task, info=info, fit_normalisation=fit)
+
+
+def _fit_rows(rows: list[torch.Tensor], splits, statistics=None):
+    """norm="train" for npCIFAR10: per-channel statistics of the training part's rows (features c * 32 + w),
+    applied in place to the stored rows of every split (the noise steps stay N(0, 1))."""
+    train = splits[0]
+    idx = torch.as_tensor(train.indices, dtype=torch.long) if hasattr(train, "indices") else slice(None)
+    if statistics is None:
+        part = rows[0][idx].reshape(-1, 3, 32, 32).to(torch.float64)
+        mean, std = part.mean((0, 2, 3)), part.std((0, 2, 3)).clamp_min(1e-6)
+        statistics = {"dims": [0, 2, 3], "mean": mean.tolist(), "std": std.tolist()}
+    mean = torch.tensor(statistics["mean"], dtype=torch.float32).view(1, 3, 1, 1)
+    std = torch.tensor(statistics["std"], dtype=torch.float32).view(1, 3, 1, 1)
+    for r in rows:
+        view = r.view(len(r), 3, 32, 32)
+        view.sub_(mean).div_(std)
+    return splits, statistics

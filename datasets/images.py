@@ -12,6 +12,7 @@ from collections.abc import Sequence
 
 import torch
 import torch.nn.functional as F
+from torch.utils.data import Subset
 
 from bench.base import UserError
 from datasets.arrays import ArrayDataset
@@ -97,22 +98,47 @@ def image_loaded(
     augment = check_options(name, norm=norm, resolution=resolution, augment=augment)
     native = train[0].shape[-1]
     size = native if resolution is None else resolution
-    mean, std = paper_stats if (norm == "paper" and paper_stats is not None) else channel_stats(train[0])
-    to_float = ToFloat(mean, std, size)
-    if lazy:
-        train_ds, test_ds = (ArrayDataset(x, y.long(), to_float) for x, y in (train, test))
-    else:
-        train_ds, test_ds = (tensor_dataset(to_float.all(x), y.long()) for x, y in (train, test))
     pad = max(1, round(4 * size / 32))
-    fill = [-m / s for m, s in zip(mean, std)]  # a black pixel after normalisation
-    crop_flip = CropFlip(pad, fill) if augment else None
     task = TaskSpec(dim=2, in_channels=train[0].shape[1], num_classes=classes, size=(size, size))
-    details = {
-        "native_resolution": native,
-        "resolution": size,
-        "norm_mean": [round(m, 6) for m in mean],
-        "norm_std": [round(s, 6) for s in std],
-        "augment": repr(crop_flip) if augment else None,
-        **(info or {}),
-    }
-    return Loaded(train_ds, test_ds, task, augment=crop_flip, info=details)
+    details = {"native_resolution": native, "resolution": size, **(info or {})}
+    if norm == "paper" and paper_stats is not None:  # the papers' constants: known before any split
+        mean, std = paper_stats
+        to_float = ToFloat(mean, std, size)
+        if lazy:
+            train_ds, test_ds = (ArrayDataset(x, y.long(), to_float) for x, y in (train, test))
+        else:
+            train_ds, test_ds = (tensor_dataset(to_float.all(x), y.long()) for x, y in (train, test))
+        crop_flip = CropFlip(pad, [-m / s for m, s in zip(mean, std)]) if augment else None  # black, normalised
+        details.update(norm_mean=[round(m, 6) for m in mean], norm_std=[round(s, 6) for s in std])
+        details["augment"] = repr(crop_flip) if augment else None
+        return Loaded(train_ds, test_ds, task, augment=crop_flip, info=details)
+    # training statistics: fitted by get_dataset on the training part, after the validation carve
+    channels = train[0].shape[1]
+    to_float = ToFloat([0.0] * channels, [1.0] * channels, size)
+    crop_flip = CropFlip(pad, [0.0] * channels) if augment else None
+    train_ds, test_ds = (ArrayDataset(x, y.long(), to_float) for x, y in (train, test))
+
+    def fit(splits, statistics=None):
+        if statistics is None:
+            mean, std = channel_stats(uint8_of(splits[0])[0])
+            statistics = {"dims": [0, 2, 3], "mean": mean, "std": std}
+        mean, std = statistics["mean"], statistics["std"]
+        to_float.mean = torch.tensor(mean, dtype=torch.float32).view(1, -1, 1, 1)
+        to_float.std = torch.tensor(std, dtype=torch.float32).view(1, -1, 1, 1)
+        if crop_flip is not None:
+            crop_flip.fill = [-m / s for m, s in zip(mean, std)]  # a black pixel after normalisation
+        details.update(norm_mean=[round(m, 6) for m in mean], norm_std=[round(s, 6) for s in std])
+        details["augment"] = repr(crop_flip) if augment else None
+        if not lazy:  # float tensors for fast batching, built once the statistics are known
+            splits = tuple(tensor_dataset(to_float.all(x), y) for x, y in map(uint8_of, splits))
+        return splits, statistics
+
+    return Loaded(train_ds, test_ds, task, augment=crop_flip, info=details, fit_normalisation=fit)
+
+
+def uint8_of(dataset) -> tuple[torch.Tensor, torch.Tensor]:
+    """The stored images and labels of an ArrayDataset, or of the Subset of one that a validation carve made."""
+    if isinstance(dataset, Subset):
+        idx = torch.as_tensor(dataset.indices, dtype=torch.long)
+        return dataset.dataset.store[idx], dataset.dataset.targets[idx]
+    return dataset.store, dataset.targets

@@ -196,8 +196,8 @@ def test_cifar10_images_augmentation_and_resolution(tmp_path, no_network):
     assert small.task.size == (16, 16) and small.augment is None
     xs = small.train.tensors[0]
     assert xs.shape[1:] == (3, 16, 16)
-    full = torch.cat([small.train.tensors[0], small.val.tensors[0]])  # norm="train": standardised on all of train
-    assert full.mean((0, 2, 3)).abs().max() < 0.05
+    part = small.train.tensors[0]  # norm="train": standardised on the training part, after the validation carve
+    assert part.mean((0, 2, 3)).abs().max() < 0.05
     assert get_dataset("cifar10", data_root=tmp_path, resolution=16).augment.pad == 2  # scaled with the size
     assert no_network == []
 
@@ -278,6 +278,47 @@ def test_imagenet32_npz_batches_in_subfolders(tmp_path):
     torch.testing.assert_close(x, (torch.tensor(raw["val_data"][0]).view(-1, 3, 32, 32).float() / 255 - mean) / std)
     small = get_dataset("imagenet32", data_root=tmp_path, resolution=16)
     assert stacked(small.test)[0].shape == (N_IMNET[1], 3, 16, 16)
+
+
+# -- normalisation from the training part only (issue 19) -----------------------------------------------
+def _train_part_stats(data, dims=(0, 2, 3)):
+    """Per-channel mean and std of what the model sees for the training part only."""
+    x, _ = stacked(data.train)
+    return x.double().mean(dims), x.double().std(dims, unbiased=False)
+
+
+@pytest.mark.parametrize("name, options", [
+    ("cifar10", {"norm": "train", "augment": False}), ("cifar100", {"augment": False}), ("stl10", {}),
+    ("stl10", {"norm": "train", "resolution": 32}), ("imagenet32", {"norm": "train"}),
+])  # fmt: skip
+def test_image_normalisation_sees_only_the_training_part(tmp_path, name, options):
+    """The training part is standardised exactly (mean 0, std 1 per channel at the native resolution), so no
+    validation image informed the statistics; validation and test are normalised with the same ones."""
+    {"cifar10": fake_cifar, "cifar100": lambda r: fake_cifar(r, classes=100), "stl10": fake_stl10,
+     "imagenet32": fake_imagenet32}[name](tmp_path)  # fmt: skip
+    data = get_dataset(name, data_root=tmp_path, val_fraction=0.3, **options)
+    mean, std = _train_part_stats(data)
+    if "resolution" not in options:
+        assert mean.abs().max() < 1e-4 and (std - 1).abs().max() < 1e-4, (mean, std)
+    fitted = data.info["standardised"]
+    assert data.info["norm_mean"] == [round(m, 6) for m in fitted["mean"]]
+    # the validation part, normalised with the training part's statistics, is not standardised itself
+    xv, _ = stacked(data.val)
+    assert xv.double().mean((0, 2, 3)).abs().max() > 1e-3
+    # the same seed gives the same statistics; another seed carves another training part
+    other = get_dataset(name, data_root=tmp_path, val_fraction=0.3, seed=1, **options)
+    assert other.info["norm_mean"] != data.info["norm_mean"]
+
+
+def test_sequence_cifar_normalisation_sees_only_the_training_part(tmp_path):
+    fake_cifar(tmp_path)
+    seq = get_dataset("scifar10", data_root=tmp_path, norm="train", val_fraction=0.3)
+    mean, std = _train_part_stats(seq, dims=(0, 2))
+    assert mean.abs().max() < 1e-4 and (std - 1).abs().max() < 1e-3
+    padded = get_dataset("npcifar10", data_root=tmp_path, norm="train", val_fraction=0.3)
+    x, _ = stacked(padded.train)
+    rows = x[:, :, :32].reshape(len(x), 3, 32, 32).double()  # features c * 32 + w
+    assert rows.mean((0, 2, 3)).abs().max() < 1e-4 and (rows.std((0, 2, 3)) - 1).abs().max() < 1e-2
 
 
 # -- Speech Commands -----------------------------------------------------------------------

@@ -49,7 +49,7 @@ def test_summary_cells_means_intervals_and_n(tmp_path):
     assert "**0.3000 ± 0.6353 (2)**" in md  # best (lowest) MSE in bold: t(0.975, 1) = 12.706
     assert "| 80.00 (1) " in md  # one seed: no interval, no test
     assert "alpha [smoke]" in md and "10.00 (1)" in md  # smoke runs are kept apart and marked
-    assert "avg rank" in md and "Welch" in md
+    assert "rank [95 % CI]" in md and "paired t-tests" in md
     index = (tmp_path / "REPORT.md").read_text()
     assert "Runs that did not finish (1)" in index and "failed: beta on d1 (seed 1)" in index
     assert (tmp_path / "plots" / "accuracy_vs_params.png").stat().st_size > 1000
@@ -76,7 +76,7 @@ def test_significance_marks_and_average_rank(tmp_path):
     for seed, (a, b, c) in enumerate([(95.0, 95.2, 80.0), (95.5, 95.0, 80.5), (96.0, 96.1, 79.5)]):
         rows += [_record("a", "d1", seed, a), _record("b", "d1", seed, b), _record("c", "d1", seed, c)]
         rows += [_record("a", "d2", seed, 70.0 + seed), _record("b", "d2", seed, 50.0 + seed),
-                 _record("c", "d2", seed, 60.0 + seed)]  # fmt: skip
+                 _record("c", "d2", seed, 60.0 + 0.5 * seed)]  # fmt: skip
     _write(tmp_path, rows)
     build_report(tmp_path)
     summary = pd.read_csv(tmp_path / "tables" / "summary.csv")
@@ -86,8 +86,8 @@ def test_significance_marks_and_average_rank(tmp_path):
     md = (tmp_path / "tables" / "summary.md").read_text()
     assert "95.43 ± 1.46 (3) ≈" in md  # b on d1: not significantly worse than a
     lines = [line for line in md.splitlines() if line.startswith("| a ") or line.startswith("| b ")]
-    assert lines[0].startswith("| a ") and lines[0].rstrip(" |").endswith("1.0 (2)")  # ranks 1 and 1: first row
-    assert "2.5 (2)" in lines[1]  # b: rank 2 on d1, 3 on d2
+    assert lines[0].startswith("| a ") and "| 1.0 [1.0, " in lines[0]  # ranks 1 and 1: first row
+    assert "| 2.5 [" in lines[1]  # b: rank 2 on d1, 3 on d2
 
 
 def test_latex_is_booktabs_with_balanced_braces(tmp_path):
@@ -109,3 +109,44 @@ def test_report_can_write_elsewhere(tmp_path):
 
 def test_empty_results_folder(tmp_path):
     assert "nothing to report" in build_report(tmp_path)[-1]
+
+
+def _paired_table(out):
+    """10 seeds on d1; a seed effect shared by all rows; `conv` 1 point below `a`; `b` equal to `a` on average;
+    `logreg` (a reference model) far below."""
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+    rows = []
+    for seed in range(10):
+        shared = rng.normal()
+        for method, shift in (("a", 0.0), ("b", 0.0), ("conv", -1.0), ("logreg", -30.0)):
+            rows.append(_record(method, "d1", seed, round(95.0 + shared + shift + 0.1 * rng.normal(), 4)))
+    _write(out, rows)
+
+
+def test_conclusions_are_generated_from_the_paired_tests_and_the_readme_check_reads_them(tmp_path):
+    from bench.report import conclusions
+
+    _paired_table(tmp_path)
+    build_report(tmp_path)
+    text = (tmp_path / "tables" / "conclusions.md").read_text()
+    assert "- **d1 (acc %)**: could be the best (no row significantly above): " in text
+    best_line = next(line for line in text.splitlines() if "could be the best" in line)
+    assert "a" in best_line and "b" in best_line and "conv" not in best_line
+    assert "  - `a` > `conv` by " in text and "Holm over 3 pairs" in text  # logreg is not in the family
+    assert "logreg" not in text
+    md = (tmp_path / "tables" / "summary.md").read_text()
+    assert "(65." in md or "(64." in md  # the reference row is shown, in brackets, unmarked
+    assert "P(> conv)" in md and (tmp_path / "plots" / "paired_differences.png").stat().st_size > 1000
+    readme = tmp_path / "README.md"
+    readme.write_text("intro\n\n" + text.split("\n", 2)[2] + "\nmore\n")  # the generated block, quoted
+    lines, ok = conclusions.check(readme, tmp_path / "tables")
+    assert ok and lines[0].startswith("README claims that hold on this machine: ")
+    readme.write_text(readme.read_text().replace("`a` > `conv`", "`conv` > `a`"))  # a claim the runs do not make
+    lines, ok = conclusions.check(readme, tmp_path / "tables")
+    assert not ok and any("does NOT hold: d1 (acc %): conv > a" in line for line in lines)
+    assert any("new here (not in the README): d1 (acc %): a > conv" in line for line in lines)
+    # with the reference models in the family, logreg is compared (and separated) too
+    build_report(tmp_path, include_reference=True)
+    assert "`logreg`" in (tmp_path / "tables" / "conclusions.md").read_text()

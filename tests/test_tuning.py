@@ -80,9 +80,26 @@ def test_selection_is_on_validation_and_the_tables_say_so(tmp_path):
     md = (tmp_path / "tables" / "tuned.md").read_text()
     assert "best mean validation metric" in md and "never the best test" in md
     summary = (tmp_path / "tables" / "summary.md").read_text()
-    assert "a [trial lr=0.01]" in summary and "a [trial lr=0.1]" in summary  # every trial is a row of its own
+    # the summary holds the validation-selected trials only: never the trial the test set would pick, never bolded
+    assert "a [trial lr=0.01]" in summary and "lr=0.1]" not in summary and "**95." not in summary
+    trials = (tmp_path / "tables" / "trials.md").read_text()
+    assert "not a result" in trials and "**" not in trials and "| a        | d1        | lr=0.1 " in trials
     assert (tmp_path / "plots" / "sensitivity_d1.png").stat().st_size > 1000
     assert "tuned" in (tmp_path / "REPORT.md").read_text()
+
+
+def test_a_trial_with_a_failed_seed_is_never_selected(tmp_path):
+    """lr=0.1 has the best validation on its surviving seed, but its other two diverged: lr=0.01 is selected."""
+    records = _trial_records(values={0.01: (80.0, 80.0), 0.1: (90.0, 90.0)})
+    for r in records:
+        if r["config"]["train"]["lr"] == 0.1 and r["seed"] > 0:
+            r.update(status="diverged", error="Diverged: loss became nan", val_accuracy=None, test_accuracy=None)
+        store.write_run(tmp_path, r)
+    build_report(tmp_path)
+    tuning = pd.read_csv(tmp_path / "tables" / "tuning.csv").set_index("method")
+    assert tuning.loc["a", "selected"] == "lr=0.01" and tuning.loc["a", "trials with a failed seed"] == 1
+    tuned = pd.read_csv(tmp_path / "tables" / "tuned.csv")
+    assert tuned.iloc[0]["mean"] == pytest.approx(80.1)
 
 
 def test_paper_tables_from_the_selection_are_titled_and_marked(tmp_path):

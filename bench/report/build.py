@@ -9,14 +9,24 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from bench.report import index, paper_tables, plots, tuning
-from bench.report.summary import CAPTION, aggregate, cost_table, runs_frame, to_latex, to_markdown, wide_table
+from bench.report import conclusions, index, paper_tables, plots, tuning
+from bench.report.summary import (
+    CAPTION,
+    IN_MEMORY,
+    aggregate,
+    cost_table,
+    runs_frame,
+    to_latex,
+    to_markdown,
+    wide_table,
+)
 from bench.run import store
 
 
-def build_report(out: str | Path, dest: str | Path | None = None) -> list[str]:
+def build_report(out: str | Path, dest: str | Path | None = None, include_reference: bool = False) -> list[str]:
     """Rebuild every table and plot from the runs in <out>/runs into <dest>/tables and <dest>/plots
-    (dest defaults to out); returns lines to print."""
+    (dest defaults to out); returns lines to print. `include_reference`: the MNIST-1D paper's models join the
+    comparison family of the marks (by default they are reported but not compared)."""
     out = Path(out)
     dest = out if dest is None else Path(dest)
     records, problems = store.load_runs(out)
@@ -24,18 +34,22 @@ def build_report(out: str | Path, dest: str | Path | None = None) -> list[str]:
     if not records:
         return [*lines, f"no runs in {store.runs_dir(out)}: nothing to report"]
     df = runs_frame(records)
+    # the summary of a folder with searches holds the selected trials only, never every trial (tables/trials.md)
+    shown = [r for r in records if not (r.get("config") or {}).get("search")] + tuning.selected_runs(records)
+    main = runs_frame(shown) if len(shown) < len(records) else df
     tables_dir, plots_dir = dest / "tables", dest / "plots"
     tables_dir.mkdir(parents=True, exist_ok=True)
     plots_dir.mkdir(parents=True, exist_ok=True)
-    df.drop(columns=["error", "settings"]).to_csv(tables_dir / "runs.csv", index=False)
-    agg = aggregate(df)
-    agg.drop(columns="values").to_csv(tables_dir / "summary.csv", index=False)
-    cells, marks = wide_table(agg)
+    df.drop(columns=["error", "settings", "test_correct"]).to_csv(tables_dir / "runs.csv", index=False)
+    agg = aggregate(main, include_reference)
+    agg.drop(columns=IN_MEMORY).to_csv(tables_dir / "summary.csv", index=False)
+    cells, marks = wide_table(agg, include_reference)
     written = [tables_dir / "runs.csv", tables_dir / "summary.csv"]
     if not cells.empty:
         (tables_dir / "summary.md").write_text(to_markdown(cells, marks) + "\n\n" + CAPTION + "\n")
         (tables_dir / "summary.tex").write_text(to_latex(cells, marks, CAPTION))
         written += [tables_dir / "summary.md", tables_dir / "summary.tex", *cost_table(agg, tables_dir)]
+        written += conclusions.write(agg, tables_dir, include_reference)
     styles = plots.method_styles(r["method"] for r in records)  # one look per method in every plot
     written += tuning.build_tuning(records, tables_dir, plots_dir, styles)
     untuned = [r for r in records if not (r.get("config") or {}).get("search")]

@@ -424,6 +424,7 @@ def build_plots(records: list[dict], agg, plots: str | Path, styles: dict | None
     styles = styles or method_styles(r["method"] for r in records)  # one look per method in every plot
     return [
         *seeds_per_dataset(agg, plots, styles),
+        *paired_differences(agg, plots, styles),
         *metric_against(agg, "params", "trainable parameters", "accuracy_vs_params.png", plots, styles),
         *cost_plots(agg, plots, styles),
         *accuracy_vs_params(records, plots),
@@ -432,3 +433,59 @@ def build_plots(records: list[dict], agg, plots: str | Path, styles: dict | None
         *crossres_drop(records, plots),
         *training_curves(records, plots, styles),
     ]
+
+
+def paired_differences(agg, plots: Path, styles: dict, baseline: str = "conv") -> list[Path]:
+    """Per dataset: each row minus the baseline at the same seed (dots), the mean difference and its 95 % paired
+    bootstrap interval (over seeds, and over test examples where the runs hold them), a line at 0: the
+    differences that matter, on their own scale rather than squeezed between chance and 100 %. The reference models
+    (summary.REFERENCE_METHODS) are left out: far below, they would squeeze the scale again."""
+    from bench.report import stats
+    from bench.report.summary import REFERENCE_METHODS, row_label
+
+    if agg.empty or baseline not in set(agg["method"]):
+        return []
+    datasets = sorted(set(agg.loc[agg["method"] == baseline, "dataset"]))
+    panels = []
+    for ds in datasets:
+        part = agg[agg["dataset"] == ds]
+        base = part[(part["method"] == baseline) & (part["variant"].fillna("") == "")]
+        if base.empty:
+            continue
+        b = base.iloc[0]
+        sign = 1.0 if b["metric"] != "mse" else -1.0
+        rows = []
+        for _, r in part.iterrows():
+            if r.name == b.name or r["method"] in REFERENCE_METHODS:
+                continue
+            seeds = sorted(set(r["by_seed"]) & set(b["by_seed"]))
+            if not seeds:
+                continue
+            mean, lo, hi = stats.paired_bootstrap(
+                r["by_seed"], b["by_seed"], r["correct"] or None, b["correct"] or None
+            )
+            diffs = [sign * (r["by_seed"][s] - b["by_seed"][s]) for s in seeds]
+            lo, hi = sorted((sign * lo, sign * hi))
+            rows.append((sign * mean, lo, hi, diffs, row_label(r["method"], r["variant"]), r["method"]))
+        if rows:
+            panels.append((ds, b["metric"], sorted(rows)))
+    if not panels:
+        return []
+    plt = _plt()
+    height = 0.24 * max(len(p[2]) for p in panels) + 1.6
+    fig, axes = plt.subplots(1, len(panels), figsize=(4.4 * len(panels), height), squeeze=False)
+    for ax, (ds, metric, rows) in zip(axes[0], panels):
+        for y, (mean, lo, hi, diffs, _label, method) in enumerate(rows):
+            st = styles.get(method, {"color": "0.3", "marker": "o", "mfc": "0.3", "ls": "-"})
+            jitter = np.linspace(-0.15, 0.15, len(diffs)) if len(diffs) > 1 else [0.0]
+            ax.plot(diffs, y + np.asarray(jitter), ".", color=st["color"], ms=3, alpha=0.7)
+            ax.errorbar(mean, y, xerr=[[mean - lo], [hi - mean]], **_point_style(st), capsize=2)
+        ax.axvline(0, color="0.4", lw=1)
+        ax.set_yticks(range(len(rows)), [r[4] for r in rows], fontsize=7)
+        what = "accuracy (points)" if metric == "accuracy" else "MSE (lower is better: baseline minus row)"
+        ax.set_xlabel(f"row minus {baseline}, {what}", fontsize=8)
+        ax.set_title(ds, fontsize=9)
+        ax.grid(axis="x", alpha=0.3)
+    fig.suptitle(f"paired differences to {baseline}: per seed (dots), mean and 95 % paired bootstrap interval",
+                 fontsize=9)  # fmt: skip
+    return [_save(fig, plots / "paired_differences.png")]

@@ -4,8 +4,12 @@ A cell holds one configuration: runs are grouped by their whole configuration ex
 Runs of a method on a dataset that differ in a setting are separate rows, labelled by what
 differs from the configuration most of them share (e.g. `conv [lr=0.01]`); smoke runs and
 shortened runs (--budget) are marked too. Per cell: mean, 95 % confidence interval and n over
-seeds (bench/report/stats.py); per dataset, the best row in bold and every row not significantly worse
-marked ≈; an average-rank column over datasets.
+seeds (bench/report/stats.py); per dataset, the best mean in bold (equal means share it) and every row
+that no other row is significantly above marked ≈ (paired t-tests over seeds, and over test examples
+where the run files hold them, Holm over every pair of the comparison family); a mean rank over the
+datasets every ranked row has, with a stratified-bootstrap interval, and the probability of improving
+on the baseline `conv`. The MNIST-1D paper's reference models are reported but not in the family
+unless asked (`include_reference`).
 """
 
 from __future__ import annotations
@@ -23,7 +27,9 @@ from bench.report.tuning import trial_label
 MARKS = {"smoke": "smoke", "budget": "budget"}
 SETTING_SECTIONS = ("model", "data", "train", "crossres")
 COST_FIELDS = ["params_weights", "flops_fwdbwd", "throughput", "epoch_time_s", "peak_mem_mb", "device"]
-TIE = "≈"  # not significantly worse than the best of its column
+TIE = "≈"  # no row of the comparison family is significantly above it
+REFERENCE_METHODS = ("logreg", "mlp", "gru", "cnn1d_mnist1d")  # the MNIST-1D paper's models: anchors, not contenders
+BASELINE = "conv"  # the fixed-size baseline the paired differences and P(improvement) are taken against
 
 
 def cost_fields(r: dict) -> dict:
@@ -71,13 +77,14 @@ def runs_frame(records: list[dict]) -> pd.DataFrame:
             "trial": trial_label(r),
             "settings": json.dumps(settings_of(r.get("config") or {}), sort_keys=True),
             "train": number(r.get(f"train_{m}")), "val": number(r.get(f"val_{m}")),
-            "test": number(r.get(f"test_{m}")), "params": r.get("params"), "wall_time_s": r.get("wall_time_s"),
+            "test": number(r.get(f"test_{m}")), "test_correct": r.get("test_correct"), "test_n": r.get("test_n"),
+            "params": r.get("params"), "wall_time_s": r.get("wall_time_s"),
             "train_time_s": r.get("train_time_s"), "flops_fwd": r.get("flops_fwd"),
             "epochs_run": r.get("epochs_run"), "epochs_cap": r.get("epochs_cap"),
             "num_classes": (r.get("task") or {}).get("num_classes") or classes_of(r["dataset"]), **cost_fields(r),
         })  # fmt: skip
     columns = ["run_id", "method", "dataset", "seed", "status", "error", "metric", "marks", "trial", "settings", "train", "val",
-               "test", "params", "wall_time_s", "train_time_s", "flops_fwd", "epochs_run", "epochs_cap", "num_classes",
+               "test", "test_correct", "test_n", "params", "wall_time_s", "train_time_s", "flops_fwd", "epochs_run", "epochs_cap", "num_classes",
                *COST_FIELDS]  # fmt: skip
     df = pd.DataFrame(rows, columns=columns)
     df["variant"] = variant_labels(df)
@@ -122,14 +129,16 @@ COST_AGG = {"params_weights": ("params_weights", "median"), "flops_fwd": ("flops
             "epoch_time_s": ("epoch_time_s", "mean"), "peak_mem_mb": ("peak_mem_mb", "max"),
             "device": ("device", "first")}  # fmt: skip
 KEYS = ["method", "variant", "dataset", "metric"]
+IN_MEMORY = ["values", "by_seed", "correct"]  # per-seed columns of the aggregate that no CSV holds
 
 
-def aggregate(df: pd.DataFrame) -> pd.DataFrame:
-    """Per (method, variant, dataset): mean, 95 % CI half-width, std, n of the test metric, the seeds' values,
-    and the row's significance mark in its dataset (best / tied / worse / untested)."""
+def aggregate(df: pd.DataFrame, include_reference: bool = False) -> pd.DataFrame:
+    """Per (method, variant, dataset): mean, 95 % CI half-width, std, n of the test metric, the seeds' values
+    (`values`, and `by_seed`: {seed: value}; `correct`: {seed: per-example bool vector} where the runs hold it),
+    and the row's mark in its dataset (best / tied / worse / untested / reference)."""
     ok = df[(df["status"] == "ok") & df["test"].notna()]
-    extra = ["mean", "ci", "std", "n", "values", "val_mean", "params", "train_time_s", "epochs_run", "at_cap",
-             "num_classes", "mark"]  # fmt: skip
+    extra = ["mean", "ci", "std", "n", "values", "by_seed", "correct", "val_mean", "params", "train_time_s",
+             "epochs_run", "at_cap", "num_classes", "mark"]  # fmt: skip
     if ok.empty:
         return pd.DataFrame(columns=[*KEYS, *extra, *COST_AGG])
     g = ok.groupby(KEYS, dropna=False)
@@ -139,14 +148,43 @@ def aggregate(df: pd.DataFrame) -> pd.DataFrame:
     values = g["test"].apply(list).reset_index(drop=True)
     at_cap = g.apply(lambda d: int((d["epochs_run"] >= d["epochs_cap"]).sum()), include_groups=False)
     agg["values"] = values
+    agg["by_seed"] = g.apply(lambda d: dict(zip(d["seed"], d["test"])), include_groups=False).reset_index(drop=True)
+    agg["correct"] = g.apply(_correct_by_seed, include_groups=False).reset_index(drop=True)
     agg["at_cap"] = at_cap.reset_index(drop=True)
     agg["mean"], agg["ci"] = zip(*(stats.mean_ci(v)[:2] for v in values))
     agg["mark"] = ""
-    for (_, metric), part in agg.groupby(["dataset", "metric"]):
-        groups = {i: part.at[i, "values"] for i in part.index}
-        for i, mark in stats.compare_to_best(groups, higher_is_better=metric != "mse").items():
+    for _, (marks, _tests) in column_tests(agg, include_reference).items():
+        for i, mark in marks.items():
             agg.at[i, "mark"] = mark
     return agg[[*KEYS, *extra, *COST_AGG]]
+
+
+def _correct_by_seed(d: pd.DataFrame) -> dict:
+    """{seed: bool vector} of the runs that stored per-example test correctness (runs before protocol 2 did not)."""
+    out = {}
+    for seed, text, n in zip(d["seed"], d["test_correct"], d["test_n"]):
+        if isinstance(text, str) and n and not pd.isna(n):
+            out[seed] = stats.decode_correct(text, int(n))
+    return out
+
+
+def in_family(method: str, include_reference: bool = False) -> bool:
+    return include_reference or method not in REFERENCE_METHODS
+
+
+def column_tests(agg: pd.DataFrame, include_reference: bool = False) -> dict:
+    """{(dataset, metric): (marks {agg index: mark}, tests)}: stats.compare_paired on every column, rows named by
+    their label; the comparison family leaves out the reference models unless `include_reference`."""
+    out = {}
+    for (dataset, metric), part in agg.groupby(["dataset", "metric"]):
+        labels = {i: row_label(part.at[i, "method"], part.at[i, "variant"]) for i in part.index}
+        groups = {labels[i]: part.at[i, "by_seed"] for i in part.index}
+        correct = {labels[i]: part.at[i, "correct"] for i in part.index if part.at[i, "correct"]}
+        family = [labels[i] for i in part.index if in_family(part.at[i, "method"], include_reference)]
+        marks, tests = stats.compare_paired(groups, higher_is_better=metric != "mse", family=family,
+                                            correct=correct)  # fmt: skip
+        out[(dataset, metric)] = ({i: marks[labels[i]] for i in part.index if labels[i] in marks}, tests)
+    return out
 
 
 def fmt_cell(mean: float, ci: float, n: int, metric: str) -> str:
@@ -169,8 +207,9 @@ def fmt_params(lo, hi) -> str:
     return f"{int(lo):,}" if lo == hi else f"{int(lo):,}–{int(hi):,}"
 
 
-def wide_table(agg: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Rows: configurations; columns: params, datasets, average rank. Returns (cells, marks) of the same shape."""
+def wide_table(agg: pd.DataFrame, include_reference: bool = False) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Rows: configurations; columns: params, datasets, P(> conv), mean rank with its interval. Returns (cells,
+    marks) of the same shape. Rows: ranked family rows by rank, then the other family rows, then references."""
     if agg.empty:
         return pd.DataFrame(), pd.DataFrame()
     agg = agg.assign(row=[row_label(m, v) for m, v in zip(agg["method"], agg["variant"])],
@@ -181,20 +220,43 @@ def wide_table(agg: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
     lo, hi = agg.groupby("row")["params"].min(), agg.groupby("row")["params"].max()
     cells.insert(0, "params", [fmt_params(a, b) for a, b in zip(lo.reindex(cells.index), hi.reindex(cells.index))])
     marks.insert(0, "params", "")
-    means = {col: dict(zip(part["row"], part["mean"])) for col, part in agg.groupby("col")}
+    per_seed = {col: dict(zip(part["row"], part["by_seed"])) for col, part in agg.groupby("col")}
     higher = {col: part["metric"].iloc[0] != "mse" for col, part in agg.groupby("col")}
-    if len(means) > 1:
-        avg = stats.average_ranks(means, higher)
-        cells["avg rank"] = [f"{avg[r][0]:.1f} ({avg[r][1]})" if r in avg else "–" for r in cells.index]
-        marks["avg rank"] = ""
-        order = sorted(cells.index, key=lambda r: (avg.get(r, (math.inf,))[0], r))
-        cells, marks = cells.loc[order], marks.loc[order]
-    return cells, marks
+    family = [r for r, m in zip(agg["row"], agg["method"]) if in_family(m, include_reference)]
+    ranked = stats.rank_intervals({c: {r: v for r, v in rows.items() if r in family} for c, rows in per_seed.items()},
+                                  higher)  # fmt: skip
+    base = BASELINE if any(r == BASELINE for r in agg["row"]) else None
+    if base is not None:
+        cells[f"P(> {base})"] = [_p_improve(per_seed, higher, r, base) for r in cells.index]
+        marks[f"P(> {base})"] = ""
+    if ranked:
+        n_cols = len(per_seed)
+        cells[f"rank [95 % CI] ({n_cols})"] = [f"{ranked[r][0]:.1f} [{ranked[r][1]:.1f}, {ranked[r][2]:.1f}]" if r in ranked
+                                               else "–" for r in cells.index]  # fmt: skip
+        marks[f"rank [95 % CI] ({n_cols})"] = ""
+    means = {r: float(np.mean([v for v in agg.loc[agg["row"] == r, "mean"]])) for r in cells.index}
+    first = {r: 0 if r in ranked else 1 if r in family else 2 for r in cells.index}
+    order = sorted(cells.index, key=lambda r: (first[r], ranked.get(r, (math.inf,))[0], -means[r], r))
+    return cells.loc[order], marks.loc[order]
+
+
+def _p_improve(per_seed: dict, higher: dict, row: str, base: str) -> str:
+    """P(row > base) at a seed, averaged over the columns both have (rliable's probability of improvement)."""
+    if row == base:
+        return "–"
+    ps = [
+        stats.prob_improvement(col[row], col[base], higher[c])
+        for c, col in per_seed.items()
+        if row in col and base in col
+    ]
+    return f"{np.mean(ps):.2f}" if ps else "–"
 
 
 def _shown(value: str, mark: str, bold) -> str:
     if mark == "best":
         return bold(value)
+    if mark == "reference":
+        return f"({value})"
     return f"{value} {TIE}" if mark == "tied" else value
 
 
@@ -231,9 +293,14 @@ def to_latex(cells: pd.DataFrame, marks: pd.DataFrame, caption: str) -> str:
 
 CAPTION = (
     "Test metric at the checkpoint with the best validation metric: mean ± half-width of the 95 % confidence "
-    "interval (Student's t) over seeds, (n) seeds. Bold: the best mean of its column; ≈: not significantly "
-    "worse than it (one-sided Welch t-test, Holm-corrected over the rows of the column, α = 0.05); no mark: "
-    "significantly worse, or fewer than 2 seeds. avg rank: mean rank over the datasets a row ran on (count)."
+    "interval (Student's t) over seeds, (n) seeds. Bold: the best mean of its column (equal means share it); ≈: "
+    "no row is significantly above it; no mark: some row is significantly above it, or it could not be tested "
+    "(fewer than 2 seeds). The test: two-sided paired t-tests on the per-seed differences (the methods share the "
+    "split, test set and data order at a seed), with the test set's sampling error added where the run files hold "
+    "per-example results, Holm-corrected over every pair of rows of the column, α = 0.05. (Brackets): a reference "
+    "model (MNIST-1D paper), reported but not compared. P(> conv): the share of seeds at which the row beats conv, "
+    "averaged over datasets. rank [95 % CI] (d): mean rank over the d datasets, among the rows that ran on all of "
+    "them, with a stratified bootstrap interval over seeds."
 )
 
 

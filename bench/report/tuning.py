@@ -5,13 +5,17 @@ whose configs carry the whole space in `search`. A search group is the trials of
 one dataset with everything else equal; the rule:
 
     the selected trial is the one with the best mean validation metric over its seeds (ties: the
-    first in the order the values were listed); only its test metric is reported.
+    first in the order the values were listed), among the trials none of whose seeds failed or
+    diverged (a failed seed is a failure of that setting, never a trial judged on its survivors);
+    only its test metric is reported.
 
 The best test metric over the trials is never looked at (it would be selection on test). The
 report writes `tables/tuned.{md,tex,csv}` (the selected trials' test metric, with the summary's
 intervals and significance marks), `tables/tuning.{md,csv}` (per method and dataset: trials, the
 selected values, the spread of the validation metric over the space), and a sensitivity plot per
-dataset (mean validation metric against each searched value, one line per method).
+dataset (mean validation metric against each searched value, one line per method). The summary table of
+a folder with searches holds the selected trials only; `tables/trials.md` lists every trial, labelled as
+an inspection table, with nothing bolded or marked by its test metric.
 """
 
 from __future__ import annotations
@@ -36,7 +40,7 @@ def trial_value(config, key: str):
 def identity(r: dict) -> dict | None:
     """A finished trial's search group, space and searched values; None for a run that is no trial."""
     space = (r.get("config") or {}).get("search")
-    if r["status"] != "ok" or not space:
+    if not space:
         return None
     values = {k: trial_value(r["config"], k) for k in space}
     rest = {k: v for k, v in r["config"].items() if k not in ("seed", "search")}
@@ -55,7 +59,9 @@ def trials_frame(records: list[dict]) -> pd.DataFrame:
         ident = identity(r)
         if ident is not None:
             m = r.get("metric", "accuracy")
-            rows.append({**ident, "metric": m, "seed": r["seed"], "val": r.get(f"val_{m}"), "test": r.get(f"test_{m}")})
+            ok = r["status"] == "ok"
+            rows.append({**ident, "metric": m, "seed": r["seed"], "ok": ok, "val": r.get(f"val_{m}") if ok else None,
+                         "test": r.get(f"test_{m}") if ok else None})  # fmt: skip
     return pd.DataFrame(rows)
 
 
@@ -68,13 +74,17 @@ def select(trials: pd.DataFrame) -> pd.DataFrame:
     """Per search group: every trial's mean validation metric and n, and which trial is selected."""
     if trials.empty:
         return pd.DataFrame()
+    trials = trials.assign(failed=~trials["ok"].astype(bool))
     stats = (trials.groupby(["method", "dataset", "metric", "group", "space", "trial", "order"], dropna=False)
-             .agg(val_mean=("val", "mean"), n=("val", "size"), test_mean=("test", "mean"))
+             .agg(val_mean=("val", "mean"), n=("val", "count"), failed=("failed", "sum"), test_mean=("test", "mean"))
              .reset_index())  # fmt: skip
     stats["selected"] = False
     for _, part in stats.groupby(["method", "dataset", "group", "space"]):
         higher = part["metric"].iloc[0] != "mse"
-        best = part.sort_values("order").sort_values("val_mean", ascending=not higher, kind="stable").index[0]
+        eligible = part[(part["failed"] == 0) & (part["n"] > 0)]  # a failed or diverged seed rules a trial out
+        if eligible.empty:
+            continue
+        best = eligible.sort_values("order").sort_values("val_mean", ascending=not higher, kind="stable").index[0]
         stats.loc[best, "selected"] = True
     return stats
 
@@ -109,13 +119,16 @@ def tuning_table(chosen: pd.DataFrame) -> pd.DataFrame:
     metric's spread (max - min of the trial means) over the space: a large spread is a fragile method."""
     rows = []
     for (method, dataset, _, space), part in chosen.groupby(["method", "dataset", "group", "space"]):
-        best = part[part["selected"]].iloc[0]
+        sel = part[part["selected"]]
+        best = sel.iloc[0] if len(sel) else None
         rows.append({"method": method, "dataset": dataset, "trials": len(part),
                      "searched": ", ".join(f"{k} ∈ {{{', '.join(f'{v:g}' if isinstance(v, float) else str(v) for v in vs)}}}"
                                            for k, vs in json.loads(space).items()),
-                     "selected": _label(best["trial"]), "val (selected)": round(best["val_mean"], 2),
+                     "selected": _label(best["trial"]) if best is not None else "none (every trial had a failed seed)",
+                     "val (selected)": round(best["val_mean"], 2) if best is not None else math.nan,
                      "val spread": round(part["val_mean"].max() - part["val_mean"].min(), 2),
-                     "seeds per trial": int(part["n"].min())})  # fmt: skip
+                     "seeds per trial": int(part["n"].min()),
+                     "trials with a failed seed": int((part["failed"] > 0).sum())})  # fmt: skip
     return pd.DataFrame(rows)
 
 
@@ -164,16 +177,36 @@ def build_tuning(records: list[dict], tables: Path, plots: Path, styles: dict) -
     summary.to_csv(tables / "tuning.csv", index=False)
     (tables / "tuning.md").write_text(summary.to_markdown(index=False) + "\n\n" + RULE + "\n")
     written += [tables / "tuning.md", tables / "tuning.csv"]
+    written.append(trials_table(chosen, tables))
     df = report.runs_frame(selected_runs(records))
     df["variant"] = [""] * len(df)  # one selected configuration per method and dataset: no labels
     agg = report.aggregate(df)
-    agg.drop(columns="values").to_csv(tables / "tuned.csv", index=False)
+    agg.drop(columns=report.IN_MEMORY).to_csv(tables / "tuned.csv", index=False)
     cells, marks = report.wide_table(agg)
     caption = "Tuned: " + RULE + " " + report.CAPTION
     (tables / "tuned.md").write_text(report.to_markdown(cells, marks) + "\n\n" + caption + "\n")
     (tables / "tuned.tex").write_text(report.to_latex(cells, marks, caption))
     written += [tables / "tuned.md", tables / "tuned.tex", tables / "tuned.csv"]
     return written + sensitivity_plots(chosen, plots, styles)
+
+
+def trials_table(chosen: pd.DataFrame, tables: Path) -> Path:
+    """tables/trials.md: every trial, for inspection only: the mean validation metric that selects, the seeds that
+    failed, and the mean test metric shown plainly (nothing bolded or marked by it: it is not a result)."""
+    shown = pd.DataFrame({
+        "method": chosen["method"], "dataset": chosen["dataset"], "trial": [_label(t) for t in chosen["trial"]],
+        "seeds ok": chosen["n"].astype(int), "seeds failed": chosen["failed"].astype(int),
+        "val mean (selects)": chosen["val_mean"].round(2), "test mean (not a result)": chosen["test_mean"].round(2),
+        "selected on validation": ["yes" if s else "" for s in chosen["selected"]],
+    }).sort_values(["dataset", "method", "trial"])  # fmt: skip
+    note = (
+        "Every trial of the search, for inspection only. The selection is on validation (" + RULE + " A trial "
+        "with a failed or diverged seed is never selected.) The test column is not a result: reading the best test "
+        "value off this table would be selection on the test set; no cell here is bolded or marked."
+    )
+    path = tables / "trials.md"
+    path.write_text("# Every trial (not a result table)\n\n" + shown.to_markdown(index=False) + "\n\n" + note + "\n")
+    return path
 
 
 RULE = (

@@ -15,7 +15,8 @@ from typing import Any
 
 from bench.base import UserError
 
-PROTOCOL_VERSION = 1  # bump when the training protocol changes what a finished run means
+PROTOCOL_VERSION = 2  # bump when the training protocol changes what a finished run means (2: one intra-op
+# thread per CPU run, normalisation fitted after the validation carve, per-example test results in the record)
 
 
 SELECTIONS = ("val", "paper")  # TrainConfig.selection

@@ -35,6 +35,7 @@ from bench.cost import fastpath
 from bench.run import checkpoint
 from bench.run.batches import batches
 from bench.run.config import RunConfig
+from bench.run.store import encode_correct
 from methods import build_model, hooks
 
 LOOP_STATE = ("best", "best_state", "best_epoch", "history", "train_time", "samples")
@@ -52,18 +53,26 @@ def loss_fn(out: torch.Tensor, y: torch.Tensor, metric: str) -> torch.Tensor:
 
 
 @torch.no_grad()
-def evaluate(model, dataset, metric: str, batch_size: int, device, autocast) -> dict[str, float]:
-    """Mean loss and the metric: accuracy in %, or mean squared error."""
+def evaluate(model, dataset, metric: str, batch_size: int, device, autocast, per_example: bool = False) -> dict:
+    """Mean loss and the metric: accuracy in %, or mean squared error; with `per_example` (accuracy only) also
+    "correct", the bool vector of right answers in the dataset's order (for paired tests over test examples)."""
     model.eval()
-    total, loss_sum, correct = 0, 0.0, 0
+    total, loss_sum, correct, hits = 0, 0.0, 0, []
     for x, y in batches(dataset, batch_size, shuffle=False, generator=None, device=device):
         with autocast():
             out = model(x)
         loss_sum += loss_fn(out, y, metric).item() * len(y)
-        correct += (out.argmax(-1) == y).sum().item() if metric == "accuracy" else 0
+        if metric == "accuracy":
+            hit = out.argmax(-1) == y
+            correct += hit.sum().item()
+            if per_example:
+                hits.append(hit.cpu())
         total += len(y)
     loss = loss_sum / total
-    return {"loss": loss, "metric": 100.0 * correct / total if metric == "accuracy" else loss}
+    result = {"loss": loss, "metric": 100.0 * correct / total if metric == "accuracy" else loss}
+    if hits:
+        result["correct"] = torch.cat(hits).numpy()
+    return result
 
 
 DECAY = 0.1  # the learning rate's factor at each plateau decay, unless train.lr_decay_factor says otherwise
@@ -199,7 +208,9 @@ def train_run(cfg: RunConfig, data, device: str, progress: bool = True, ckpt: Pa
             checkpoint.save(ckpt, model, optimizer, schedule, gen, dict(zip(LOOP_STATE, loop)))
     model.load_state_dict(best_state)
     splits = {"train": data.train, "val": data.val, "test": data.test}
-    final = {name: evaluate(model, ds, metric, tc.eval_batch_size, device, autocast) for name, ds in splits.items()}
+    final = {name: evaluate(model, ds, metric, tc.eval_batch_size, device, autocast, per_example=name == "test")
+             for name, ds in splits.items()}  # fmt: skip
+    test_correct = final["test"].pop("correct", None)
     return {
         "metric": metric,
         "higher_is_better": higher_better,
@@ -210,6 +221,12 @@ def train_run(cfg: RunConfig, data, device: str, progress: bool = True, ckpt: Pa
         "epochs_cap": epochs,
         "stopped_early": len(history) < epochs,
         "lr_decays": decays[0],
+        # per test example, right or wrong (base64 of numpy packbits): the report's paired tests carry the test set's error
+        **(
+            {"test_correct": encode_correct(test_correct), "test_n": len(test_correct)}
+            if test_correct is not None
+            else {}
+        ),
         "resumed_at_epoch": first_epoch or None,
         "history": history,
         "kernel_sizes": hooks.kernel_sizes(model),
