@@ -36,8 +36,8 @@ def scripted_test_metric(monkeypatch):
     def install(data, script: list[float]):
         calls = {"n": 0}
 
-        def evaluate(model, dataset, metric, batch_size, device, autocast):
-            out = real(model, dataset, metric, batch_size, device, autocast)
+        def evaluate(model, dataset, metric, batch_size, device, autocast, **kw):
+            out = real(model, dataset, metric, batch_size, device, autocast, **kw)
             if dataset is data.val and calls["n"] < len(script):
                 out["metric"], calls["n"] = script[calls["n"]], calls["n"] + 1
             return out
