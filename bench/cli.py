@@ -17,6 +17,7 @@ EPILOG = """examples:
   python run_all.py list                              # methods and datasets
   python run_all.py report                            # rebuild tables and plots from stored runs
   python run_all.py fetch --suite flexconv-cifar      # download a suite's datasets (before going offline)
+  python run_all.py fit                               # kernel fitting: every kernel net on the papers' targets
 """
 
 
@@ -32,7 +33,7 @@ class Parser(argparse.ArgumentParser):
 def make_parser() -> Parser:
     p = Parser(prog="run_all.py", description="LKSBench: learned kernel sizes, one protocol.", epilog=EPILOG,
                formatter_class=argparse.RawDescriptionHelpFormatter)  # fmt: skip
-    p.add_argument("command", nargs="?", default="run", choices=["run", "list", "report", "fetch"])
+    p.add_argument("command", nargs="?", default="run", choices=["run", "list", "report", "fetch", "fit"])
     p.add_argument("--suite", default=DEFAULT_SUITE, help=f"named suite (default: {DEFAULT_SUITE}); see `list`")
     p.add_argument("--methods", help="comma list of method names or globs")
     p.add_argument("--datasets", help="comma list of dataset names or globs")
@@ -100,6 +101,7 @@ def cmd_list() -> None:
     from bench.launchers import LAUNCHERS
 
     print(f"  {'gpu-check':<18} {DESCRIPTION}")
+    print(f"  {'kernel-fit':<18} kernel nets fitted to the papers' target kernels, 1D and 2D (also: run_all.py fit)")
 
     print("\nLaunchers:")
     for entry in LAUNCHERS.load_all():
@@ -123,6 +125,10 @@ def cmd_run(args, signals: list) -> int:
         from bench.cost import gpu_check
 
         return gpu_check.main(args)
+    if args.suite == "kernel-fit":  # not a grid either: kernel nets fitted to target kernels
+        from bench.run import kernel_fit
+
+        return kernel_fit.main(args)
     overrides = parse_overrides(args.overrides)
     grid = build_grid(
         get_suite(args.suite),
@@ -238,6 +244,8 @@ def main(argv: list[str] | None = None) -> int:
 def _main(argv: list[str] | None, signals: list[int]) -> int:
     try:
         args = make_parser().parse_args(argv)
+        if args.command == "fit":
+            args.command, args.suite = "run", "kernel-fit"
         default_out(args)
         from bench.run.plugins import load_plugin
 
