@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import os
 import sys
 import time
@@ -40,6 +41,8 @@ def make_parser() -> Parser:
     p.add_argument("--seeds", help="e.g. 0,1,2 or 0-4 (default: the suite's)")
     p.add_argument("--epochs", type=int, help="override the suite's epochs")
     p.add_argument("--budget", type=float, default=1.0, help="fraction of the suite's epochs (rows are marked)")
+    p.add_argument("--match", metavar="params|flops[=N]",
+                   help="scale each method's backbone width to conv's parameter count or FLOPs (or to N); rows are marked")  # fmt: skip
     p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N (default: auto)")
     p.add_argument("--out", help="results folder (default: results/<suite>/)")
     p.add_argument("--data-root", help="where real datasets live (default: $LKSBENCH_DATA or ./data)")
@@ -140,6 +143,12 @@ def cmd_run(args, signals: list) -> int:
         budget=args.budget,
         tune=parse_tune(args.tune),
     )
+    if args.match:
+        from bench.run.match import apply_match
+
+        runs, lines = apply_match(grid.runs, args.match)
+        grid = dataclasses.replace(grid, runs=runs)
+        print("\n".join(lines))
     check_models(grid, overrides)
     for method, dataset, reason in grid.unsupported:
         print(f"  skip {method} on {dataset}: {reason}")
