@@ -63,7 +63,7 @@ def test_units_are_normalised_blobs_and_grow_the_receptive_field():
     assert float(layer.dense_kernel()[0, 0].detach().sum()) == pytest.approx(4.0, rel=1e-5)
     layer.mu.data.fill_(100.0)
     layer.post_step()
-    assert float(layer.mu.max()) == pytest.approx(13 // 2 - 0.01)
+    assert float(layer.mu.detach().max()) == pytest.approx(13 // 2 - 0.01)
 
 
 def test_displacements_and_weights_learn_sigma_fixed_unless_asked():
