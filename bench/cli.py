@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import os
 import sys
 import time
@@ -17,6 +18,7 @@ EPILOG = """examples:
   python run_all.py list                              # methods and datasets
   python run_all.py report                            # rebuild tables and plots from stored runs
   python run_all.py fetch --suite flexconv-cifar      # download a suite's datasets (before going offline)
+  python run_all.py fit                               # kernel fitting: every kernel net on the papers' targets
 """
 
 
@@ -32,7 +34,7 @@ class Parser(argparse.ArgumentParser):
 def make_parser() -> Parser:
     p = Parser(prog="run_all.py", description="LKSBench: learned kernel sizes, one protocol.", epilog=EPILOG,
                formatter_class=argparse.RawDescriptionHelpFormatter)  # fmt: skip
-    p.add_argument("command", nargs="?", default="run", choices=["run", "list", "report", "fetch", "check-readme"])
+    p.add_argument("command", nargs="?", default="run", choices=["run", "list", "report", "fetch", "check-readme", "fit"])
     p.add_argument("--suite", default=DEFAULT_SUITE, help=f"named suite (default: {DEFAULT_SUITE}); see `list`")
     p.add_argument("--methods", help="comma list of method names or globs")
     p.add_argument("--datasets", help="comma list of dataset names or globs")
@@ -43,6 +45,8 @@ def make_parser() -> Parser:
                    help="val (default): select on a validation split carved from the training data, test once; "
                         "paper: the FlexConv/CKConv code's protocol, all training data and the best test metric over "
                         "epochs (rows are marked 'paper protocol')")  # fmt: skip
+    p.add_argument("--match", metavar="params|flops[=N]",
+                   help="scale each method's backbone width to conv's parameter count or FLOPs (or to N); rows are marked")  # fmt: skip
     p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N (default: auto)")
     p.add_argument("--out", help="results folder (default: results/<suite>/)")
     p.add_argument("--data-root", help="where real datasets live (default: $LKSBENCH_DATA or ./data)")
@@ -109,6 +113,7 @@ def cmd_list() -> None:
     from bench.launchers import LAUNCHERS
 
     print(f"  {'gpu-check':<18} {DESCRIPTION}")
+    print(f"  {'kernel-fit':<18} kernel nets fitted to the papers' target kernels, 1D and 2D (also: run_all.py fit)")
 
     print("\nLaunchers:")
     for entry in LAUNCHERS.load_all():
@@ -132,6 +137,10 @@ def cmd_run(args, signals: list) -> int:
         from bench.cost import gpu_check
 
         return gpu_check.main(args)
+    if args.suite == "kernel-fit":  # not a grid either: kernel nets fitted to target kernels
+        from bench.run import kernel_fit
+
+        return kernel_fit.main(args)
     overrides = parse_overrides(args.overrides)
     if args.selection:
         overrides["train"]["selection"] = args.selection
@@ -145,6 +154,12 @@ def cmd_run(args, signals: list) -> int:
         budget=args.budget,
         tune=parse_tune(args.tune),
     )
+    if args.match:
+        from bench.run.match import apply_match
+
+        runs, lines = apply_match(grid.runs, args.match)
+        grid = dataclasses.replace(grid, runs=runs)
+        print("\n".join(lines))
     check_models(grid, overrides)
     for method, dataset, reason in grid.unsupported:
         print(f"  skip {method} on {dataset}: {reason}")
@@ -270,6 +285,8 @@ def _main(argv: list[str] | None, signals: list[int]) -> int:
     args = None
     try:
         args = make_parser().parse_args(argv)
+        if args.command == "fit":
+            args.command, args.suite = "run", "kernel-fit"
         default_out(args)
         from bench.run.plugins import load_plugin
 

@@ -4,6 +4,8 @@ BUILTIN_METHODS = {
     "conv": "methods.conv",
     "conv33": "methods.conv",
     "njet": "methods.njet",
+    "rfnn": "methods.njet",
+    "dau": "methods.dau",
     "dcn_sigma": "methods.dcn",
     "dcls": "methods.dcls",
     "deformable": "methods.deformable",

@@ -84,6 +84,7 @@ class NJetConv(nn.Module):
         init_sigma: float = 1.0,
         sigma_lr_factor: float = 0.1,
         sigma_reg: float = 0.0,
+        learn_sigma: bool = True,
     ):
         super().__init__()
         if order < 0 or k <= 0 or init_sigma <= 0:
@@ -93,7 +94,13 @@ class NJetConv(nn.Module):
         # would pull it towards sigma = 1; FlexConv treats its mask parameters the same way
         self.size_lr_factor, self.sigma_reg = sigma_lr_factor, sigma_reg
         self.orders = jet_orders(order, dim)
-        self.log2_sigma = nn.Parameter(torch.tensor(math.log2(init_sigma)))
+        # learn_sigma=False: the scale is a (saved) buffer, the basis fixed: RFNN (Jacobsen et al. 2016)
+        self.learn_sigma, self.init_sigma = bool(learn_sigma), float(init_sigma)
+        log2_sigma = torch.tensor(math.log2(init_sigma))
+        if self.learn_sigma:
+            self.log2_sigma = nn.Parameter(log2_sigma)
+        else:
+            self.register_buffer("log2_sigma", log2_sigma)
         self.alpha = nn.Parameter(torch.empty(cout, cin, len(self.orders)))
         self.bias = nn.Parameter(torch.zeros(cout))
         self.resolution_ratio = 1.0  # set by change_resolution; multiplies sigma
@@ -194,7 +201,7 @@ class NJetConv(nn.Module):
 
     # -- hooks (methods/hooks.py) --------------------------------------------------------
     def size_parameters(self) -> list[nn.Parameter]:
-        return [self.log2_sigma]
+        return [self.log2_sigma] if self.learn_sigma else []
 
     @property
     def regularizes(self) -> bool:
@@ -241,3 +248,22 @@ def njet(
     sigma_reg: float = 0.0,
 ):
     return NJetConv(cin, cout, dim, causal, order, k, init_sigma, sigma_lr_factor, sigma_reg)
+
+
+@register_method(
+    "rfnn",
+    description="RFNN: structured receptive fields, a fixed basis of scale-normalised Gaussian derivatives up to "
+    "order N at a fixed scale, learned weights over it (N-Jet with the scale frozen)",
+    paper="Jacobsen, van Gemert, Lou, Smeulders: Structured Receptive Fields in CNNs (CVPR)",
+    year=2016,
+    dims=(1, 2),
+    causal=True,
+    resolution_change=True,
+    learned_size=False,
+    kernel_size_unit="taps: fixed support side 2*ceil(k*sigma+0.5)+1 per dimension, capped at the input size",
+)
+def rfnn(cin, cout, *, dim, causal, size, order: int = 3, k: float = 3.0, sigma: float = 1.5):
+    """Defaults: the first layer of the paper's MNIST net, order 3 at sigma 1.5 on 11 x 11 (k = 3 gives
+    the side 2 ceil(3 * 1.5 + 0.5) + 1 = 11). The paper's ImageNet net stacks several scales (sigma,
+    2 sigma, ...) per layer; here one scale per layer, as its MNIST net."""
+    return NJetConv(cin, cout, dim, causal, order, k, sigma, learn_sigma=False)

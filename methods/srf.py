@@ -1,7 +1,19 @@
-"""Structured receptive field in the manner of Shelhamer, Wang, Darrell (2019): a free-form filter composed with a learned Gaussian.
+"""Shelhamer, Wang, Darrell (2019), "Blurring the line between structure and learning": a free-form filter composed with a learned Gaussian.
 
-The layer computes f * (g_sigma * x): a depthwise Gaussian blur with one learned sigma = 2^s
-per input channel (spherical, separable), then a small free-form conv (3 x 3, or 3 taps).
+Registered as `srf_gauss` (the name stays for compatibility). It is NOT Jacobsen et al.'s
+structured receptive fields (RFNN, CVPR 2016: a fixed Gaussian-derivative basis with learned
+weights), which is `rfnn` (methods/njet.py, N-Jet with the scale frozen).
+
+The layer computes f * (g_Sigma * x): a depthwise Gaussian blur with one learned covariance per
+input channel, then a small free-form conv (3 x 3, or 3 taps). `covariance`:
+- "spherical" (default): Sigma = sigma^2 I, sigma = 2^s learned; a separable blur.
+- "full" (2D only): Shelhamer's full covariance, anisotropic and rotated, Sigma = L L^T with
+  L = [[e^a, 0], [c, e^b]] (log-Cholesky: 3 parameters per channel, any positive-definite Sigma),
+  initialised to init_sigma^2 I. A non-separable blur on a fixed grid of half-width
+  `max_half_width` (capped at the input's size - 1): the grid's size is set by the layer, not by
+  Sigma, so no value is read back to the host; the Gaussian is cut to the box of half-widths
+  ceil(2 sqrt(Sigma_dd)) per axis, the spherical rule, and is then equal to the spherical blur
+  when Sigma = sigma^2 I. Sigma's growth past the grid is cut off there.
 The Gaussian's support follows sigma, half-width ceil(2 sigma) (side 2 ceil(2 sigma) + 1),
 recomputed every forward from the detached sigma as in N-Jet; gradients reach sigma through
 the sampled values. The composed filter's size, Gaussian side + k - 1, is what the layer
@@ -19,6 +31,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from bench.base import UserError
 from methods import hooks, register_method
 from methods.functional import conv_with_kernel
 
@@ -33,14 +46,26 @@ class GaussianBlurConv(nn.Module):
         kernel_size: int = 3,
         init_sigma: float = 1.0,
         sigma_lr_factor: float = 0.1,
+        covariance: str = "spherical",
+        max_half_width: int = 4,
     ):
         super().__init__()
         if init_sigma <= 0:
             raise ValueError(f"init_sigma must be > 0, got {init_sigma}")
+        if covariance not in ("spherical", "full") or (covariance == "full" and (dim != 2 or causal)):
+            raise UserError(f"covariance is spherical, or full on non-causal 2D inputs; got {covariance!r} in {dim}D")
+        if max_half_width < 1:
+            raise UserError(f"max_half_width must be >= 1, got {max_half_width}")
         self.dim, self.causal, self.kernel_size = dim, causal, kernel_size
+        self.covariance, self.max_half_width = covariance, int(max_half_width)
         # the scale parameters get the treatment of N-Jet's and FlexConv's mask: lower lr, no decay
         self.size_lr_factor = sigma_lr_factor
-        self.log2_sigma = nn.Parameter(torch.full((cin,), math.log2(init_sigma)))
+        if covariance == "full":  # (a, b, c) per channel: L = [[e^a, 0], [c, e^b]], Sigma = L L^T
+            chol = torch.zeros(cin, 3)
+            chol[:, :2] = math.log(init_sigma)
+            self.chol = nn.Parameter(chol)
+        else:
+            self.log2_sigma = nn.Parameter(torch.full((cin,), math.log2(init_sigma)))
         # holds the free-form weights (nn.Conv's init); applied below, centred or causal
         self.free_form = (nn.Conv2d if dim == 2 else nn.Conv1d)(cin, cout, kernel_size)
         self._input_size: tuple[int, ...] | None = None
@@ -79,25 +104,53 @@ class GaussianBlurConv(nn.Module):
         conv = F.conv2d if self.dim == 2 else F.conv1d
         return conv(x, weight, padding=tuple(padding), groups=cin)
 
+    def covariances(self) -> torch.Tensor:
+        """The full covariances Sigma = L L^T, shape (cin, 2, 2)."""
+        a, b, c = self.chol.unbind(1)
+        zero = torch.zeros_like(c)
+        L = torch.stack([torch.stack([a.exp(), zero], -1), torch.stack([c, b.exp()], -1)], -2)
+        return L @ L.transpose(-1, -2)
+
+    def full_gaussians(self, size: tuple[int, int]) -> torch.Tensor:
+        """Per-channel 2D Gaussians N(0, Sigma) on the fixed grid, cut to their box and normalised, (cin, K, K)."""
+        top = min(self.max_half_width, max(size) - 1)
+        x = torch.arange(-top, top + 1, dtype=self.chol.dtype, device=self.chol.device)
+        pos = torch.stack(torch.meshgrid(x, x, indexing="ij"), -1)  # (K, K, 2)
+        cov = self.covariances()
+        d2 = torch.einsum("hwi,cij,hwj->chw", pos, torch.linalg.inv(cov), pos)  # Mahalanobis distance squared
+        half = torch.ceil(2 * cov.diagonal(dim1=-2, dim2=-1).detach().sqrt())  # (cin, 2): the spherical rule per axis
+        inside = (x.abs() <= half[:, 0, None])[:, :, None] & (x.abs() <= half[:, 1, None])[:, None, :]
+        g = torch.exp(-0.5 * d2) * inside
+        return g / g.sum((1, 2), keepdim=True)
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         self._input_size = tuple(x.shape[2:])
-        for axis in range(self.dim):  # spherical sigma: a separable blur
-            x = self.blur(x, axis)
+        if self.covariance == "full":
+            g = self.full_gaussians(self._input_size).unsqueeze(1).to(x.dtype)
+            x = torch.nn.functional.conv2d(x, g, padding=g.shape[-1] // 2, groups=g.shape[0])
+        else:
+            for axis in range(self.dim):  # spherical sigma: a separable blur
+                x = self.blur(x, axis)
         return conv_with_kernel(x, self.free_form.weight, self.free_form.bias, causal=self.causal)
 
     def size_parameters(self) -> list[nn.Parameter]:
-        return [self.log2_sigma]
+        return [self.chol] if self.covariance == "full" else [self.log2_sigma]
 
     def kernel_sizes(self) -> float | list[float]:
         """Per dimension: mean over input channels of the composed support, (2 h + 1) + (k - 1)."""
         sizes = self._input_size or (None,) * self.dim
+        if self.covariance == "full":
+            top = min(self.max_half_width, max(sizes) - 1) if sizes[0] is not None else self.max_half_width
+            half = torch.ceil(2 * self.covariances().detach().diagonal(dim1=-2, dim2=-1).sqrt()).clamp(max=top)
+            return [float((2 * half[:, d] + self.kernel_size).mean()) for d in range(2)]
         sides = [float((2 * self.half_widths(n) + self.kernel_size).float().mean()) for n in sizes]
         return sides[0] if self.dim == 1 else sides
 
 
 @register_method(
     "srf_gauss",
-    description="structured receptive field: learned per-channel Gaussian blur (support follows sigma) then a 3x3 conv",
+    description="Shelhamer et al.'s blur + conv composition: a learned per-channel Gaussian blur (support follows "
+    "sigma; covariance=full: anisotropic, rotated) then a free-form 3x3 conv; not Jacobsen's RFNN (that is rfnn)",
     paper="Shelhamer, Wang, Darrell: Blurring the Line Between Structure and Learning to Optimize and Adapt Receptive Fields (arXiv)",
     year=2019,
     dims=(1, 2),
@@ -106,6 +159,9 @@ class GaussianBlurConv(nn.Module):
     kernel_size_unit="taps: per dimension, mean over input channels of the composed support 2*ceil(2*sigma)+1 + k-1",
 )
 def srf_gauss(
-    cin, cout, *, dim, causal, size, kernel_size: int = 3, init_sigma: float = 1.0, sigma_lr_factor: float = 0.1
-):
-    return GaussianBlurConv(cin, cout, dim, causal, kernel_size, init_sigma, sigma_lr_factor)
+    cin, cout, *, dim, causal, size, kernel_size: int = 3, init_sigma: float = 1.0, sigma_lr_factor: float = 0.1,
+    covariance: str = "spherical", max_half_width: int = 4,
+):  # fmt: skip
+    return GaussianBlurConv(
+        cin, cout, dim, causal, kernel_size, init_sigma, sigma_lr_factor, covariance, max_half_width
+    )

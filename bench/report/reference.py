@@ -17,7 +17,8 @@ from bench.base import UserError
 
 REFERENCE_DIR = Path(__file__).resolve().parents[2] / "results" / "reference"
 COLUMNS = ("table", "model", "dataset", "metric", "value", "std", "n", "params", "source", "tag", "verified", "note")
-TAGS = ("XLSX", "README", "PwC", "3rd", "CALC", "issue", "poster")
+# CSV: a results file in the authors' repository
+TAGS = ("XLSX", "README", "PwC", "3rd", "CALC", "issue", "poster", "CSV")
 Key = tuple[str, str, str, str]  # (table, model, dataset, metric)
 
 

@@ -24,7 +24,7 @@ import pandas as pd
 from bench.report import stats
 from bench.report.tuning import trial_label
 
-MARKS = {"smoke": "smoke", "budget": "budget"}
+MARKS = {"smoke": "smoke", "budget": "budget", "matched-params": "params-matched", "matched-flops": "flops-matched"}
 SETTING_SECTIONS = ("model", "data", "train", "crossres")
 COST_FIELDS = ["params_weights", "flops_fwdbwd", "throughput", "epoch_time_s", "peak_mem_mb", "device"]
 TIE = "≈"  # no row of the comparison family is significantly above it

@@ -44,7 +44,7 @@ IMAGENET_WD = {"kernel_wd": 1e-5}  # the ImageNet-32 / ImageNet-k commands' trai
 NJET_IMAGENET = {"njet": {"imagenet32": {"width": 32}}}  # the FlexNet-5 N-Jet command: net.no_hidden=32, not 38
 LAYER_METHODS = ("flexconv", "conv", "conv33", "njet", "ckconv", "ckconv_magnet", "flexconv_siren", "flexconv_gabor",
                  "flexconv_fourier", "dcn_sigma", "dcls", "deformable", "srf_gauss", "dilated",
-                 "smpconv", "flexconv_sep", "s4d")  # fmt: skip
+                 "smpconv", "flexconv_sep", "s4d", "rfnn", "dau")  # fmt: skip
 CIFAR_RESNETS = ("resnet20", "resnet32", "resnet44", "resnet56", "resnet110")
 RESNET_WIDTH = {name: {"width": 16} for name in CIFAR_RESNETS}  # He et al.'s 16/32/64, not the FlexNet width
 ANTIALIAS = {"antialias": 0.1}  # Table 4's "gabor" target: lambda 0.1, no mask term (the headline row)
