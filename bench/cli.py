@@ -53,7 +53,9 @@ def make_parser() -> Parser:
     p.add_argument("--report-out", metavar="DIR",
                    help="write tables, plots and REPORT.md here instead of into --out (e.g. --out is read-only)")  # fmt: skip
     p.add_argument("--quiet", action="store_true", help="no progress bars")
-    p.add_argument("--compile", action="store_true", help="torch.compile models whose shapes are fixed (CUDA only)")
+    p.add_argument("--compile", choices=["auto", "off", "model", "graph"], nargs="?", const="graph",
+                   help="torch.compile the training step: auto (default: graph on CUDA where shapes are fixed or "
+                        "bucketed, off on the CPU), off, model, graph (CUDA graphs); the same as --set train.compile=")  # fmt: skip
     g = p.add_argument_group("launchers (see docs: running on several GPUs or a SLURM cluster)")
     g.add_argument("--launcher", default="local", help="local (default), local-gpus, slurm, or a plugin's")
     g.add_argument("--workers", help="local: worker processes (default auto: one per CPU core on the CPU, 1 on a GPU)")
@@ -117,8 +119,8 @@ def cmd_run(args, signals: list) -> int:
     LAUNCHERS.get(args.launcher)  # an unknown name fails before anything runs
     if args.launcher == "local":
         resolve_device(args.device)
-    if args.compile:
-        os.environ["LKSBENCH_COMPILE"] = "1"  # read by bench/cost/fastpath.py, in this process and in every worker
+    if args.compile:  # part of each run's configuration (its id when not auto), so workers and jobs get it too
+        args.overrides = [*args.overrides, f"train.compile={args.compile}"]
     if args.suite == "gpu-check":  # not a grid: a timing check of every method on generated inputs
         from bench.cost import gpu_check
 

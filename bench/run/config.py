@@ -16,6 +16,7 @@ from typing import Any
 from bench.base import UserError
 
 PROTOCOL_VERSION = 1  # bump when the training protocol changes what a finished run means
+COMPILE_MODES = ("auto", "off", "model", "graph")  # train.compile
 
 
 @dataclass(frozen=True)
@@ -36,6 +37,9 @@ class TrainConfig:
     val_fraction: float = 0.1  # carved from the training split, fixed by the seed
     amp: bool = True  # bf16 autocast, used only on CUDA
     deterministic: bool = False  # torch.use_deterministic_algorithms (slower on CUDA)
+    # torch.compile of the training step (bench/cost/fastpath.py): auto (graph on CUDA where shapes are fixed or
+    # bucketed, off on the CPU), off, model (inductor kernels), graph (inductor + CUDA graphs, mode reduce-overhead)
+    compile: str = "auto"
 
     def validate(self) -> None:
         checks = [
@@ -51,6 +55,7 @@ class TrainConfig:
             (self.grad_clip >= 0, "grad_clip must be >= 0"),
             (self.max_steps_per_epoch >= 0, "max_steps_per_epoch must be >= 0"),
             (0 < self.val_fraction < 1, "val_fraction must be in (0, 1)"),
+            (self.compile in COMPILE_MODES, f"compile must be one of {', '.join(COMPILE_MODES)}, got {self.compile!r}"),
         ]
         for ok, message in checks:
             if not ok:
@@ -76,6 +81,8 @@ class RunConfig:
         d["tags"] = list(self.tags)
         if not d["search"]:
             del d["search"]  # an untuned run keeps the id it had before searches existed
+        if d["train"]["compile"] == "auto":
+            del d["train"]["compile"]  # likewise a run at the default compile setting
         return d
 
     @classmethod
