@@ -58,7 +58,9 @@ def make_parser() -> Parser:
                         "bucketed, off on the CPU), off, model, graph (CUDA graphs); the same as --set train.compile=")  # fmt: skip
     g = p.add_argument_group("launchers (see docs: running on several GPUs or a SLURM cluster)")
     g.add_argument("--launcher", default="local", help="local (default), local-gpus, slurm, or a plugin's")
-    g.add_argument("--workers", help="local: worker processes (default auto: one per CPU core on the CPU, 1 on a GPU)")
+    g.add_argument("--workers", help="local: worker processes (default auto: one per CPU core on the CPU; on a GPU, "
+                   "N runs share it, as --runs-per-gpu N)")  # fmt: skip
+    g.add_argument("--runs-per-gpu", help="local on a GPU, local-gpus: runs that train on one GPU at once (default 1)")
     g.add_argument("--gpus", help="local-gpus: GPU ids, one worker each, e.g. 0,1,2,3 (default: all); cpu,cpu on CPU")
     g.add_argument("--slurm-cluster", help="slurm (default) or local (the same jobs as local processes)")
     g.add_argument("--slurm-partition", help="SLURM partition")
@@ -70,7 +72,7 @@ def make_parser() -> Parser:
     return p
 
 
-LAUNCHER_FLAGS = ("workers", "gpus", "slurm_cluster", "slurm_partition", "slurm_time", "slurm_gpus", "slurm_array_parallelism",
+LAUNCHER_FLAGS = ("workers", "runs_per_gpu", "gpus", "slurm_cluster", "slurm_partition", "slurm_time", "slurm_gpus", "slurm_array_parallelism",
                   "slurm_set")  # fmt: skip
 
 
