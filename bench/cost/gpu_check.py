@@ -4,7 +4,8 @@ Each method trains for up to STEPS steps (after WARMUP untimed ones, and at most
 of timed steps) on generated inputs, so nothing is downloaded: sCIFAR10-shaped sequences
 (3 x 1024, causal), 32 x 32 and 96 x 96 RGB images, 10 classes. The step is the protocol's:
 AdamW over the modules' parameter groups, bf16 autocast, regularisation terms, post-step hooks,
-and the fast path (bench/cost/fastpath.py). Throughput, step time, peak memory and FLOPs go to
+and the fast path (bench/cost/fastpath.py), with the step eager unless `--compile graph` (or model, auto)
+asks for the compiled one (column `compile`). Throughput, step time, peak memory and FLOPs go to
 <out>/perf/gpu-check-<GPU model>.csv, one row per method and input; failures and OOMs are rows.
 
 Without a GPU it runs scaled down (tiny inputs and models, a few steps): a check that the
@@ -67,7 +68,7 @@ def _train_steps(model, optimizer, x, y, metric: str, n: int, cuda: bool, forwar
 
 
 def check_one(
-    method: str, input_name: str, task: TaskSpec, batch: int, device: str, cap_s: float = CAP_S, compile: str = "auto"
+    method: str, input_name: str, task: TaskSpec, batch: int, device: str, cap_s: float = CAP_S, compile: str = "off"
 ) -> dict:
     """Train `method` on generated batches of `task` and time it; returns one CSV row."""
     cuda = torch.device(device).type == "cuda"
@@ -126,7 +127,7 @@ def run_check(
     out: str | Path,
     dry_run: bool = False,
     cap_s: float = CAP_S,
-    compile: str = "auto",
+    compile: str = "off",
     inputs: list[str] | None = None,
     path: Path | None = None,
 ) -> int:
@@ -178,5 +179,6 @@ def main(args) -> int:
     from bench.run.config import parse_overrides
 
     names = methods.METHODS.select(args.methods.split(",") if args.methods else ["*"])
-    compile = parse_overrides(args.overrides)["train"].get("compile", "auto")  # --compile, --set train.compile=
+    # the eager step unless --compile (or --set train.compile=) asks: compiling 90 models takes longer than the check
+    compile = parse_overrides(args.overrides)["train"].get("compile", "off")
     return run_check(names, resolve_device(args.device), args.out, args.dry_run, compile=compile)
