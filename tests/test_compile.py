@@ -160,6 +160,7 @@ def test_auto_compiles_on_cuda_the_models_whose_shapes_are_fixed_or_bucketed():
     assert (
         fastpath.compile_mode("off", "cuda", conv) == "off" and fastpath.compile_mode("model", "cpu", njet) == "model"
     )
+    assert fastpath.compile_mode("auto", "cuda", conv, deterministic=True) == "off"
 
 
 def test_train_compile_is_in_the_run_id_only_when_it_is_not_auto():

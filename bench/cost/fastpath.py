@@ -59,7 +59,7 @@ def prepare(cfg, model, data, device: str):
     torch.backends.cudnn.deterministic = cfg.train.deterministic
     data, on_gpu = data_on_device(data, device) if data is not None else (data, False)
     settings = {"tf32": True, "cudnn_benchmark": torch.backends.cudnn.benchmark, "data_on_gpu": on_gpu,
-                "compile": compile_mode(cfg.train.compile, device, model)}  # fmt: skip
+                "compile": compile_mode(cfg.train.compile, device, model, cfg.train.deterministic)}  # fmt: skip
     return model, data, settings
 
 
@@ -76,11 +76,12 @@ def compilable(model) -> bool:
     return all(callable(getattr(m, "bucket_shapes", None)) for m in model.modules() if getattr(m, "variable_shape", 0))
 
 
-def compile_mode(requested: str, device: str, model) -> str:
-    """train.compile resolved for this run: auto is graph on CUDA for a compilable model, else off."""
+def compile_mode(requested: str, device: str, model, deterministic: bool = False) -> str:
+    """train.compile resolved for this run: auto is graph on CUDA for a compilable model (and a run that does
+    not ask for deterministic algorithms, which generated kernels do not promise), else off."""
     if requested != "auto":
         return requested
-    return "graph" if torch.device(device).type == "cuda" and compilable(model) else "off"
+    return "graph" if torch.device(device).type == "cuda" and compilable(model) and not deterministic else "off"
 
 
 def train_forward(model, mode: str, backend=None):
