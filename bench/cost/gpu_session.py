@@ -205,6 +205,9 @@ def step_compiled(s: Session, path: Path, eager: dict[str, float]) -> None:
     for method in [m for m in methods_measured() if m in eager]:
         if s.left() < 90:  # a model's compile can take a minute or two
             break
+        import torch._dynamo
+
+        torch._dynamo.reset()  # the previous model's graphs (and their CUDA graph memory) are not needed again
         row = _row(method, "graph", s.device)
         base = eager.get(method)
         speedup = row["train_samples_s"] / base if row["status"] == "ok" and base else None
