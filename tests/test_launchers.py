@@ -220,7 +220,7 @@ def _pool_slots(monkeypatch, device: str, options: dict, launcher: str = "local"
     monkeypatch.setattr(pool_module, "run_pool", run_pool)
     monkeypatch.setattr(lg, "run_pool", run_pool)
     monkeypatch.setattr(runner, "run_grid", lambda runs, out, device, **kw: seen.update(in_process=device))
-    ctx = LaunchContext("unused", "auto", options=options)
+    ctx = LaunchContext("never-written", "auto", options=options)  # (run_pool and run_grid are stand-ins)
     LAUNCHERS.get(launcher).obj([RunConfig("conv", "digits")], ctx)
     return seen
 
