@@ -66,10 +66,14 @@ def make_parser() -> Parser:
     p.add_argument(
         "--readme", default="README.md", help="check-readme: the README whose generated conclusions to check"
     )
-    p.add_argument("--compile", action="store_true", help="torch.compile models whose shapes are fixed (CUDA only)")
+    p.add_argument("--compile", choices=["auto", "off", "model", "graph"], nargs="?", const="graph",
+                   help="torch.compile the training step: auto (default: graph on CUDA where shapes are fixed or "
+                        "bucketed, off on the CPU), off, model, graph (CUDA graphs); the same as --set train.compile=")  # fmt: skip
     g = p.add_argument_group("launchers (see docs: running on several GPUs or a SLURM cluster)")
     g.add_argument("--launcher", default="local", help="local (default), local-gpus, slurm, or a plugin's")
-    g.add_argument("--workers", help="local: worker processes (default auto: one per CPU core on the CPU, 1 on a GPU)")
+    g.add_argument("--workers", help="local: worker processes (default auto: one per CPU core on the CPU; on a GPU, "
+                   "N runs share it, as --runs-per-gpu N)")  # fmt: skip
+    g.add_argument("--runs-per-gpu", help="local on a GPU, local-gpus: runs that train on one GPU at once (default 1)")
     g.add_argument("--gpus", help="local-gpus: GPU ids, one worker each, e.g. 0,1,2,3 (default: all); cpu,cpu on CPU")
     g.add_argument("--slurm-cluster", help="slurm (default) or local (the same jobs as local processes)")
     g.add_argument("--slurm-partition", help="SLURM partition")
@@ -81,7 +85,7 @@ def make_parser() -> Parser:
     return p
 
 
-LAUNCHER_FLAGS = ("workers", "gpus", "slurm_cluster", "slurm_partition", "slurm_time", "slurm_gpus", "slurm_array_parallelism",
+LAUNCHER_FLAGS = ("workers", "runs_per_gpu", "gpus", "slurm_cluster", "slurm_partition", "slurm_time", "slurm_gpus", "slurm_array_parallelism",
                   "slurm_set")  # fmt: skip
 
 
@@ -131,8 +135,8 @@ def cmd_run(args, signals: list) -> int:
     LAUNCHERS.get(args.launcher)  # an unknown name fails before anything runs
     if args.launcher == "local":
         resolve_device(args.device)
-    if args.compile:
-        os.environ["LKSBENCH_COMPILE"] = "1"  # read by bench/cost/fastpath.py, in this process and in every worker
+    if args.compile:  # part of each run's configuration (its id when not auto), so workers and jobs get it too
+        args.overrides = [*args.overrides, f"train.compile={args.compile}"]
     if args.suite == "gpu-check":  # not a grid: a timing check of every method on generated inputs
         from bench.cost import gpu_check
 

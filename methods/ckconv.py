@@ -111,6 +111,14 @@ class CKConv(nn.Module):
         """Per dimension, the [start, stop) grid indices the kernel is sampled on."""
         return [(0, k) for k in self.grid]
 
+    def sampling_crop(self) -> list[tuple[int, int]]:
+        """The crop the kernel is sampled on: crop(), or a larger one whose extra taps envelope() zeroes."""
+        return self.crop()
+
+    def bucket_keep(self, dtype: torch.dtype) -> torch.Tensor | None:
+        """Taps of the sampling crop that crop() keeps (FlexConv's shape buckets); None: every one."""
+        return None
+
     def envelope(self, axes: list[torch.Tensor]) -> torch.Tensor | None:
         """A factor on the kernel's positions, shape (k_1, ..., k_dim), or None."""
         return None
@@ -146,7 +154,7 @@ class CKConv(nn.Module):
 
     def sample_kernel(self) -> torch.Tensor:
         """The kernel on the current (cropped) grid, shape (C_out, C_in, k_1, ..., k_dim)."""
-        crop = self.crop()
+        crop = self.sampling_crop()
         pos, axes = self._grid_positions(crop, self.bias.device, self.bias.dtype)
         # sines of large arguments need float32: keep the kernel net out of any autocast
         with torch.autocast(self.bias.device.type, enabled=False):

@@ -26,10 +26,16 @@ def keep_mask(shape: torch.Size, p: float) -> torch.Tensor:
     return lanes >= -(LANES // 2) + round(p * LANES)
 
 
+def compiling() -> bool:
+    """Whether torch.compile is tracing this call (torch >= 2.3 says so; older ones never compile here)."""
+    check = getattr(torch.compiler, "is_compiling", None)
+    return bool(check and check())
+
+
 class Dropout(nn.Dropout):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if not self.training or self.p == 0 or x.device.type != "cpu" or self.inplace:
-            return super().forward(x)
+        if not self.training or self.p == 0 or x.device.type != "cpu" or self.inplace or compiling():
+            return super().forward(x)  # (torch.compile cannot trace random_: the plain dropout there)
         dropped = round(self.p * LANES) / LANES
         if dropped >= 1:
             return x * 0

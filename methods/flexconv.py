@@ -40,9 +40,12 @@ from torch import nn
 from bench.base import UserError
 from methods import hooks, register_method
 from methods.ckconv import GAUSS_STDDEVS, CKConv
+from methods.functional import bucketed_crop
 
 
 class FlexConv(CKConv):
+    variable_shape = True  # the crop follows the mask (bench/cost/fastpath.py); bucket_shapes() bounds it
+
     def __init__(
         self,
         cin: int,
@@ -70,6 +73,7 @@ class FlexConv(CKConv):
         self.root_factor = math.sqrt(-2.0 * math.log(mask_threshold))
         self.size_lr_factor = float(mask_lr_factor)  # the mask: 0.1x the lr, no weight decay
         self.antialias_mask = bool(antialias_mask)
+        self._bucket = None  # with shape bucketing on: the crop the kernel is sampled on (bucket_shapes)
 
     def host_tensors(self) -> list[torch.Tensor]:
         return [self.mask_mean, self.mask_width]  # the crop's inputs, copied once per step (methods/hooks.py)
@@ -100,6 +104,8 @@ class FlexConv(CKConv):
         mask = None
         for d, x in enumerate(axes):
             m = torch.exp(-0.5 * ((x - self.mask_mean[d]) / self.mask_width[d]).square())
+            if self._bucket is not None:
+                m = m * self._inside(d, x.dtype)
             mask = m if mask is None else mask.unsqueeze(-1) * m
         return mask
 
@@ -112,6 +118,65 @@ class FlexConv(CKConv):
             m = torch.exp(-0.5 * ((x - means[:, d : d + 1]) / widths[:, d : d + 1]).square())  # (B, k_d)
             mask = m if mask is None else mask.unsqueeze(-1) * m.view(len(layers), *([1] * d), -1)
         return mask
+
+    # -- shape buckets (a compiled step: bench/cost/fastpath.py) --------------------------------------------
+    # With bucketing on, the kernel is sampled on bucketed_crop(crop()) (methods/functional.py) and the
+    # taps outside crop() are multiplied by exactly 0, decided on the device from the mask parameters by
+    # the same float64 arithmetic as crop(): the layer computes what it computes unbucketed, and its shapes
+    # change only when a crop crosses a bucket. The bucket is set outside the step (after each optimizer
+    # step, on train()/eval() and a resolution change), never read back inside it.
+    def bucket_shapes(self, on: bool = True) -> None:
+        self._bucket = None
+        if on:
+            self._bucket = bucketed_crop(self.crop(), self.grid, self.causal)
+            self._grid_positions(self._bucket, self.bias.device, self.bias.dtype)  # cached here, not in the step
+
+    def sampling_crop(self) -> list[tuple[int, int]]:
+        return self.crop() if self._bucket is None else self._bucket
+
+    def after_host_refresh(self) -> None:
+        """After each optimizer step, once the host values are fresh (methods/hooks.py): the next bucket."""
+        if getattr(self, "_bucket", None) is not None:
+            self.bucket_shapes(True)
+
+    def train(self, mode: bool = True):
+        out = super().train(mode)
+        self.after_host_refresh()  # parameters may have been loaded (a checkpoint, the best state)
+        return out
+
+    def change_resolution(self, ratio: float) -> None:
+        super().change_resolution(ratio)
+        self.after_host_refresh()
+
+    def bucket_keep(self, dtype: torch.dtype) -> torch.Tensor | None:
+        """1 on the sampled taps that crop() keeps, 0 on the bucket's extra ones; None without a bucket."""
+        if self._bucket is None:
+            return None
+        keep = None
+        for d in range(self.dim):
+            m = self._inside(d, dtype)
+            keep = m if keep is None else keep.unsqueeze(-1) * m
+        return keep
+
+    def _inside(self, d: int, dtype: torch.dtype) -> torch.Tensor:
+        """1 on the taps of axis d's sampling crop that crop() keeps, 0 on the others (the bucket's extra)."""
+        (first, last), k = self._bucket[d], self.grid[d]
+        mu, sigma = self.mask_mean[d].detach().double(), self.mask_width[d].detach().double()
+        r = sigma.abs() * self.root_factor
+        step = 2.0 / (k - 1) if k > 1 else math.inf
+        index = torch.arange(first, last, device=mu.device, dtype=torch.float64)
+        if self.causal:
+            left = mu - r
+            start = torch.clamp(torch.floor((left + 1.0) / step) + 1, max=k - 2)
+            start = torch.where(left <= -1.0, torch.zeros_like(start), start).clamp(min=0)
+            keep = index >= start
+        else:
+            reach = torch.maximum((mu - r).abs(), (mu + r).abs())
+            half = (k - 1) // 2
+            n = torch.clamp(torch.ceil(reach / step) - 1, min=1, max=half)
+            n = torch.where(reach >= 1.0, torch.full_like(n, half), n)
+            keep = (index - half).abs() <= n
+        return keep.to(dtype)
 
     def mask_frequency(self) -> torch.Tensor | float:
         if not self.antialias_mask:

@@ -268,3 +268,30 @@ MIN_FFT_TAPS_1D = 16
 # adding them (1 thread, forward + backward, batch 64): 8 x 16^2 with 17^2 kernels direct 75 ms,
 # FFT 13 ms (3^2: 1.2 vs 7.7 ms); 30 x 784 with 60 taps 95 vs 26 ms (9 taps: 23 vs 26 ms)
 FFT_COST_DEPTHWISE = {1: 0.3, 2: 0.45}
+
+
+def bucket_size(n: int) -> int:
+    """The smallest of 1, 2, 3, 4, 6, 8, 12, 16, 24, ... (two per octave) that is >= n.
+
+    A compiled step recompiles whenever a shape changes: a kernel that grows a tap at a time is
+    sampled on a crop rounded up to these sizes, so it changes shape a few times per run, not at every
+    tap, and never samples more than 1.5x (per axis) of what it needs."""
+    if n <= 2:
+        return max(n, 0)
+    power = 1 << (n - 1).bit_length()
+    return 3 * power // 4 if 3 * power // 4 >= n else power
+
+
+def bucketed_crop(crop: list[tuple[int, int]], grid: tuple[int, ...], causal: bool) -> list[tuple[int, int]]:
+    """Per axis, the [start, stop) crop grown to a bucket of taps (bucket_size), within the grid: causal
+    crops grow into the past (they end at the present), centred ones by the same count on both sides."""
+    out = []
+    for (start, stop), k in zip(crop, grid):
+        if causal:
+            size = min(stop, bucket_size(stop - start))
+            out.append((stop - size, stop))
+        else:
+            half = (k - 1) // 2
+            n = min(half, bucket_size(half - start))
+            out.append((half - n, half + n + 1))
+    return out

@@ -21,6 +21,7 @@ Any nn.Module inside a model (usually a layer) may define:
   reads them with `host_values(self)`, never with `.item()`/`.tolist()` in its forward: after every
   optimizer step, `StepHooks.post_step` copies those of the whole model to the host in one batched
   read, so a training step's forward and backward never wait for the device.
+- `after_host_refresh()`: called after that batched read (FlexConv sets its next shape bucket from it).
 - `kernel_sizes() -> float | list[float]`: the layer's effective kernel size in its own
   unit (one number, or one per spatial dimension); logged every epoch.
 - `change_resolution(ratio: float)`: prepare to run on inputs `ratio` times the size the
@@ -69,6 +70,7 @@ class StepHooks:
                              if callable(getattr(m, "regularization_loss", None))]  # fmt: skip
         self.post_steps = [fn for _, fn in _with(model, "post_step")]
         self.host_modules = [m for m in model.modules() if callable(getattr(m, "host_tensors", None))]
+        self.after_refresh = [fn for _, fn in _with(model, "after_host_refresh")]
 
     def regularization_loss(self) -> torch.Tensor | None:
         terms = [fn() for m, fn in self.regularizers if getattr(m, "regularizes", True)]
@@ -79,6 +81,8 @@ class StepHooks:
             fn()
         if self.host_modules:  # after the hooks above, which may change parameters (DCLS clamps)
             refresh_host_values(self.host_modules)
+        for fn in self.after_refresh:  # hooks that read host values (FlexConv's shape bucket): no read of their own
+            fn()
 
 
 def _host_key(module: nn.Module) -> tuple:

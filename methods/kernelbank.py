@@ -132,7 +132,7 @@ def sample_continuous(layers: list[nn.Module]) -> list[torch.Tensor]:
     """`layer.sample_kernel()` for every CKConv-like layer (same grid, same kind of kernel net), in one batched
     call."""
     first = layers[0]
-    crops = [layer.crop() for layer in layers]
+    crops = [layer.sampling_crop() for layer in layers]  # crop(), or its shape bucket when compiled
     union = [(min(c[d][0] for c in crops), max(c[d][1] for c in crops)) for d in range(first.dim)]
     pos, axes = first._grid_positions(union, first.bias.device, first.bias.dtype)
     sizes = [stop - start for start, stop in union]
@@ -149,7 +149,8 @@ def sample_continuous(layers: list[nn.Module]) -> list[torch.Tensor]:
             for d, ((start, stop), (u0, _)) in enumerate(zip(crop, union)):
                 if stop - start != sizes[d]:
                     kernel = kernel.narrow(2 + d, start - u0, stop - start)
-            out.append(kernel)
+            keep = layer.bucket_keep(kernel.dtype)
+            out.append(kernel if keep is None else kernel * keep)
     return out
 
 

@@ -37,6 +37,8 @@ from methods.functional import conv_with_kernel
 
 
 class GaussianBlurConv(nn.Module):
+    variable_shape = True  # its support follows sigma (bench/cost/fastpath.py: not compiled by default)
+
     def __init__(
         self,
         cin: int,

@@ -94,8 +94,9 @@ def test_deterministic_cuda_runs_repeat_exactly_and_record_the_gpu(tmp_path):
 
 def test_bf16_autocast_trains_every_continuous_kernel_method(tmp_path):
     runs = [RunConfig(m, "digits", 0, {"arch": "flexnet3", "width": 8}, {},
-                      TrainConfig(epochs=1, batch_size=64, max_steps_per_epoch=10))
+                      TrainConfig(epochs=1, batch_size=64, max_steps_per_epoch=10, compile="off"))
             for m in ("flexconv", "ckconv", "ckconv_magnet", "flexconv_sep", "smpconv", "s4d")]  # fmt: skip
+    # (eager: compiling six models would take minutes; tests/test_compile.py trains the compiled step on CUDA)
     run_grid(runs, tmp_path, "cuda", progress=False)
     records, _ = store.load_runs(tmp_path)
     assert len(records) == len(runs)

@@ -11,7 +11,7 @@ import pytest
 
 from bench.base import UserError
 from bench.cli import main
-from bench.launchers import LaunchContext, launch, pool, slurm
+from bench.launchers import LAUNCHERS, LaunchContext, launch, pool, slurm
 from bench.launchers import local_gpus as lg
 from bench.run import store
 from bench.run.config import RunConfig, TrainConfig
@@ -199,3 +199,64 @@ def test_a_third_party_launcher_is_chosen_by_name(tmp_path):
         LAUNCHERS.unregister("t_record")
     assert len(seen) == 2 and seen[0][1].plugins == (str(plugin),)
     assert seen[1][0] == [todo] and summary.counts == {"cached": 1}  # the driver drops finished runs first
+
+
+def _pool_slots(monkeypatch, device: str, options: dict, launcher: str = "local"):
+    """What `launcher` hands the worker pool (or runs in-process) for `device`, with the GPU simulated."""
+    import torch
+
+    import bench.launchers.pool as pool_module
+    import bench.run.env as env
+    import bench.run.runner as runner
+
+    seen = {}
+    monkeypatch.setattr(env, "resolve_device", lambda d: device)
+    monkeypatch.setattr(torch.cuda, "current_device", lambda: 0)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
+
+    def run_pool(runs, ctx, slots, threads, name):
+        seen.update(slots=slots)
+
+    monkeypatch.setattr(pool_module, "run_pool", run_pool)
+    monkeypatch.setattr(lg, "run_pool", run_pool)
+    monkeypatch.setattr(runner, "run_grid", lambda runs, out, device, **kw: seen.update(in_process=device))
+    ctx = LaunchContext("never-written", "auto", options=options)  # (run_pool and run_grid are stand-ins)
+    LAUNCHERS.get(launcher).obj([RunConfig("conv", "digits")], ctx)
+    return seen
+
+
+def test_workers_or_runs_per_gpu_put_that_many_runs_on_the_gpu(monkeypatch):
+    """On a GPU, `--workers N` (or `--runs-per-gpu N`) is N worker processes on that one GPU, where it was refused."""
+    assert _pool_slots(monkeypatch, "cuda", {"workers": "2"}) == {"slots": ["0", "0"]}
+    assert _pool_slots(monkeypatch, "cuda:1", {"runs_per_gpu": "4"}) == {"slots": ["1"] * 4}
+    assert _pool_slots(monkeypatch, "cuda", {}) == {"in_process": "cuda"}  # the default: one run at a time
+    assert _pool_slots(monkeypatch, "cpu", {"workers": "3"}) == {"slots": ["cpu"] * 3}
+    slots = _pool_slots(monkeypatch, "cpu", {"gpus": "0,1", "runs_per_gpu": "2"}, "local-gpus")
+    assert slots == {"slots": ["0", "0", "1", "1"]}
+    for device, options, message in [
+        ("cuda", {"workers": "2", "runs_per_gpu": "2"}, "give one"),
+        ("cpu", {"runs_per_gpu": "2"}, "use --workers"),
+        ("cuda", {"runs_per_gpu": "0"}, "--runs-per-gpu expects a positive integer"),
+    ]:
+        with pytest.raises(UserError, match=message):
+            _pool_slots(monkeypatch, device, options)
+
+
+def test_runs_sharing_a_gpu_say_so_and_the_cost_table_adds_them_up(tmp_path):
+    """Two CPU-slot workers stand in for two runs on one GPU: each record names its sharing, the cost table sums."""
+    import pandas as pd
+
+    from bench.report.summary import aggregate, cost_table, runs_frame
+
+    out = tmp_path / "runs"
+    assert main([*SMOKE, "--seeds", "0-1", "--launcher", "local-gpus", "--gpus", "cpu", "--runs-per-gpu", "2",
+                 "--out", str(out)]) == 0  # fmt: skip
+    records = _records(out)
+    assert sorted(r["launcher"]["slot"] for r in records) == [0, 1]
+    assert all(r["launcher"]["runs_per_gpu"] == 1 for r in records)  # CPU slots share no GPU
+    for r in records:  # as two runs on one GPU would record it
+        r["launcher"]["runs_per_gpu"] = 2
+    cost_table(aggregate(runs_frame(records)), tmp_path)
+    cost = pd.read_csv(tmp_path / "cost.csv")
+    assert (cost["aggregate_throughput"] == 2 * cost["throughput"]).all()
+    assert "samples/s, all runs on the GPU" in (tmp_path / "cost.md").read_text()

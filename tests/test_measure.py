@@ -214,4 +214,5 @@ def test_gpu_check_and_a_cuda_run_use_the_fast_path(tmp_path):
     run_grid([_smoke_cfg()], tmp_path, "cuda", progress=False)
     (r,) = store.load_runs(tmp_path)[0]
     assert r["status"] == "ok" and r["peak_gpu_mem_mb"] > 0 and r["flops_fwd"] > 0
-    assert r["fastpath"] == {"tf32": True, "cudnn_benchmark": True, "data_on_gpu": True, "compiled": False}
+    assert r["fastpath"] == {"tf32": True, "cudnn_benchmark": True, "data_on_gpu": True, "compile": "graph"}
+    assert r["compile"] == "graph"  # auto: CUDA graphs for a fixed-shape model

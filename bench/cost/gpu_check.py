@@ -4,7 +4,8 @@ Each method trains for up to STEPS steps (after WARMUP untimed ones, and at most
 of timed steps) on generated inputs, so nothing is downloaded: sCIFAR10-shaped sequences
 (3 x 1024, causal), 32 x 32 and 96 x 96 RGB images, 10 classes. The step is the protocol's:
 AdamW over the modules' parameter groups, bf16 autocast, regularisation terms, post-step hooks,
-and the fast path (bench/cost/fastpath.py). Throughput, step time, peak memory and FLOPs go to
+and the fast path (bench/cost/fastpath.py), with the step eager unless `--compile graph` (or model, auto)
+asks for the compiled one (column `compile`). Throughput, step time, peak memory and FLOPs go to
 <out>/perf/gpu-check-<GPU model>.csv, one row per method and input; failures and OOMs are rows.
 
 Without a GPU it runs scaled down (tiny inputs and models, a few steps): a check that the
@@ -37,7 +38,7 @@ CPU_INPUTS = {"seq1024": (1, 32, 4), "img32": (2, 8, 4), "img96": (2, 12, 4)}
 CPU_MODELS = {1: dict(arch="flextcn2", width=4), 2: dict(arch="flexnet3", width=4)}
 CPU_STEPS, CPU_WARMUP = 2, 1
 COLUMNS = ["method", "input", "shape", "batch_size", "status", "error", "params", "flops_fwd", "steps", "ms_per_step",
-           "train_samples_s", "peak_mem_mb", "fastpath", "device", "torch"]  # fmt: skip
+           "train_samples_s", "peak_mem_mb", "fastpath", "device", "torch", "compile"]  # fmt: skip
 
 
 def tasks(cuda: bool) -> dict[str, tuple[TaskSpec, int]]:
@@ -53,12 +54,12 @@ def _hparams(method: str, dim: int, cuda: bool) -> dict:
     return {k: v for k, v in chosen.items() if accepted is None or k in accepted}
 
 
-def _train_steps(model, optimizer, x, y, metric: str, n: int, cuda: bool) -> None:
-    """`n` steps of the protocol's update on one batch."""
+def _train_steps(model, optimizer, x, y, metric: str, n: int, cuda: bool, forward=None) -> None:
+    """`n` steps of the protocol's update on one batch (`forward`: the compiled one, if any)."""
     step_hooks = hooks.StepHooks(model)
     for _ in range(n):
         with torch.autocast("cuda", dtype=torch.bfloat16, enabled=cuda):
-            loss = loss_fn(model(x), y, metric)
+            loss = loss_fn((forward or model)(x), y, metric)
         reg = step_hooks.regularization_loss()
         optimizer.zero_grad(set_to_none=True)
         (loss if reg is None else loss + reg).backward()
@@ -66,7 +67,9 @@ def _train_steps(model, optimizer, x, y, metric: str, n: int, cuda: bool) -> Non
         step_hooks.post_step()
 
 
-def check_one(method: str, input_name: str, task: TaskSpec, batch: int, device: str, cap_s: float = CAP_S) -> dict:
+def check_one(
+    method: str, input_name: str, task: TaskSpec, batch: int, device: str, cap_s: float = CAP_S, compile: str = "off"
+) -> dict:
     """Train `method` on generated batches of `task` and time it; returns one CSV row."""
     cuda = torch.device(device).type == "cuda"
     row = {"method": method, "input": input_name, "shape": "x".join(map(str, task.input_shape)), "batch_size": batch}
@@ -78,17 +81,20 @@ def check_one(method: str, input_name: str, task: TaskSpec, batch: int, device: 
     try:
         hp = _hparams(method, task.dim, cuda)
         model = methods.build_model(method, task, **hp).to(device)
-        model, _, fast = fastpath.prepare(RunConfig(method, input_name, model=hp), model, None, device)
-        optimizer = make_optimizer(model, TrainConfig(lr=1e-3))
+        tc = TrainConfig(lr=1e-3, compile=compile)
+        model, _, fast = fastpath.prepare(RunConfig(method, input_name, model=hp, train=tc), model, None, device)
+        mode = fastpath.compile_mode(compile, device, model)
+        forward = fastpath.train_forward(model, mode)
+        optimizer = make_optimizer(model, tc)
         x = torch.randn(batch, *task.input_shape, device=device)
         y = torch.randint(0, task.num_classes, (batch,), device=device)
-        _train_steps(model, optimizer, x, y, task.metric, warmup, cuda)
+        _train_steps(model, optimizer, x, y, task.metric, warmup, cuda, forward)
         if cuda:
             torch.cuda.synchronize()
         measure.reset_peak_memory(device)
         done, start = 0, time.perf_counter()
         while done < steps and (done == 0 or time.perf_counter() - start < cap_s):
-            _train_steps(model, optimizer, x, y, task.metric, 10 if cuda else 1, cuda)
+            _train_steps(model, optimizer, x, y, task.metric, 10 if cuda else 1, cuda, forward)
             done += 10 if cuda else 1
             if cuda:
                 torch.cuda.synchronize()  # keeps the time cap honest with asynchronous launches
@@ -98,7 +104,7 @@ def check_one(method: str, input_name: str, task: TaskSpec, batch: int, device: 
         return {**row, "status": "ok", "params": sum(p.numel() for p in model.parameters() if p.requires_grad),
                 "flops_fwd": flops, "steps": done, "ms_per_step": 1000 * elapsed / done,
                 "train_samples_s": batch * done / elapsed, "peak_mem_mb": round(peak, 1),
-                "fastpath": ",".join(k for k, v in fast.items() if v)}  # fmt: skip
+                "fastpath": ",".join(k for k, v in fast.items() if v and k != "compile"), "compile": mode}  # fmt: skip
     except Exception as exc:  # a row per failure: the check goes on with the next method
         oom = isinstance(exc, torch.cuda.OutOfMemoryError) or "out of memory" in str(exc).lower()
         return {**row, "status": "oom" if oom else "failed", "error": f"{type(exc).__name__}: {str(exc)[:300]}"}
@@ -116,10 +122,20 @@ def output_path(out: str | Path, device: str) -> Path:
 
 
 def run_check(
-    method_names: list[str], device: str, out: str | Path, dry_run: bool = False, cap_s: float = CAP_S
+    method_names: list[str],
+    device: str,
+    out: str | Path,
+    dry_run: bool = False,
+    cap_s: float = CAP_S,
+    compile: str = "off",
+    inputs: list[str] | None = None,
+    path: Path | None = None,
 ) -> int:
+    """`compile`: train.compile for every check; `inputs`: some of INPUTS only; `path`: the CSV (default
+    output_path(out, device))."""
     cuda = torch.device(device).type == "cuda"
-    grid = [(m, name, task, batch) for name, (task, batch) in tasks(cuda).items() for m in method_names]
+    grid = [(m, name, task, batch) for name, (task, batch) in tasks(cuda).items() for m in method_names
+            if inputs is None or name in inputs]  # fmt: skip
     if dry_run:
         for m, name, task, batch in grid:
             print(f"{m:<18} {name:<8} {'x'.join(map(str, task.input_shape)):<10} batch {batch}")
@@ -128,13 +144,17 @@ def run_check(
     if not cuda:
         print("gpu-check: no GPU in use, so a scaled-down check (tiny inputs, a few steps) that only shows the "
               "path works; run it on a GPU for the numbers")  # fmt: skip
-    path = output_path(out, device)
+    path = path or output_path(out, device)
     path.parent.mkdir(parents=True, exist_ok=True)
     rows, start = [], time.perf_counter()
     try:
         for m, name, task, batch in grid:
             rows.append(
-                {**check_one(m, name, task, batch, device, cap_s), "device": device, "torch": torch.__version__}
+                {
+                    **check_one(m, name, task, batch, device, cap_s, compile),
+                    "device": device,
+                    "torch": torch.__version__,
+                }
             )
             r = rows[-1]
             speed = f"{r['train_samples_s']:.0f} samples/s, {r['peak_mem_mb']:.0f} MiB" if r["status"] == "ok" else ""
@@ -156,5 +176,9 @@ def main(args) -> int:
 
     if args.launcher != "local":
         raise UserError("--suite gpu-check runs on one device in this process: use the default --launcher local")
+    from bench.run.config import parse_overrides
+
     names = methods.METHODS.select(args.methods.split(",") if args.methods else ["*"])
-    return run_check(names, resolve_device(args.device), args.out, args.dry_run)
+    # the eager step unless --compile (or --set train.compile=) asks: compiling 90 models takes longer than the check
+    compile = parse_overrides(args.overrides)["train"].get("compile", "off")
+    return run_check(names, resolve_device(args.device), args.out, args.dry_run, compile=compile)

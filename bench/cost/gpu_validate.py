@@ -13,7 +13,8 @@ Four steps, one summary line each (and a last line with the total):
 4. `--launcher local-gpus --gpus 0,0` on the smoke suite's digits runs: two workers on one GPU;
    every run file must say ok and name the GPU.
 
-Without a CUDA device it says so in one line and exits with status 2; `--rehearse` then runs the same
+Steps 3 and 4 train with `--compile off`, as measured on 2026-12-04 (the compiled step's figures:
+bench/cost/gpu_session.py). Without a CUDA device it says so in one line and exits with status 2; `--rehearse` then runs the same
 steps on the CPU, scaled down, to check the plumbing before device time is spent on it (no GPU
 test, a tiny gpu-check, 2 steps of the epoch, `--gpus cpu,cpu`). Files go under --out
 (default results/gpu-validate/), the gpu-check CSV to results/perf/ so it can be committed.
@@ -112,7 +113,7 @@ def step_cifar(out: Path, plugin: Path, rehearse: bool) -> str:
     start = time.perf_counter()
     cmd = [sys.executable, "run_all.py", "--plugin", str(plugin), "--suite", "flexconv-cifar", "--datasets",
            "cifar10_generated", "--methods", "flexconv,ckconv,resnet44", "--epochs", "1", "--seeds", "0",
-           "--out", str(out / "cifar"), "--no-report", "--quiet"]  # fmt: skip
+           "--out", str(out / "cifar"), "--no-report", "--quiet", "--compile", "off"]  # fmt: skip
     if rehearse:
         cmd += ["--device", "cpu", "--set", "train.max_steps_per_epoch=2", "--set", "data.n_train=256", "--set",
                 "data.n_test=64"]  # fmt: skip
@@ -132,7 +133,8 @@ def step_local_gpus(out: Path, rehearse: bool) -> str:
     start = time.perf_counter()
     cmd = [sys.executable, "run_all.py", "--suite", "smoke", "--datasets", "digits", "--methods", "conv,flexconv,njet,"
            "deformable,dcls,resnet20", "--seeds", "0-1", "--launcher", "local-gpus", "--gpus",
-           "cpu,cpu" if rehearse else "0,0", "--out", str(out / "local-gpus"), "--no-report", "--quiet"]  # fmt: skip
+           "cpu,cpu" if rehearse else "0,0", "--out", str(out / "local-gpus"), "--no-report", "--quiet",
+           "--compile", "off"]  # fmt: skip
     proc = run(cmd, timeout=180)
     records = _records(out / "local-gpus")
     slots = {r.get("launcher", {}).get("slot") for r in records}

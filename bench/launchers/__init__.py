@@ -3,8 +3,10 @@
 A launcher is a function `(runs, ctx) -> Summary` registered under a name:
 
 - `local` (default): this machine; one run after the other in this process (runner.run_grid),
-  or --workers CPU processes (pool.py; by default one per core on the CPU);
-- `local-gpus`: one worker process per GPU slot, each run pinned to one GPU (local_gpus.py);
+  or --workers processes (pool.py; by default one per core on the CPU); on a GPU, --workers N
+  (or --runs-per-gpu N) runs N runs on that GPU at once, each in its own process;
+- `local-gpus`: one worker process per GPU slot, each run pinned to one GPU (local_gpus.py),
+  --runs-per-gpu workers on each listed GPU;
 - `slurm`: SLURM job arrays through submitit, an optional dependency (slurm.py).
 
 The driver (`launch`) drops the runs whose file already says ok and hands the rest over.
@@ -97,31 +99,66 @@ def cpu_cores() -> int:
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
 
 
-def parse_workers(text, device: str, runs: int) -> int:
-    """--workers: a count, or auto: one per CPU core on the CPU (single-threaded small models scale
-    better as processes than as threads: bench/cost/perf_suite.py), one on a GPU."""
-    if text in (None, "auto"):
-        return 1 if device.startswith("cuda") else max(1, min(cpu_cores(), runs))
+# runs a GPU trains at once by default; bench/cost/gpu_session.py measures 1, 2, 4 and 8 (not yet on a GPU)
+RUNS_PER_GPU = 1
+
+
+def _count(text, flag: str) -> int:
     try:
         n = int(text)
     except (TypeError, ValueError):
         n = 0
     if n < 1:
-        raise UserError(f"--workers expects a positive integer or auto, got {text!r}")
+        raise UserError(f"{flag} expects a positive integer{' or auto' if flag == '--workers' else ''}, got {text!r}")
     return n
 
 
-@register_launcher("local", "this machine: --workers processes (default: one per CPU core, one on a GPU)", ("workers",))
+def parse_workers(text, device: str, runs: int) -> int:
+    """--workers: a count, or auto: one per CPU core on the CPU (single-threaded small models scale
+    better as processes than as threads: bench/cost/perf_suite.py), RUNS_PER_GPU on a GPU."""
+    if text in (None, "auto"):
+        return RUNS_PER_GPU if device.startswith("cuda") else max(1, min(cpu_cores(), runs))
+    return _count(text, "--workers")
+
+
+def runs_per_gpu(options: dict) -> int:
+    """--runs-per-gpu: worker processes that share one GPU (default RUNS_PER_GPU)."""
+    text = options.get("runs_per_gpu")
+    return RUNS_PER_GPU if text in (None, "auto") else _count(text, "--runs-per-gpu")
+
+
+def gpu_slots(device: str, options: dict) -> list[str]:
+    """`local` on a GPU: the pool's slots, one per run at once on it (--workers or --runs-per-gpu, not both)."""
+    if options.get("workers") is not None and options.get("runs_per_gpu") is not None:
+        raise UserError("--workers and --runs-per-gpu both say how many runs share the GPU: give one")
+    n = parse_workers(options["workers"], device, 0) if options.get("workers") is not None else runs_per_gpu(options)
+    if not device.startswith("cuda"):
+        if n > 1:
+            raise UserError(f"--workers > 1 runs on CPU cores or CUDA GPUs, not on {device}")
+        return ["cpu"]
+    import torch
+
+    index = torch.device(device).index
+    return [str(torch.cuda.current_device() if index is None else index)] * n
+
+
+@register_launcher("local", "this machine: --workers processes (default: one per CPU core; on a GPU --runs-per-gpu)",
+                   ("workers", "runs_per_gpu"))  # fmt: skip
 def local(runs: list, ctx: LaunchContext):
     from bench.launchers.pool import run_pool
     from bench.run.env import resolve_device
     from bench.run.runner import run_grid
 
     device = resolve_device(ctx.device)
-    workers = parse_workers(ctx.options.get("workers"), device, len(runs))
-    if workers > 1:
-        if device != "cpu":
-            raise UserError("--workers > 1 runs on CPU cores; for several GPU workers use --launcher local-gpus")
-        return run_pool(runs, ctx, ["cpu"] * workers, threads=max(1, cpu_cores() // workers), name="local")
+    if device == "cpu":
+        if ctx.options.get("runs_per_gpu") is not None:
+            raise UserError("--runs-per-gpu shares a GPU between runs, and this runs on the CPU: use --workers")
+        workers = parse_workers(ctx.options.get("workers"), device, len(runs))
+        if workers > 1:
+            return run_pool(runs, ctx, ["cpu"] * workers, threads=max(1, cpu_cores() // workers), name="local")
+    else:
+        slots = gpu_slots(device, ctx.options)
+        if len(slots) > 1:  # several runs on the one GPU, each in its own process (pool.py)
+            return run_pool(runs, ctx, slots, threads=max(1, cpu_cores() // len(slots)), name="local")
     print(f"{len(runs)} runs to do on {device}, results in {ctx.out}/runs/")
     return run_grid(runs, ctx.out, device, data_root=ctx.data_root, force=ctx.force, progress=ctx.progress)

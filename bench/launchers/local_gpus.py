@@ -1,7 +1,8 @@
 """`--launcher local-gpus --gpus 0,1,2,3`: one worker process per slot, each run pinned to one GPU.
 
 A slot is a GPU id (as numbered by torch in the driver, i.e. within CUDA_VISIBLE_DEVICES) or
-`cpu`; a repeated id gives that GPU several workers (small models leave a GPU mostly idle).
+`cpu`; a repeated id gives that GPU several workers (small models leave a GPU mostly idle), and
+`--runs-per-gpu N` repeats every listed id N times.
 The workers and what happens when one of them, or the driver, stops: bench/launchers/pool.py.
 CPU slots (`--gpus cpu,cpu`) exercise the same path without a GPU.
 """
@@ -11,7 +12,7 @@ from __future__ import annotations
 import os
 
 from bench.base import UserError
-from bench.launchers import LaunchContext, register_launcher
+from bench.launchers import LaunchContext, register_launcher, runs_per_gpu
 from bench.launchers.pool import run_pool
 
 
@@ -36,9 +37,10 @@ def parse_gpus(text: str | None) -> list[str]:
     return entries
 
 
-@register_launcher("local-gpus", "one worker process per GPU (--gpus 0,1,2,3; cpu,cpu to try it)", ("gpus",))
+@register_launcher("local-gpus", "one worker process per GPU (--gpus 0,1,2,3; cpu,cpu to try it), "
+                   "--runs-per-gpu each", ("gpus", "runs_per_gpu"))  # fmt: skip
 def local_gpus(runs: list, ctx: LaunchContext):
     if ctx.device != "auto":
         raise UserError("--launcher local-gpus places runs itself: choose devices with --gpus, not --device")
-    slots = parse_gpus(ctx.options.get("gpus"))
+    slots = [slot for slot in parse_gpus(ctx.options.get("gpus")) for _ in range(runs_per_gpu(ctx.options))]
     return run_pool(runs, ctx, slots, threads=max(1, (os.cpu_count() or 1) // len(slots)), name="local-gpus")

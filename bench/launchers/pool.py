@@ -66,7 +66,9 @@ def interrupt_on_sigterm() -> None:
     signal.signal(signal.SIGTERM, handler)
 
 
-def worker(slot: int, gpu: str, tasks, results, ctx: LaunchContext, threads: int, since: float, name: str) -> None:
+def worker(
+    slot: int, gpu: str, tasks, results, ctx: LaunchContext, threads: int, since: float, name: str, sharing: int = 1
+) -> None:
     """A worker process: runs from `tasks` until a None (or the driver is gone), one message per run."""
     import torch
 
@@ -80,7 +82,7 @@ def worker(slot: int, gpu: str, tasks, results, ctx: LaunchContext, threads: int
     try:
         prepare_worker(ctx)
         device = "cpu" if gpu == "cpu" else "cuda"
-        where = {"name": name, "slot": slot, "gpu": gpu}
+        where = {"name": name, "slot": slot, "gpu": gpu, "runs_per_gpu": sharing}  # sharing: workers on that GPU
         cache, parent = DataCache(ctx.data_root), mp.parent_process()
         results.put(("ready", slot, None))
         while True:
@@ -146,7 +148,8 @@ def run_pool(runs: list, ctx: LaunchContext, slots: list[str], threads: int, nam
     def start(slot: int):
         gpu = slots[slot]
         env = {"CUDA_VISIBLE_DEVICES": "" if gpu == "cpu" else visible_id(gpu)}
-        proc = spawn.Process(target=worker, args=(slot, gpu, tasks[slot], results, ctx, threads, since, name),
+        sharing = 1 if gpu == "cpu" else slots.count(gpu)
+        proc = spawn.Process(target=worker, args=(slot, gpu, tasks[slot], results, ctx, threads, since, name, sharing),
                              daemon=False)  # fmt: skip
         with _environment(**env):
             proc.start()

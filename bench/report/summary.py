@@ -26,7 +26,8 @@ from bench.report.tuning import trial_label
 
 MARKS = {"smoke": "smoke", "budget": "budget", "matched-params": "params-matched", "matched-flops": "flops-matched"}
 SETTING_SECTIONS = ("model", "data", "train", "crossres")
-COST_FIELDS = ["params_weights", "flops_fwdbwd", "throughput", "epoch_time_s", "peak_mem_mb", "device"]
+COST_FIELDS = ["params_weights", "flops_fwdbwd", "throughput", "aggregate_throughput", "epoch_time_s", "peak_mem_mb",
+               "device"]  # fmt: skip
 TIE = "≈"  # no row of the comparison family is significantly above it
 REFERENCE_METHODS = ("logreg", "mlp", "gru", "cnn1d_mnist1d")  # the MNIST-1D paper's models: anchors, not contenders
 BASELINE = "conv"  # the fixed-size baseline the paired differences and P(improvement) are taken against
@@ -38,7 +39,14 @@ def cost_fields(r: dict) -> dict:
     peak = r.get("peak_gpu_mem_mb") if r.get("peak_gpu_mem_mb") is not None else r.get("run_cpu_mem_mb")
     return {"params_weights": r.get("params_weights"), "flops_fwdbwd": r.get("flops_fwdbwd"),
             "throughput": r.get("throughput_train_samples_s"), "epoch_time_s": r.get("epoch_time_s"),
-            "peak_mem_mb": peak, "device": gpu or "cpu"}  # fmt: skip
+            "peak_mem_mb": peak, "device": gpu or "cpu",
+            # the GPU's samples/s with --runs-per-gpu N: N such runs trained on it at once
+            "aggregate_throughput": _times(r.get("throughput_train_samples_s"),
+                                           (r.get("launcher") or {}).get("runs_per_gpu") or 1)}  # fmt: skip
+
+
+def _times(value, n: int):
+    return None if value is None else value * n
 
 
 def settings_of(config: dict) -> dict[str, str]:
@@ -126,7 +134,7 @@ def variant_labels(df: pd.DataFrame) -> list[str]:
 
 COST_AGG = {"params_weights": ("params_weights", "median"), "flops_fwd": ("flops_fwd", "median"),
             "flops_fwdbwd": ("flops_fwdbwd", "median"), "throughput": ("throughput", "mean"),
-            "epoch_time_s": ("epoch_time_s", "mean"), "peak_mem_mb": ("peak_mem_mb", "max"),
+            "aggregate_throughput": ("aggregate_throughput", "mean"), "epoch_time_s": ("epoch_time_s", "mean"), "peak_mem_mb": ("peak_mem_mb", "max"),
             "device": ("device", "first")}  # fmt: skip
 KEYS = ["method", "variant", "dataset", "metric"]
 IN_MEMORY = ["values", "by_seed", "correct"]  # per-seed columns of the aggregate that no CSV holds
@@ -319,13 +327,15 @@ def cost_table(agg: pd.DataFrame, tables: Path) -> list[Path]:
         "MFLOPs fwd": [_fmt(v / 1e6, ".3g") if v else "–" for v in cost["flops_fwd"]],
         "MFLOPs fwd+bwd": [_fmt(v / 1e6, ".3g") if v else "–" for v in cost["flops_fwdbwd"]],
         "train samples/s": [_fmt(v, ",.0f") for v in cost["throughput"]],
+        "samples/s, all runs on the GPU": [_fmt(v, ",.0f") for v in cost["aggregate_throughput"]],
         "s / epoch": [_fmt(v, ".2f") for v in cost["epoch_time_s"]],
         "epochs": [_fmt(v, ".1f") for v in cost["epochs_run"]],
         "peak MiB (run)": [_fmt(v, ",.0f") for v in cost["peak_mem_mb"]], "device": cost["device"],
     })  # fmt: skip
     note = (
         "\n\npeak MiB (run): GPU allocator peak on CUDA; on the CPU, the resident memory the run added to its "
-        "process (peak RSS during the run minus RSS at its start). Means over seeds; FLOPs per sample.\n"
+        "process (peak RSS during the run minus RSS at its start). Means over seeds; FLOPs per sample. "
+        "samples/s, all runs on the GPU: a run's samples/s times the runs that shared its GPU (--runs-per-gpu).\n"
     )
     (tables / "cost.md").write_text(shown.to_markdown(index=False, disable_numparse=True) + note)
     return [tables / "cost.csv", tables / "cost.md"]

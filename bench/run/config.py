@@ -22,7 +22,8 @@ PROTOCOL_VERSION = 2  # bump when the training protocol changes what a finished 
 SELECTIONS = ("val", "paper")  # TrainConfig.selection
 # settings added after run ids were first handed out: dropped from the id at these defaults, so a run that
 # does not use them keeps the id it had before they existed
-LATER_TRAIN_DEFAULTS = {"lr_decay_factor": 0.1, "stop_patience": 0, "selection": "val"}
+LATER_TRAIN_DEFAULTS = {"lr_decay_factor": 0.1, "stop_patience": 0, "selection": "val", "compile": "auto"}
+COMPILE_MODES = ("auto", "off", "model", "graph")  # train.compile
 
 
 @dataclass(frozen=True)
@@ -52,6 +53,9 @@ class TrainConfig:
     # validation split where it has one (Speech Commands), else the test set is the validation set, so the
     # result is the best test metric over epochs
     selection: str = "val"
+    # torch.compile of the training step (bench/cost/fastpath.py): auto (graph on CUDA where shapes are fixed or
+    # bucketed, off on the CPU), off, model (inductor kernels), graph (inductor + CUDA graphs, mode reduce-overhead)
+    compile: str = "auto"
 
     def validate(self) -> None:
         checks = [
@@ -70,6 +74,7 @@ class TrainConfig:
             (0 < self.lr_decay_factor < 1, "lr_decay_factor must be in (0, 1)"),
             (self.stop_patience >= 0, "stop_patience must be >= 0 (0: stop when the decays are spent)"),
             (self.selection in SELECTIONS, f"selection must be one of {', '.join(SELECTIONS)}"),
+            (self.compile in COMPILE_MODES, f"compile must be one of {', '.join(COMPILE_MODES)}, got {self.compile!r}"),
         ]
         for ok, message in checks:
             if not ok:

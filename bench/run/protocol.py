@@ -130,6 +130,8 @@ def train_run(cfg: RunConfig, data, device: str, progress: bool = True, ckpt: Pa
     gen = seed_everything(cfg.seed)
     model = (build_model(cfg.method, data.task, **cfg.model) if model is None else model).to(device)
     model, data, fast = fastpath.prepare(cfg, model, data, device)  # CUDA: TF32, cudnn.benchmark, data on GPU
+    compiled = fastpath.compile_mode(tc.compile, device, model, tc.deterministic)
+    forward = fastpath.train_forward(model, compiled)  # the training step's (evaluation runs `model` eagerly)
     optimizer = make_optimizer(model, tc)
     step_hooks = hooks.StepHooks(model)
     epochs = max(1, round(tc.epochs * cfg.budget))
@@ -174,7 +176,7 @@ def train_run(cfg: RunConfig, data, device: str, progress: bool = True, ckpt: Pa
             if data.augment is not None:
                 x, y = data.augment(x, y, gen)
             with autocast():
-                loss = loss_fn(model(x), y, metric)
+                loss = loss_fn(forward(x), y, metric)
             reg = step_hooks.regularization_loss()
             total = loss if reg is None else loss + reg
             nonfinite = nonfinite + total.detach() * 0  # no host read inside a step
@@ -236,6 +238,7 @@ def train_run(cfg: RunConfig, data, device: str, progress: bool = True, ckpt: Pa
         "epoch_time_s": train_time / max(1, len(history)),
         "peak_gpu_mem_mb": torch.cuda.max_memory_allocated() / 2**20 if cuda else None,
         "fastpath": fast,
+        "compile": compiled,
         "threads": torch.get_num_threads(),
         "model": model,
     }
