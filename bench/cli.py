@@ -34,7 +34,9 @@ class Parser(argparse.ArgumentParser):
 def make_parser() -> Parser:
     p = Parser(prog="run_all.py", description="LKSBench: learned kernel sizes, one protocol.", epilog=EPILOG,
                formatter_class=argparse.RawDescriptionHelpFormatter)  # fmt: skip
-    p.add_argument("command", nargs="?", default="run", choices=["run", "list", "report", "fetch", "check-readme", "fit"])
+    p.add_argument(
+        "command", nargs="?", default="run", choices=["run", "list", "report", "fetch", "check-readme", "fit"]
+    )
     p.add_argument("--suite", default=DEFAULT_SUITE, help=f"named suite (default: {DEFAULT_SUITE}); see `list`")
     p.add_argument("--methods", help="comma list of method names or globs")
     p.add_argument("--datasets", help="comma list of dataset names or globs")

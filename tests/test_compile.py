@@ -20,7 +20,7 @@ from methods.task import TaskSpec
 # methods whose model keeps its shapes whatever its parameters (so the compiled step never recompiles);
 # the others declare `variable_shape` layers: FlexConv and its variants and CCNN (bucketed), N-Jet, SRF
 FIXED_SHAPE = {
-    "ckconv", "ckconv_magnet", "cnn1d_mnist1d", "conv", "conv33", "dcls", "dcn_sigma", "deformable", "dilated", "gru",
+    "ckconv", "ckconv_magnet", "cnn1d_mnist1d", "conv", "conv33", "dau", "dcls", "dcn_sigma", "deformable", "dilated", "gru",
     "logreg", "mlp", "resnet10", "resnet110", "resnet18", "resnet20", "resnet32", "resnet44", "resnet56", "s4d",
     "smpconv", "tcn",
 }  # fmt: skip
