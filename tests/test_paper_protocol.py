@@ -103,7 +103,7 @@ def test_new_settings_at_their_defaults_leave_every_run_id_as_it_was():
     """A run id hashes the config without the settings added for the papers, so no finished run is orphaned."""
     cfg = RunConfig("conv", "digits", 1, {"width": 8}, {}, TrainConfig(epochs=3, patience=2, lr_decays=1))
     old = asdict(cfg)
-    for key in ("lr_decay_factor", "stop_patience", "selection"):
+    for key in ("lr_decay_factor", "stop_patience", "selection", "compile"):
         del old["train"][key]
     old["tags"] = list(old["tags"])
     del old["search"]

@@ -96,7 +96,7 @@ def test_flexconv_cifar_is_table_3s_commands():
            ("resnet20", "resnet32", "resnet44", "resnet56", "resnet110")},
         # no official command (methods of other papers in FlexNet-7): the FlexNet-7 command's net and training
         **{(m, "cifar10"): (train, FLEXNET7) for m in
-           ("dcn_sigma", "dcls", "deformable", "srf_gauss", "dilated", "smpconv", "flexconv_sep", "s4d")},
+           ("dcn_sigma", "dcls", "deformable", "srf_gauss", "dilated", "smpconv", "flexconv_sep", "s4d", "rfnn", "dau")},
     }  # fmt: skip
     check_suite("flexconv-cifar", official)
 
