@@ -150,3 +150,15 @@ def test_conclusions_are_generated_from_the_paired_tests_and_the_readme_check_re
     # with the reference models in the family, logreg is compared (and separated) too
     build_report(tmp_path, include_reference=True)
     assert "`logreg`" in (tmp_path / "tables" / "conclusions.md").read_text()
+
+
+def test_a_far_off_row_does_not_set_the_paired_difference_scale():
+    """One method 20 points below conv would squeeze the others' 1-point differences into a few pixels: the
+    panel's scale holds the near rows (their seeds and intervals) and names the far one instead."""
+    from bench.report.plots import difference_scale
+
+    near = [(1.2, 0.8, 1.6, [0.9, 1.5]), (-0.8, -1.9, 0.3, [-2.5, 0.2]), (0.3, -0.2, 0.8, [0.0, 0.6])]
+    far = (-20.0, -25.0, -15.0, [-30.0, -12.0])
+    lim = difference_scale([*near, far])
+    assert 2.5 <= lim < 12.0
+    assert difference_scale(near) == lim  # the far row changes nothing

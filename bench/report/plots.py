@@ -435,6 +435,15 @@ def build_plots(records: list[dict], agg, plots: str | Path, styles: dict | None
     ]
 
 
+def difference_scale(rows: list[tuple]) -> float:
+    """The half-width of a paired-difference panel: it holds every row whose mean difference is within 3x the
+    upper quartile of the rows' |means| (and their seeds and intervals); rows further out are named, not drawn,
+    so one method 20 points off does not squeeze the differences that matter into a few pixels."""
+    means = np.abs([r[0] for r in rows])
+    near = [r for r in rows if abs(r[0]) <= max(3 * float(np.percentile(means, 75)), 1.0)]
+    return 1.1 * max([0.5, *(abs(v) for r in near for v in (r[1], r[2], *r[3]))])
+
+
 def paired_differences(agg, plots: Path, styles: dict, baseline: str = "conv") -> list[Path]:
     """Per dataset: each row minus the baseline at the same seed (dots), the mean difference and its 95 % paired
     bootstrap interval (over seeds, and over test examples where the runs hold them), a line at 0: the
@@ -475,11 +484,18 @@ def paired_differences(agg, plots: Path, styles: dict, baseline: str = "conv") -
     height = 0.24 * max(len(p[2]) for p in panels) + 1.6
     fig, axes = plt.subplots(1, len(panels), figsize=(4.4 * len(panels), height), squeeze=False)
     for ax, (ds, metric, rows) in zip(axes[0], panels):
+        lim = difference_scale(rows)
         for y, (mean, lo, hi, diffs, _label, method) in enumerate(rows):
             st = styles.get(method, {"color": "0.3", "marker": "o", "mfc": "0.3", "ls": "-"})
+            if abs(mean) > lim:  # far off: its value in words at the edge, so the near rows keep their scale
+                edge = math.copysign(0.97 * lim, mean)
+                ax.annotate(f"{mean:+.1f} [{lo:+.1f}, {hi:+.1f}], off scale", (edge, y), fontsize=6, va="center",
+                            ha="right" if mean > 0 else "left", color=st["color"])  # fmt: skip (inside the axes)
+                continue
             jitter = np.linspace(-0.15, 0.15, len(diffs)) if len(diffs) > 1 else [0.0]
             ax.plot(diffs, y + np.asarray(jitter), ".", color=st["color"], ms=3, alpha=0.7)
             ax.errorbar(mean, y, xerr=[[mean - lo], [hi - mean]], **_point_style(st), capsize=2)
+        ax.set_xlim(-lim, lim)
         ax.axvline(0, color="0.4", lw=1)
         ax.set_yticks(range(len(rows)), [r[4] for r in rows], fontsize=7)
         what = "accuracy (points)" if metric == "accuracy" else "MSE (lower is better: baseline minus row)"
