@@ -489,8 +489,14 @@ def paired_differences(agg, plots: Path, styles: dict, baseline: str = "conv") -
             st = styles.get(method, {"color": "0.3", "marker": "o", "mfc": "0.3", "ls": "-"})
             if abs(mean) > lim:  # far off: its value in words at the edge, so the near rows keep their scale
                 edge = math.copysign(0.97 * lim, mean)
-                ax.annotate(f"{mean:+.1f} [{lo:+.1f}, {hi:+.1f}], off scale", (edge, y), fontsize=6, va="center",
-                            ha="right" if mean > 0 else "left", color=st["color"])  # fmt: skip (inside the axes)
+                ax.annotate(
+                    f"{mean:+.1f} [{lo:+.1f}, {hi:+.1f}], off scale",
+                    (edge, y),
+                    fontsize=6,
+                    va="center",
+                    ha="right" if mean > 0 else "left",
+                    color=st["color"],
+                )  # fmt: skip (inside the axes)
                 continue
             jitter = np.linspace(-0.15, 0.15, len(diffs)) if len(diffs) > 1 else [0.0]
             ax.plot(diffs, y + np.asarray(jitter), ".", color=st["color"], ms=3, alpha=0.7)
