@@ -3,6 +3,7 @@
 BUILTIN_DATASETS = {
     "mnist1d": "datasets.mnist1d",
     "mnist1d_shuffled": "datasets.mnist1d",
+    "mnist1d_missing": "datasets.mnist1d",
     "digits": "datasets.digits",
     "sdigits": "datasets.digits",
     "adding": "datasets.adding",

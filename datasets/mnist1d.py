@@ -17,10 +17,12 @@ from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
+from torch.utils.data import TensorDataset
 
 from bench.base import UserError
 from datasets import register_dataset
 from datasets.base import Loaded
+from datasets.missing import DROP_SEED, check_rate, dropped_count, fit_marked, with_nans
 from datasets.tensors import tensor_dataset
 from methods.task import TaskSpec
 
@@ -95,14 +97,27 @@ def check(name: str, length: int, num_samples: int) -> None:
         raise UserError(f"{name} needs integers length >= 12 and num_samples >= 50, got {length!r}, {num_samples!r}")
 
 
-def load(length: int, num_samples: int, data_root, permutation: np.ndarray | None = None, info=None) -> Loaded:
-    """The generator's own 80/20 train/test split, fixed (data seed 42) whatever the run seed."""
+def load(length: int, num_samples: int, data_root, permutation: np.ndarray | None = None, info=None,
+         drop_rate: float = 0.0, drop_seed: int = DROP_SEED) -> Loaded:  # fmt: skip
+    """The generator's own 80/20 train/test split, fixed (data seed 42) whatever the run seed.
+
+    drop_rate > 0: that fraction of each signal's steps is dropped (datasets/missing.py): zeros plus a mask
+    channel, so the task has 2 input channels; the statistics see the observed steps of the training part only.
+    """
     d = signals(length, num_samples, DATA_SEED, str(data_root))
     x, xt = d["x"][:, None, :], d["x_test"][:, None, :]
     if permutation is not None:
         x, xt = x[..., permutation], xt[..., permutation]
-    task = TaskSpec(dim=1, in_channels=1, num_classes=10, size=length, causal=False)
-    return Loaded(tensor_dataset(x, d["y"]), tensor_dataset(xt, d["y_test"]), task, info=info or {}, standardise=(0, 2))
+    train, test = tensor_dataset(x, d["y"]), tensor_dataset(xt, d["y_test"])
+    info = dict(info or {})
+    if not drop_rate:
+        task = TaskSpec(dim=1, in_channels=1, num_classes=10, size=length, causal=False)
+        return Loaded(train, test, task, info=info, standardise=(0, 2))
+    train = TensorDataset(with_nans(train.tensors[0], "train", drop_rate, drop_seed), train.tensors[1])
+    test = TensorDataset(with_nans(test.tensors[0], "test", drop_rate, drop_seed), test.tensors[1])
+    info.update(drop_rate=drop_rate, drop_seed=drop_seed, dropped_steps=dropped_count(length, drop_rate))
+    task = TaskSpec(dim=1, in_channels=2, num_classes=10, size=length, causal=False)
+    return Loaded(train, test, task, info=info, fit_normalisation=fit_marked)
 
 
 @register_dataset(
@@ -113,9 +128,31 @@ def load(length: int, num_samples: int, data_root, permutation: np.ndarray | Non
     classes=10,
     paper_name="MNIST-1D",
 )
-def mnist1d(*, seed, data_root, length: int = 40, num_samples: int = 5000):
+def mnist1d(*, seed, data_root, length: int = 40, num_samples: int = 5000, drop_rate: float = 0.0):
+    """drop_rate: CKConv's missing-data setting (0.3 / 0.5 / 0.7 in the paper); adds the mask channel."""
     check("mnist1d", length, num_samples)
-    return load(length, num_samples, data_root)
+    return load(length, num_samples, data_root, drop_rate=check_rate("mnist1d", drop_rate))
+
+
+@register_dataset(
+    "mnist1d_missing",
+    description="MNIST-1D with half of each signal's steps dropped (CKConv's drop_rate; zeros plus a mask "
+    "channel; option drop_rate)",
+    dim=1,
+    shape="2 x 40 (option length)",
+    classes=10,
+    paper_name="MNIST-1D (missing steps)",
+)
+def mnist1d_missing(*, seed, data_root, length: int = 40, num_samples: int = 5000, drop_rate: float = 0.5,
+                    drop_seed: int = DROP_SEED):  # fmt: skip
+    """The positions follow drop_seed (CKConv's 56789), not the run seed: one corrupted task for every run."""
+    check("mnist1d_missing", length, num_samples)
+    rate = check_rate("mnist1d_missing", drop_rate)
+    if rate == 0:
+        raise UserError("dataset 'mnist1d_missing': drop_rate must be > 0 (drop_rate 0 is plain mnist1d)")
+    if isinstance(drop_seed, bool) or not isinstance(drop_seed, int):
+        raise UserError(f"dataset 'mnist1d_missing': drop_seed must be an integer, got {drop_seed!r}")
+    return load(length, num_samples, data_root, drop_rate=rate, drop_seed=drop_seed)
 
 
 @register_dataset(

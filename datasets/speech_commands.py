@@ -7,7 +7,8 @@ fixed whatever the run seed; split="official" uses the dataset's validation_list
 testing_list.txt instead. Audio is int16 / 2**15. MFCC: torchaudio's, 20 coefficients,
 n_fft 200, 64 mels, log-mels. Normalisation with training-split statistics per channel (the
 reference code's transpose makes it per time index instead; that is a bug, not a choice).
-Option sr subsamples the time axis (x[..., ::sr]) as CKConv's sampling-rate experiments.
+Option sr subsamples the time axis (x[..., ::sr]) as CKConv's sampling-rate experiments; sc_raw's
+drop_rate drops that fraction of each clip's steps as its missing-data experiments (datasets/missing.py).
 
 Files: torchaudio's layout, <data root>/SpeechCommands/speech_commands_v0.02/<keyword>/*.wav,
 downloaded (2.3 GB, checksummed) by torchaudio.datasets.SPEECHCOMMANDS when missing. The wav
@@ -27,6 +28,7 @@ from bench.base import UserError
 from datasets import register_dataset
 from datasets.arrays import ArrayDataset
 from datasets.base import Loaded
+from datasets.missing import DROP_SEED, check_rate, dropped_count, mark, observed_mask
 from datasets.real import reading, require_files
 from datasets.tensors import standardise, tensor_dataset
 from methods.task import TaskSpec
@@ -127,13 +129,32 @@ class RawToFloat:
         return (clips.to(torch.float32) / 2**15 - self.mean) / self.std
 
 
-def raw_stats(clips: torch.Tensor) -> tuple[float, float]:
-    total, total_sq = 0.0, 0.0
+class MarkDropped:
+    """After `to_float`: zero the steps dropped from each clip (by its index in the split) and append the
+    mask channel (datasets/missing.py); the mask is drawn per batch, so no (N, 16000) mask is held."""
+
+    def __init__(self, to_float, split: str, drop_rate: float):
+        self.to_float, self.split, self.drop_rate = to_float, split, drop_rate
+
+    def __call__(self, clips: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
+        observed = observed_mask(index, clips.shape[-1], self.drop_rate, self.split)
+        return mark(self.to_float(clips, index), observed)
+
+
+def raw_stats(clips: torch.Tensor, drop_rate: float = 0.0) -> tuple[float, float]:
+    """Mean and std of the clips' samples; with drop_rate, of the observed (not dropped) samples only."""
+    total, total_sq, count = 0.0, 0.0, 0
     for start in range(0, len(clips), MFCC_CHUNK):
         chunk = clips[start : start + MFCC_CHUNK].to(torch.float64) / 2**15
+        if drop_rate:
+            keep = observed_mask(torch.arange(start, start + len(chunk)), chunk.shape[-1], drop_rate, "train")
+            chunk = chunk * keep.unsqueeze(1)
+            count += int(keep.sum()) * chunk.shape[1]
+        else:
+            count += chunk.numel()
         total, total_sq = total + chunk.sum().item(), total_sq + chunk.square().sum().item()
-    mean = total / clips.numel()
-    return mean, max(total_sq / clips.numel() - mean**2, 1e-12) ** 0.5
+    mean = total / max(count, 1)
+    return mean, max(total_sq / max(count, 1) - mean**2, 1e-12) ** 0.5
 
 
 @register_dataset(
@@ -146,14 +167,22 @@ def raw_stats(clips: torch.Tensor) -> tuple[float, float]:
     paper_name="SC_raw",
     causal=True,
 )
-def sc_raw(*, seed, data_root, split: str = "stratified", sr: int = 1, download: bool = True):
-    """Kept as int16 and converted per batch (float32 would take 2.2 GB)."""
+def sc_raw(*, seed, data_root, split: str = "stratified", sr: int = 1, download: bool = True, drop_rate: float = 0.0):
+    """Kept as int16 and converted per batch (float32 would take 2.2 GB).
+
+    drop_rate: CKConv's missing-data setting (30 / 50 / 70 %), after the subsampling: zeros plus a mask
+    channel (2 input channels), fixed per clip whatever the run seed, in every split."""
+    rate = check_rate("sc_raw", drop_rate)
     parts = load("sc_raw", data_root, split, sr, download)
     parts = [(clips[..., ::sr].contiguous(), y) for clips, y in parts]
-    to_float = RawToFloat(*raw_stats(parts[0][0]))
-    train, val, test = (ArrayDataset(clips, y, to_float) for clips, y in parts)
-    task = TaskSpec(dim=1, in_channels=1, num_classes=10, size=parts[0][0].shape[-1], causal=True)
+    to_float = RawToFloat(*raw_stats(parts[0][0], rate))
+    names = ("train", "val", "test")
+    train, val, test = (ArrayDataset(clips, y, MarkDropped(to_float, part, rate) if rate else to_float)
+                        for (clips, y), part in zip(parts, names))  # fmt: skip
+    task = TaskSpec(dim=1, in_channels=2 if rate else 1, num_classes=10, size=parts[0][0].shape[-1], causal=True)
     info = {"split": split, "sr": sr, "sizes": [len(train), len(val), len(test)]}
+    if rate:
+        info.update(drop_rate=rate, drop_seed=DROP_SEED, dropped_steps=dropped_count(parts[0][0].shape[-1], rate))
     return Loaded(train, test, task, val=val, info=info)
 
 

@@ -185,3 +185,50 @@ def test_array_dataset_batches_through_dataloader_and_subset():
     assert torch.equal(torch.cat(ys), torch.tensor([1, 3, 5, 7]))
     assert torch.equal(torch.cat(xs), store[[1, 3, 5, 7]].float() * 2)
     assert calls == [3, 1]  # one conversion per batch, not per sample
+
+
+# -- missing data (CKConv's drop_rate) -------------------------------------------------------
+@pytest.mark.parametrize("rate", [0.3, 0.5, 0.7])
+def test_mnist1d_drop_rate_zeroes_and_marks_the_same_fraction_in_every_split(rate):
+    plain = get_dataset("mnist1d", seed=1, num_samples=500)
+    data = get_dataset("mnist1d", seed=1, num_samples=500, drop_rate=rate)
+    assert data.task.input_shape == (2, 40) and data.info["dropped_steps"] == int(40 * rate)
+    for split in ("train", "val", "test"):
+        x, y = getattr(data, split).tensors
+        mask = x[:, 1]
+        assert set(mask.unique().tolist()) == {0.0, 1.0}
+        assert ((mask == 0).sum(1) == int(40 * rate)).all()  # exactly int(L * rate) steps of every example
+        assert (x[:, 0][mask == 0] == 0).all()  # dropped: zero; observed: the plain signal, standardised alike
+        assert torch.equal(y, getattr(plain, split).tensors[1])
+        seen = mask == 1
+        ref = getattr(plain, split).tensors[0][:, 0][seen]
+        assert np.corrcoef(x[:, 0][seen].numpy(), ref.numpy())[0, 1] > 0.9999
+    x = data.train.tensors[0]
+    observed = x[:, 0][x[:, 1] == 1]
+    assert abs(observed.mean()) < 1e-5 and abs(observed.std() - 1) < 1e-3  # statistics of observed training steps
+    assert data.info["standardised"]["observed_only"]
+
+
+def test_drop_positions_follow_the_drop_seed_not_the_run_seed():
+    a = get_dataset("mnist1d_missing", seed=0, num_samples=500)
+    b = get_dataset("mnist1d_missing", seed=3, num_samples=500)
+    c = get_dataset("mnist1d_missing", seed=0, num_samples=500, drop_seed=1)
+    assert a.task.input_shape == (2, 40) and a.info["drop_rate"] == 0.5
+    assert torch.equal(a.test.tensors[0][:, 1], b.test.tensors[0][:, 1])  # fixed per example whatever the run seed
+    assert not torch.equal(a.test.tensors[0][:, 1], c.test.tensors[0][:, 1])
+    masks = a.test.tensors[0][:, 1]
+    assert len({tuple(m.tolist()) for m in masks}) > 0.9 * len(masks)  # each example its own positions
+    assert (masks == 0).float().mean(0).min() > 0.3  # every position gets dropped somewhere
+    from datasets.missing import observed_mask
+
+    again = observed_mask([7, 3], 40, 0.5, "test")  # an example's positions do not depend on its neighbours
+    assert torch.equal(again, observed_mask(torch.arange(10), 40, 0.5, "test")[[7, 3]])
+    assert not torch.equal(again, observed_mask([7, 3], 40, 0.5, "train"))
+
+
+def test_drop_rate_bad_values():
+    for bad in (1.0, -0.1, "half", True):
+        with pytest.raises(UserError, match="drop_rate"):
+            get_dataset("mnist1d", num_samples=500, drop_rate=bad)
+    with pytest.raises(UserError, match="drop_rate must be > 0"):
+        get_dataset("mnist1d_missing", num_samples=500, drop_rate=0)

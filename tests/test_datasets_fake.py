@@ -400,3 +400,22 @@ def test_cli_missing_data_exits_2_with_one_line(tmp_path):
     assert result.returncode == 2, result.stderr
     assert "dataset 'cifar10'" in result.stderr and str(tmp_path / "empty") in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_speech_commands_raw_with_dropped_steps(tmp_path):
+    fake_speech_commands(tmp_path)
+    plain = get_dataset("sc_raw", data_root=tmp_path, sr=4)
+    data = get_dataset("sc_raw", data_root=tmp_path, sr=4, drop_rate=0.3)
+    assert data.task.input_shape == (2, 4000) and data.info["dropped_steps"] == 1200
+    for split in ("train", "val", "test"):
+        x, y = stacked(getattr(data, split))
+        px, py = stacked(getattr(plain, split))
+        assert torch.equal(y, py) and x.shape == (len(y), 2, 4000)
+        mask = x[:, 1]
+        assert ((mask == 0).sum(1) == 1200).all() and (x[:, 0][mask == 0] == 0).all()
+        assert np.corrcoef(x[:, 0][mask == 1].numpy(), px[:, 0][mask == 1].numpy())[0, 1] > 0.9999
+    x = stacked(data.train)[0]
+    seen = x[:, 0][x[:, 1] == 1]
+    assert abs(seen.mean()) < 1e-3 and abs(seen.std() - 1) < 1e-3  # statistics of the observed training samples
+    again = get_dataset("sc_raw", data_root=tmp_path, sr=4, drop_rate=0.3, seed=7)
+    assert torch.equal(stacked(again.test)[0], stacked(data.test)[0])  # the same positions whatever the run seed
