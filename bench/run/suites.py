@@ -48,9 +48,9 @@ add_suite(
     Suite(
         name="cpu-full",
         description="the cpu suite's protocol for every method (ablations, ResNet depths, later methods) on MNIST-1D, "
-        "shuffled MNIST-1D, digits and 16-px shapes, 3 seeds (CPU, hours)",
+        "shuffled MNIST-1D, MNIST-1D with half its steps missing, digits and 16-px shapes, 3 seeds (CPU, hours)",
         methods=("*",),
-        datasets=("mnist1d", "mnist1d_shuffled", "digits", "shapes"),
+        datasets=("mnist1d", "mnist1d_shuffled", "mnist1d_missing", "digits", "shapes"),
         seeds=(0, 1, 2),
         train=CPU_TRAIN,
         train_by_method=CPU_SIREN_LR,
