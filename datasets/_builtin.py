@@ -20,4 +20,5 @@ BUILTIN_DATASETS = {
     "imagenet32": "datasets.imagenet32",
     "sc_raw": "datasets.speech_commands",
     "sc_mfcc": "datasets.speech_commands",
+    "char_trajectories": "datasets.uea",
 }

@@ -419,3 +419,95 @@ def test_speech_commands_raw_with_dropped_steps(tmp_path):
     assert abs(seen.mean()) < 1e-3 and abs(seen.std() - 1) < 1e-3  # statistics of the observed training samples
     again = get_dataset("sc_raw", data_root=tmp_path, sr=4, drop_rate=0.3, seed=7)
     assert torch.equal(stacked(again.test)[0], stacked(data.test)[0])  # the same positions whatever the run seed
+
+
+# -- CharacterTrajectories (UEA .ts) -------------------------------------------------------------
+CT_LETTERS = list("abcdeghlmnopqrsuvwyz")
+
+
+def write_ts(path, cases, labels, header=True):
+    """A `.ts` file in the UEA/sktime format: comments, @ tags, @data, then channel:channel:...:label lines."""
+    lines = ["# fake CharacterTrajectories for the tests", "@problemName CharacterTrajectories",
+             "@timeStamps false", "@missing false", "@univariate false", "@dimensions 3", "@equalLength false",
+             f"@classLabel true {' '.join(CT_LETTERS)}", "@data"] if header else ["@data"]  # fmt: skip
+    for case, label in zip(cases, labels):
+        lines.append(":".join(",".join(f"{v:.6g}" for v in channel) for channel in case) + f":{label}")
+    path.write_text("\n".join(lines) + "\n")
+
+
+def fake_char_trajectories(root, per_class=(5, 5)):
+    """TRAIN and TEST files with `per_class` cases of each letter, lengths 20-30; the longest case is 30."""
+    folder = root / "CharacterTrajectories"
+    folder.mkdir(parents=True)
+    cases = {}
+    for part, n in zip(("TRAIN", "TEST"), per_class):
+        labels = [CT_LETTERS[(i * 7 + (part == "TEST")) % 20] for i in range(20 * n)]  # first appearance: not a-z
+        xs = [RNG.standard_normal((3, int(RNG.integers(20, 30)))) for _ in labels]
+        if part == "TEST":
+            xs[0] = RNG.standard_normal((3, 30))
+        write_ts(folder / f"CharacterTrajectories_{part}.ts", xs, labels)
+        cases[part] = (xs, labels)
+    return cases
+
+
+def test_char_trajectories_reads_ts_pads_renumbers_and_resplits(tmp_path, no_network):
+    cases = fake_char_trajectories(tmp_path)
+    data = get_dataset("char_trajectories", data_root=tmp_path)
+    assert (len(data.train), len(data.val), len(data.test)) == (140, 30, 30)
+    assert data.task.input_shape == (3, 30) and data.task.num_classes == 20 and data.task.causal
+    xs, labels = cases["TRAIN"][0] + cases["TEST"][0], cases["TRAIN"][1] + cases["TEST"][1]
+    first_seen = list(dict.fromkeys(labels))
+    assert data.info["classes"] == first_seen and first_seen[:3] == ["a", "l", "s"]
+    for part in (data.train, data.val, data.test):  # stratified: every letter in every split, 7 / 1.5 / 1.5 each
+        assert torch.bincount(part.tensors[1], minlength=20).min() >= 1
+    assert torch.bincount(data.train.tensors[1], minlength=20).tolist() == [7] * 20
+    x = data.train.tensors[0]
+    torch.testing.assert_close(x.mean((0, 2)), torch.zeros(3), atol=1e-5, rtol=0)  # per channel, training part
+    # undo the normalisation and find every case, padded with its last value, in exactly one split
+    stats = data.info["standardised"]
+    mean, std = torch.tensor(stats["mean"]).view(1, 3, 1), torch.tensor(stats["std"]).view(1, 3, 1)
+    found = torch.cat([p.tensors[0] for p in (data.train, data.val, data.test)]) * std + mean
+    found_y = torch.cat([p.tensors[1] for p in (data.train, data.val, data.test)])
+    assert len(found) == len(xs)
+    for case, label in zip(xs, labels):
+        padded = torch.tensor(np.concatenate([case, np.repeat(case[:, -1:], 30 - case.shape[1], 1)], 1)).float()
+        hit = (found - padded).abs().amax((1, 2)) < 1e-4
+        assert hit.sum() == 1 and found_y[hit].item() == first_seen.index(label)
+    again = get_dataset("char_trajectories", data_root=tmp_path, seed=4)  # the split does not follow the run seed
+    assert torch.equal(again.test.tensors[1], data.test.tensors[1])
+    torch.testing.assert_close(again.test.tensors[0], data.test.tensors[0])
+    assert no_network == []
+
+
+def test_char_trajectories_rates_and_dropped_steps(tmp_path):
+    fake_char_trajectories(tmp_path)
+    plain = get_dataset("char_trajectories", data_root=tmp_path)
+    half = get_dataset("char_trajectories", data_root=tmp_path, sr=2)
+    assert half.task.size == 15 and torch.equal(half.test.tensors[1], plain.test.tensors[1])
+    corr = np.corrcoef(half.test.tensors[0].flatten().numpy(), plain.test.tensors[0][..., ::2].flatten().numpy())
+    assert corr[0, 1] > 0.99  # every other step of the same cases (normalised with their own statistics)
+    dropped = get_dataset("char_trajectories", data_root=tmp_path, drop_rate=0.5)
+    assert dropped.task.input_shape == (4, 30) and dropped.info["dropped_steps"] == 15
+    for split in ("train", "val", "test"):
+        x = getattr(dropped, split).tensors[0]
+        assert ((x[:, 3] == 0).sum(1) == 15).all() and (
+            x[:, :3][(x[:, 3] == 0).unsqueeze(1).expand(-1, 3, -1)] == 0
+        ).all()
+
+
+def test_char_trajectories_missing_and_damaged_files(tmp_path, no_network):
+    with pytest.raises(UserError, match="CharacterTrajectories_TRAIN.ts.*Multivariate_ts") as err:
+        get_dataset("char_trajectories", data_root=tmp_path)
+    assert "\n" not in str(err.value) and no_network == []
+    fake_char_trajectories(tmp_path)
+    path = tmp_path / "CharacterTrajectories" / "CharacterTrajectories_TEST.ts"
+    good = path.read_text()
+    path.write_text(good.replace(":a\n", ":zz\n", 1))  # a class the header does not declare
+    with pytest.raises(UserError, match="cannot read .*_TEST.ts.*not among the declared"):
+        get_dataset("char_trajectories", data_root=tmp_path)
+    path.write_text(good.replace("@data\n", "@data\n1,2:3:a\n", 1))  # channels of different lengths
+    with pytest.raises(UserError, match="different lengths"):
+        get_dataset("char_trajectories", data_root=tmp_path)
+    path.write_text(good)
+    with pytest.raises(UserError, match="sr"):
+        get_dataset("char_trajectories", data_root=tmp_path, sr=0)

@@ -17,8 +17,8 @@ from bench.base import UserError
 
 REFERENCE_DIR = Path(__file__).resolve().parents[2] / "results" / "reference"
 COLUMNS = ("table", "model", "dataset", "metric", "value", "std", "n", "params", "source", "tag", "verified", "note")
-# CSV: a results file in the authors' repository
-TAGS = ("XLSX", "README", "PwC", "3rd", "CALC", "issue", "poster", "CSV")
+# CSV: a results file in the authors' repository; IMG: a table shipped as an image in the authors' repository
+TAGS = ("XLSX", "README", "PwC", "3rd", "CALC", "issue", "poster", "CSV", "IMG")
 Key = tuple[str, str, str, str]  # (table, model, dataset, metric)
 
 
