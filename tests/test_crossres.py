@@ -143,3 +143,39 @@ def test_cli_trains_at_16_tests_at_32_fine_tunes_and_tabulates(tmp_path):
     assert table["ours_mean"].tolist() == [run["crossres"][m] for m in ("source", "ootb", "delta", "finetuned")]
     (row,) = set(table["row"])
     assert row.startswith("conv [budget 0.1, ") and "data.n_train=120" in row and "width=4" in row
+
+
+# -- the sampling-rate version: sequences change their length ----------------------------------------------
+SEQ_TINY = {"arch": "flextcn2", "width": 4, "dropout": 0.0}
+
+
+def test_sequences_train_at_40_steps_and_are_tested_at_80_zero_shot():
+    cfg = RunConfig("conv", "mnist1d", 0, SEQ_TINY, {"num_samples": 500}, TRAIN, crossres={"target": 80})
+    source = datasets.get_dataset("mnist1d", seed=0, num_samples=500)
+    results = train_run(cfg, source, "cpu", progress=False)
+    model = results.pop("model")
+    target = datasets.get_dataset("mnist1d", seed=0, num_samples=500, length=80,
+                                  statistics=source.info["standardised"])  # fmt: skip
+    expected = _eval(copy.deepcopy(model), target)
+    record = {"test_accuracy": results["test_accuracy"]}
+    add_cross_resolution(cfg, model, source, record, "cpu")
+    cr = record["crossres"]  # the source length comes from the task when the run does not set data.length
+    assert (cr["source_resolution"], cr["target_resolution"], cr["treatment"]) == (40, 80, "same discrete kernels")
+    assert cr["ootb"] == expected and "error" not in cr
+
+    flex = execute(RunConfig("flexconv", "mnist1d", 0, SEQ_TINY, {"num_samples": 500, "length": 40}, TRAIN,
+                             crossres={"target": 20}), "cpu", DataCache(None), progress=False)  # fmt: skip
+    assert flex["status"] == "ok" and flex["crossres"]["treatment"].startswith("change_resolution(0.5) on ")
+    assert isinstance(flex["crossres"]["ootb"], float) and "error" not in flex["crossres"]
+
+
+def test_cli_crossrate_suite_tabulates(tmp_path):
+    res = run_cli("--suite", "crossrate-mnist1d", "--methods", "conv", "--seeds", "0", "--budget", "0.05",
+                  "--set", "model.width=4", "--set", "data.num_samples=500", "--out", str(tmp_path), "--quiet",
+                  "--no-report")  # fmt: skip
+    assert res.returncode == 0, res.stderr
+    (run,) = store.load_runs(tmp_path)[0]
+    assert run["crossres"]["source_resolution"] == 40 and run["crossres"]["target_resolution"] == 80
+    build_paper_tables([run], tmp_path / "tables")
+    table = pd.read_csv(tmp_path / "tables" / "crossrate-mnist1d.csv")
+    assert table.set_index("metric")["ours_mean"]["ootb"] == run["crossres"]["ootb"]

@@ -9,7 +9,9 @@ discrete kernels on the bigger image, the paper's treatment of the Conv and ResN
 
 Settings (RunConfig.crossres): `target` (the target resolution in pixels, required) and
 `finetune_epochs` (default 0, scaled by the run's budget like the training epochs). The source
-is the run's own `resolution` dataset option (or, unset, the one its loader reports).
+is the run's own `resolution` dataset option (or, unset, the one its loader reports); for a sequence dataset
+(card dim 1) the `length` option instead: the sampling-rate version of the protocol (mnist1d: train at 40 steps,
+test at 80 or 20; the ratio target/source is what `change_resolution` is told).
 """
 
 from __future__ import annotations
@@ -39,11 +41,22 @@ def check_settings(crossres: dict[str, Any]) -> dict[str, Any]:
     return s
 
 
+def size_option(cfg: RunConfig) -> str:
+    """The data option that sets the size: `resolution` (pixels) for images, `length` (steps) for sequences.
+
+    A sequence dataset with a `length` option (mnist1d and its variants: the generator draws the same signals
+    at another length) gives the sampling-rate protocol: train at one length, test at another, zero-shot."""
+    import datasets
+
+    return "length" if datasets.get_entry(cfg.dataset).card.dim == 1 else "resolution"
+
+
 def source_resolution(cfg: RunConfig, data) -> int:
-    """The resolution the run trained at: its own data option, else what the loader reports."""
-    value = cfg.data.get("resolution", data.info.get("resolution"))
+    """The resolution (or length) the run trained at: its own data option, else what the loader reports."""
+    option = size_option(cfg)
+    value = cfg.data.get(option, data.info.get(option, data.task.size if option == "length" else None))
     if not isinstance(value, int):
-        raise UserError(f"crossres: dataset {cfg.dataset!r} has no integer resolution; set data.resolution")
+        raise UserError(f"crossres: dataset {cfg.dataset!r} has no integer {option}; set data.{option}")
     return value
 
 
@@ -57,7 +70,7 @@ def load_at(cfg: RunConfig, resolution: int, data_root=None, statistics=None):
 
     return datasets.get_dataset(cfg.dataset, seed=cfg.seed, val_fraction=cfg.train.val_fraction,
                                 data_root=data_root, statistics=statistics, hold_out=cfg.train.selection != "paper",
-                                **{**cfg.data, "resolution": resolution})  # fmt: skip
+                                **{**cfg.data, size_option(cfg): resolution})  # fmt: skip
 
 
 def rescale(model: torch.nn.Module, method: str, ratio: float) -> str:

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 from bench.run.crossres import check_settings
 from bench.run.suite import Suite, add_suite
+from bench.run.suites import CPU_MODELS, CPU_SIREN_LR, CPU_TRAIN
 
 ETA_MIN = 1e-6  # cosine floor of every FlexConv/CKConv image run
 
@@ -260,6 +261,27 @@ add_suite(
         data={"shapes": {"resolution": 16, "n_train": 1500, "n_test": 500}},
         crossres=check_settings({"target": 32, "finetune_epochs": 2}),
         tags=tag("crossres-shapes"),
+    )
+)
+
+# CKConv's sampling-rate protocol offline (experiments.md 2a): train at one rate, test zero-shot at another. MNIST-1D's
+# generator draws the same signals at 80 steps (twice the rate), so a model trained at 40 steps is tested at 80;
+# methods whose card says resolution_change are told the ratio (FlexConv/CKConv re-space their kernel positions,
+# N-Jet scales sigma), the rest keep their discrete kernels. The cpu suite's protocol and models.
+add_suite(
+    Suite(
+        name="crossrate-mnist1d",
+        description="CKConv's sampling-rate protocol offline: train on MNIST-1D at 40 steps, test zero-shot at 80 "
+        "(CPU, minutes)",
+        methods=("flexconv", "ckconv", "njet", "conv", "conv33", "s4d"),
+        datasets=("mnist1d",),
+        seeds=(0, 1, 2),
+        train=CPU_TRAIN,
+        train_by_method=CPU_SIREN_LR,
+        model_by_dim=CPU_MODELS,
+        data={"mnist1d": {"length": 40}},
+        crossres=check_settings({"target": 80, "finetune_epochs": 0}),
+        tags=tag("crossrate-mnist1d"),
     )
 )
 
