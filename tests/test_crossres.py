@@ -179,3 +179,21 @@ def test_cli_crossrate_suite_tabulates(tmp_path):
     build_paper_tables([run], tmp_path / "tables")
     table = pd.read_csv(tmp_path / "tables" / "crossrate-mnist1d.csv")
     assert table.set_index("metric")["ours_mean"]["ootb"] == run["crossres"]["ootb"]
+
+
+def test_sr_datasets_are_trained_at_one_rate_and_tested_at_another(tmp_path):
+    from test_datasets_fake import fake_char_trajectories
+
+    from bench.run.crossres import size_option, size_ratio
+
+    fake_char_trajectories(tmp_path)
+    cfg = RunConfig("flexconv", "char_trajectories", 0, SEQ_TINY, {"sr": 2}, TRAIN, crossres={"target": 1})
+    assert size_option(cfg) == "sr" and size_ratio(cfg, 2, 1) == 2.0  # sr 2 -> 1: twice as many steps
+    assert (
+        size_option(RunConfig("conv", "sc_raw", 0)) == "sr" and size_option(RunConfig("conv", "mnist1d", 0)) == "length"
+    )
+    record = execute(cfg, "cpu", DataCache(tmp_path), progress=False)
+    assert record["status"] == "ok", record.get("error")
+    cr = record["crossres"]
+    assert (cr["source_resolution"], cr["target_resolution"]) == (2, 1) and "error" not in cr
+    assert cr["treatment"].startswith("change_resolution(2) on ") and isinstance(cr["ootb"], float)

@@ -7,7 +7,8 @@ whose card says `resolution_change` are told the ratio through `hooks.change_res
 (FlexConv resamples its continuous kernel, N-Jet scales sigma); every other method keeps its
 discrete kernels on the bigger image, the paper's treatment of the Conv and ResNet baselines.
 
-Settings (RunConfig.crossres): `target` (the target resolution in pixels, required) and
+Settings (RunConfig.crossres): `target` (the target resolution in pixels, required; for sequences the target
+length in steps, or the target `sr` for datasets sized by their sr option, see size_option) and
 `finetune_epochs` (default 0, scaled by the run's budget like the training epochs). The source
 is the run's own `resolution` dataset option (or, unset, the one its loader reports); for a sequence dataset
 (card dim 1) the `length` option instead: the sampling-rate version of the protocol (mnist1d: train at 40 steps,
@@ -42,22 +43,34 @@ def check_settings(crossres: dict[str, Any]) -> dict[str, Any]:
 
 
 def size_option(cfg: RunConfig) -> str:
-    """The data option that sets the size: `resolution` (pixels) for images, `length` (steps) for sequences.
+    """The data option that sets the size: `resolution` (pixels) for images; for sequences (card dim 1) `length`
+    (steps: mnist1d's generator draws the same signals at another length) or, for a loader without it, `sr`
+    (keep every sr-th step: sc_raw, char_trajectories, CKConv's sampling-rate experiments). Either gives the
+    sampling-rate protocol: train at one rate, test zero-shot at another."""
+    import inspect
 
-    A sequence dataset with a `length` option (mnist1d and its variants: the generator draws the same signals
-    at another length) gives the sampling-rate protocol: train at one length, test at another, zero-shot."""
     import datasets
 
-    return "length" if datasets.get_entry(cfg.dataset).card.dim == 1 else "resolution"
+    entry = datasets.get_entry(cfg.dataset)
+    if entry.card.dim != 1:
+        return "resolution"
+    params = inspect.signature(entry.obj).parameters
+    return "sr" if "sr" in params and "length" not in params else "length"
 
 
 def source_resolution(cfg: RunConfig, data) -> int:
-    """The resolution (or length) the run trained at: its own data option, else what the loader reports."""
+    """The resolution (length, sr) the run trained at: its own data option, else what the loader reports."""
     option = size_option(cfg)
-    value = cfg.data.get(option, data.info.get(option, data.task.size if option == "length" else None))
+    fallback = {"length": data.task.size, "sr": 1}.get(option)
+    value = cfg.data.get(option, data.info.get(option, fallback))
     if not isinstance(value, int):
         raise UserError(f"crossres: dataset {cfg.dataset!r} has no integer {option}; set data.{option}")
     return value
+
+
+def size_ratio(cfg: RunConfig, source: int, target: int) -> float:
+    """How many times longer (bigger) the target inputs are: target/source, or source/target for sr (a step)."""
+    return source / target if size_option(cfg) == "sr" else target / source
 
 
 def load_at(cfg: RunConfig, resolution: int, data_root=None, statistics=None):
@@ -103,7 +116,7 @@ def evaluate_at(model: torch.nn.Module, cfg: RunConfig, resolution: int, *, sour
     The model is rescaled in place. Returns (test metric, what was done to the model, the target data).
     """
     target = load_at(cfg, resolution, data_root, statistics)
-    treatment = rescale(model, cfg.method, resolution / source)
+    treatment = rescale(model, cfg.method, size_ratio(cfg, source, resolution))
     if hasattr(model, "task"):
         model.task = target.task
     return metric_on_test(model, target, cfg, device), treatment, target
