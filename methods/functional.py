@@ -88,12 +88,17 @@ def _from_spectrum(t: torch.Tensor, fsize: list[int], starts, sizes) -> torch.Te
     t = t.permute(1, 2, 0)
     if dims > 1:
         t = t.view(*t.shape[:2], *fsize[:-1], fsize[-1] // 2 + 1)
-    t = torch.fft.irfftn(t, s=fsize, dim=tuple(range(2, 2 + dims)))
-    if list(starts) == [0] * dims and list(sizes) == list(fsize):
+    return _crop(torch.fft.irfftn(t, s=fsize, dim=tuple(range(2, 2 + dims))), starts, sizes)
+
+
+def _crop(t: torch.Tensor, starts, sizes) -> torch.Tensor:
+    """t (p, q, *n) narrowed to `sizes` from `starts` on, as one view; t is a transform's fresh output."""
+    dims = t.dim() - 2
+    if list(starts) == [0] * dims and list(sizes) == list(t.shape[2:]):
         return t
     if dims == 1:
         return t.narrow(2, starts[0], sizes[0])
-    # one strided view instead of a narrow per axis (irfftn's output is a fresh tensor: storage offset 0)
+    # one strided view instead of a narrow per axis (a fresh tensor: storage offset 0)
     offset = sum(s * st for s, st in zip(starts, t.stride()[2:]))
     return t.as_strided((*t.shape[:2], *sizes), t.stride(), offset)
 
@@ -169,7 +174,7 @@ def _kernel_from_spectrum(t: torch.Tensor, fsize: list[int], ks) -> torch.Tensor
     dims = len(fsize)
     cin, cout = t.shape[-2:]
     mat = _flipped_dft(tuple(ks), tuple(fsize), True, t.dtype, t.device)
-    g = torch.mm(mat, t.view(t.shape[0], cin * cout)).real.view(*ks, cin, cout)
+    g = torch.mm(mat, t.reshape(t.shape[0], cin * cout)).real.view(*ks, cin, cout)
     return g.permute(dims + 1, dims, *range(dims))
 
 
@@ -194,14 +199,23 @@ class _FFTConv(torch.autograd.Function):
         starts = [0 if causal else k // 2 for k in ks]
         # at least float32: half precision would wreck the spectral product (torch.promote_types, without its op)
         dtype = torch.float64 if x.dtype == torch.float64 else torch.float32
-        xf = _spectrum(x.to(dtype), fsize, (0, 1))  # (F, b, cin)
+        depthwise = is_depthwise(x.shape, weight.shape)
         small = _small_kernel(ks, fsize)
-        if small:
-            wf = _kernel_spectrum(weight.to(dtype), fsize)  # (F, cin, cout)
+        if depthwise:  # an elementwise product: the spectra stay channel-major, (b, c, *F) and (1, c, *F)
+            spatial = tuple(range(2, 2 + dims))
+            xf = torch.fft.rfftn(x.to(dtype), s=fsize, dim=spatial)
+            if small:
+                wf = _kernel_spectrum(weight.to(dtype), fsize).permute(1, 2, 0).reshape(xf.shape[1:]).unsqueeze(0)
+            else:
+                wf = torch.fft.rfftn(weight.flip(spatial).to(dtype), s=fsize, dim=spatial).transpose(0, 1)
+            y = _crop(torch.fft.irfftn(xf * wf, s=fsize, dim=spatial), starts, size)
         else:
-            wf = _spectrum(weight.flip(tuple(range(2, 2 + dims))).to(dtype), fsize, (1, 0))
-        depthwise = is_depthwise(x.shape, weight.shape)  # then wf is (F, 1, c): one kernel per channel
-        y = _from_spectrum(xf * wf if depthwise else torch.bmm(xf, wf), fsize, starts, size)
+            xf = _spectrum(x.to(dtype), fsize, (0, 1))  # (F, b, cin)
+            if small:
+                wf = _kernel_spectrum(weight.to(dtype), fsize)  # (F, cin, cout)
+            else:
+                wf = _spectrum(weight.flip(tuple(range(2, 2 + dims))).to(dtype), fsize, (1, 0))
+            y = _from_spectrum(torch.bmm(xf, wf), fsize, starts, size)
         ctx.save_for_backward(xf, wf)
         ctx.geometry = (fsize, starts, size, ks, small, depthwise, x.dtype, weight.dtype, dtype)
         return y.to(x.dtype)
@@ -215,20 +229,38 @@ class _FFTConv(torch.autograd.Function):
         pad = []
         for start, n, total in zip(reversed(starts), reversed(size), reversed(fsize)):
             pad += [start, total - start - n]
+        if depthwise:
+            return _FFTConv._depthwise_backward(ctx, F.pad(grad.to(dtype), pad), xf, wf)
         gf = _spectrum(F.pad(grad.to(dtype), pad), fsize, (0, 1))  # (F, b, cout)
         gx = gw = None
         if ctx.needs_input_grad[0]:
-            gxf = gf * wf.conj() if depthwise else torch.bmm(gf, wf.transpose(-1, -2).conj())
-            gx = _from_spectrum(gxf, fsize, [0] * dims, size).to(x_dtype)
+            gx = _from_spectrum(torch.bmm(gf, wf.transpose(-1, -2).conj()), fsize, [0] * dims, size).to(x_dtype)
         if ctx.needs_input_grad[1]:
-            if depthwise:  # (F, 1, c), summed over the batch
-                gwf = (xf.conj() * gf).sum(-2, keepdim=True)
-            else:
-                gwf = torch.bmm(xf.transpose(-1, -2).conj(), gf)
+            gwf = torch.bmm(xf.transpose(-1, -2).conj(), gf)
             if small:
                 gw = _kernel_from_spectrum(gwf, fsize, ks)
             else:
                 gw = _from_spectrum(gwf, fsize, [0] * dims, ks).transpose(0, 1).flip(tuple(range(2, 2 + dims)))
+            gw = gw.to(w_dtype)
+        return gx, gw, None
+
+    @staticmethod
+    def _depthwise_backward(ctx, grad: torch.Tensor, xf: torch.Tensor, wf: torch.Tensor):
+        """The backward of a depthwise kernel on the channel-major spectra (b, c, *F) and (1, c, *F)."""
+        fsize, starts, size, ks, small, depthwise, x_dtype, w_dtype, dtype = ctx.geometry
+        spatial = tuple(range(2, 2 + len(fsize)))
+        gf = torch.fft.rfftn(grad, s=fsize, dim=spatial)
+        gx = gw = None
+        if ctx.needs_input_grad[0]:
+            gx = _crop(torch.fft.irfftn(gf * torch.conj_physical(wf), s=fsize, dim=spatial), [0] * len(fsize), size)
+            gx = gx.to(x_dtype)
+        if ctx.needs_input_grad[1]:
+            gwf = (torch.conj_physical(xf) * gf).sum(0)  # (c, *F), summed over the batch
+            if small:
+                gw = _kernel_from_spectrum(gwf.reshape(gwf.shape[0], -1).T.unsqueeze(1), fsize, ks)
+            else:
+                gw = _crop(torch.fft.irfftn(gwf.unsqueeze(1), s=fsize, dim=spatial), [0] * len(fsize), ks)
+                gw = gw.flip(spatial)
             gw = gw.to(w_dtype)
         return gx, gw, None
 
