@@ -16,7 +16,7 @@ import math
 import torch
 from torch import nn
 
-from methods import hooks, register_method
+from methods import hooks, kernelbank, register_method
 from methods.functional import conv_with_kernel
 
 
@@ -160,7 +160,7 @@ class NJetConv(nn.Module):
         top = max(max(h) for h in halves)
         x = torch.arange(-top, top + 1, dtype=dtype, device=device)
         # every layer's sigma() in one exp2 (the same elementwise ops, so the same values)
-        s = torch.exp2(torch.stack([layer.log2_sigma for layer in layers]))
+        s = torch.exp2(kernelbank.stack([layer.log2_sigma for layer in layers]))
         ratios = [layer.resolution_ratio for layer in layers]
         if any(r != 1.0 for r in ratios):
             s = s * _constant(("ratios", tuple(ratios), dtype), device, lambda: torch.tensor(ratios, dtype=dtype))
