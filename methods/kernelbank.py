@@ -68,8 +68,11 @@ def net_signature(net: nn.Module):
     return None  # not batched
 
 
-def _outputs(weights: list[torch.Tensor], biases: list[torch.Tensor], h: torch.Tensor) -> list[torch.Tensor]:
-    """Per net b, W_b h_b^T + bias_b, shape (out_b, N); nets with equal output sizes in one batched product."""
+def _outputs(
+    weights: list[torch.Tensor], biases: list[torch.Tensor], h: torch.Tensor, scale: torch.Tensor | None = None
+) -> list[torch.Tensor]:
+    """Per net b, W_b h_b^T + bias_b, shape (out_b, N); nets with equal output sizes in one batched product.
+    `scale` (B, N), if given, multiplies each net's outputs (a mask: one product per batch, not per net)."""
     out: list = [None] * len(weights)
     groups: dict = {}
     for i, w in enumerate(weights):
@@ -77,12 +80,19 @@ def _outputs(weights: list[torch.Tensor], biases: list[torch.Tensor], h: torch.T
     for idx in groups.values():
         if len(idx) == 1:
             out[idx[0]] = torch.addmm(biases[idx[0]].unsqueeze(1), weights[idx[0]], h[idx[0]].t())
+            if scale is not None:
+                out[idx[0]] = out[idx[0]] * scale[idx[0]]
             continue
         sel = h if len(idx) == h.shape[0] else h[idx[0] : idx[-1] + 1]
         if sel.shape[0] != len(idx):  # not a contiguous run of nets (no index tensor: no host-to-device copy)
             sel = stack([h[i] for i in idx])
         res = torch.baddbmm(stack([biases[i] for i in idx]).unsqueeze(2),
                             stack([weights[i] for i in idx]), sel.transpose(1, 2))  # fmt: skip
+        if scale is not None:
+            s = scale if len(idx) == scale.shape[0] else scale[idx[0] : idx[-1] + 1]
+            if s.shape[0] != len(idx):
+                s = stack([scale[i] for i in idx])
+            res = res * s.unsqueeze(1)
         for i, r in zip(idx, res.unbind(0)):
             out[i] = r
     return out
@@ -117,13 +127,14 @@ def _siren_hidden(nets: list[SIREN], pos: torch.Tensor) -> torch.Tensor:
     return h
 
 
-def batched_net(nets: list[nn.Module], pos: torch.Tensor) -> list[torch.Tensor]:
-    """Each net's output at `pos` (out_features, N), as net(pos) gives it, from one batched evaluation."""
+def batched_net(nets: list[nn.Module], pos: torch.Tensor, scale: torch.Tensor | None = None) -> list[torch.Tensor]:
+    """Each net's output at `pos` (out_features, N), as net(pos) gives it, from one batched evaluation; times
+    `scale[b]` (N,) if a scale (B, N) is given."""
     if isinstance(nets[0], MFN):
         h = _mfn_hidden(nets, pos)
-        return _outputs([n.W_out for n in nets], [n.b_out for n in nets], h)
+        return _outputs([n.W_out for n in nets], [n.b_out for n in nets], h, scale)
     h = _siren_hidden(nets, pos)
-    return _outputs([n.linears[-1].weight for n in nets], [n.linears[-1].bias for n in nets], h)
+    return _outputs([n.linears[-1].weight for n in nets], [n.linears[-1].bias for n in nets], h, scale)
 
 
 class KernelBank:
@@ -174,13 +185,13 @@ def sample_continuous(layers: list[nn.Module]) -> list[torch.Tensor]:
     pos, axes = first._grid_positions(union, first.bias.device, first.bias.dtype)
     sizes = [stop - start for start, stop in union]
     with torch.autocast(first.bias.device.type, enabled=False):
-        raw = batched_net([layer.net for layer in layers], pos)
         masks = type(first).batched_envelope(layers, axes)  # (B, *sizes) or None
+        # each net's output times its mask, in the batched products
+        scale = None if masks is None else masks.reshape(len(layers), -1)
+        raw = batched_net([layer.net for layer in layers], pos, scale)
         out = []
         for b, (layer, crop) in enumerate(zip(layers, crops)):
             kernel = raw[b].view(layer.cout, layer.cin, *sizes)
-            if masks is not None:
-                kernel = kernel * masks[b]
             if layer.rate_norm != 1.0:
                 kernel = kernel * layer.rate_norm
             for d, ((start, stop), (u0, _)) in enumerate(zip(crop, union)):
