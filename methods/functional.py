@@ -147,11 +147,11 @@ def _flipped_dft(ks: tuple, fsize: tuple, inverse: bool, dtype: torch.dtype, dev
 
 
 def _small_kernel(ks, fsize) -> bool:
-    """Whether DFTs by matrix product beat FFTs for the kernel: true for kernels far smaller
-    than the transform (FlexConv's cropped ones), where an FFT mostly transforms padding."""
+    """Whether the kernel's DFT by one matrix product (`_flipped_dft`: prod(ks) x prod(freqs) complex
+    multiply-adds per channel pair) beats an FFT of the zero-padded kernel: true for kernels far smaller than
+    the transform (FlexConv's cropped ones), where an FFT mostly transforms padding."""
     fft = 2.5 * math.prod(fsize) * math.log2(max(math.prod(fsize), 2))
-    freqs = [*fsize[:-1], fsize[-1] // 2 + 1]
-    dft = sum(8 * math.prod(ks[:d]) * ks[d] * freqs[d] * math.prod(freqs[d + 1 :]) for d in range(len(ks)))
+    dft = 8 * math.prod(ks) * math.prod(fsize[:-1]) * (fsize[-1] // 2 + 1)
     return dft < 2 * fft  # a small matmul runs about twice as many flops per second as the FFT
 
 
