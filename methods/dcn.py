@@ -64,8 +64,8 @@ class DCNSigmaConv(nn.Module):
         """`weight()` of every layer (equal batch keys), from one evaluation over all their channel pairs."""
         first = layers[0]
         F = len(first.orders)
-        sigma = torch.exp2(torch.cat([layer.log2_sigma.reshape(-1) for layer in layers]))  # (P,) channel pairs
-        alpha = torch.cat([layer.alpha.reshape(-1, F) for layer in layers])  # (P, F)
+        sigma = torch.exp2(kernelbank.cat([layer.log2_sigma.reshape(-1) for layer in layers]))  # (P,) channel pairs
+        alpha = kernelbank.cat([layer.alpha.reshape(-1, F) for layer in layers])  # (P, F)
         d = gaussian_derivatives(sigma, first.support // 2, first.order)  # (P, N + 1, K)
         if first.dim == 1:
             w = torch.einsum("pf,pfx->px", alpha, d)

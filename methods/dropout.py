@@ -22,7 +22,10 @@ def keep_mask(shape: torch.Size, p: float) -> torch.Tensor:
     """Booleans of `shape`, each True with probability 1 - round(p * 2^16) / 2^16."""
     n = math.prod(shape)
     words = torch.empty((n + 3) // 4, dtype=torch.int64).random_(-(2**63), 2**63 - 1)
-    lanes = words.view(torch.int16)[:n].view(shape)  # four uniform int16 lanes per word
+    lanes = words.view(torch.int16)  # four uniform int16 lanes per word
+    if n % 4:
+        lanes = lanes[:n]
+    lanes = lanes.view(shape)
     return lanes >= -(LANES // 2) + round(p * LANES)
 
 

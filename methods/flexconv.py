@@ -38,7 +38,7 @@ import torch
 from torch import nn
 
 from bench.base import UserError
-from methods import hooks, register_method
+from methods import hooks, kernelbank, register_method
 from methods.ckconv import GAUSS_STDDEVS, CKConv
 from methods.functional import bucketed_crop
 
@@ -111,8 +111,8 @@ class FlexConv(CKConv):
 
     @staticmethod
     def batched_envelope(layers: list[FlexConv], axes: list[torch.Tensor]) -> torch.Tensor:
-        means = torch.stack([layer.mask_mean for layer in layers])  # (B, dim)
-        widths = torch.stack([layer.mask_width for layer in layers])
+        means = kernelbank.stack([layer.mask_mean for layer in layers])  # (B, dim)
+        widths = kernelbank.stack([layer.mask_width for layer in layers])
         mask = None
         for d, x in enumerate(axes):
             m = torch.exp(-0.5 * ((x - means[:, d : d + 1]) / widths[:, d : d + 1]).square())  # (B, k_d)

@@ -70,29 +70,42 @@ def _fft_sizes(size, ks, causal: bool) -> list[int]:
 
 
 def _spectrum(t: torch.Tensor, fsize: list[int], order: tuple[int, int]) -> torch.Tensor:
-    """rfftn of t (p, q, *spatial) zero-padded to fsize, laid out frequency-major: (*freqs, p, q)
-    for order (0, 1), (*freqs, q, p) for (1, 0), contiguous for the batched matmul.
+    """rfftn of t (p, q, *spatial) zero-padded to fsize, laid out frequency-major with the frequencies
+    flattened: (F, p, q) for order (0, 1), (F, q, p) for (1, 0), contiguous for the batched matmul.
 
     One multi-dimensional transform over contiguous trailing dims, then one copy: MKL is
     several times slower transforming one axis at a time or along a leading axis.
     """
     dims = len(fsize)
     t = torch.fft.rfftn(t, s=fsize, dim=tuple(range(2, 2 + dims)))
-    return t.permute(*range(2, 2 + dims), *order).contiguous()
+    t = t.permute(*range(2, 2 + dims), *order).contiguous()
+    return t.view(-1, *t.shape[dims:]) if dims > 1 else t
 
 
 def _from_spectrum(t: torch.Tensor, fsize: list[int], starts, sizes) -> torch.Tensor:
-    """Inverse of `_spectrum`: (*freqs, p, q) -> (p, q, *sizes), the outputs from `starts` on."""
+    """Inverse of `_spectrum`: (F, p, q) -> (p, q, *sizes), the outputs from `starts` on."""
     dims = len(fsize)
-    t = torch.fft.irfftn(t.permute(dims, dims + 1, *range(dims)), s=fsize, dim=tuple(range(2, 2 + dims)))
-    for axis, (start, n) in enumerate(zip(starts, sizes)):
-        t = t.narrow(2 + axis, start, n)
-    return t
+    t = t.permute(1, 2, 0)
+    if dims > 1:
+        t = t.view(*t.shape[:2], *fsize[:-1], fsize[-1] // 2 + 1)
+    return _crop(torch.fft.irfftn(t, s=fsize, dim=tuple(range(2, 2 + dims))), starts, sizes)
+
+
+def _crop(t: torch.Tensor, starts, sizes) -> torch.Tensor:
+    """t (p, q, *n) narrowed to `sizes` from `starts` on, as one view; t is a transform's fresh output."""
+    dims = t.dim() - 2
+    if list(starts) == [0] * dims and list(sizes) == list(t.shape[2:]):
+        return t
+    if dims == 1:
+        return t.narrow(2, starts[0], sizes[0])
+    # one strided view instead of a narrow per axis (a fresh tensor: storage offset 0)
+    offset = sum(s * st for s, st in zip(starts, t.stride()[2:]))
+    return t.as_strided((*t.shape[:2], *sizes), t.stride(), offset)
 
 
 @functools.lru_cache(maxsize=64)
 def _dft(k: int, n: int, half: bool, inverse: bool, dtype: torch.dtype, device: torch.device) -> torch.Tensor:
-    """The n-point DFT between k samples and the frequencies (the first n//2 + 1 if `half`).
+    """The n-point DFT between k samples and the frequencies (the first n//2 + 1 if `half`), in float64.
 
     Forward (k, F): exp(-2 pi i a u / n). Inverse (F, k): exp(+2 pi i u a / n) / n; a real
     inverse (`half`) counts each bin that stands for two (not DC, not Nyquist) twice, and
@@ -112,12 +125,33 @@ def _dft(k: int, n: int, half: bool, inverse: bool, dtype: torch.dtype, device: 
     return mat.to(device, dtype)
 
 
+@functools.lru_cache(maxsize=64)
+def _flipped_dft(ks: tuple, fsize: tuple, inverse: bool, dtype: torch.dtype, device: torch.device) -> torch.Tensor:
+    """The whole multi-dimensional DFT of a flipped kernel as one matrix (the Kronecker product of the
+    per-axis ones, their sample axes reversed, the last axis the real half).
+
+    Forward (F, K): row u, column a (row-major flattenings of the frequencies and the unflipped taps) is
+    prod_d exp(-2 pi i (k_d - 1 - a_d) u_d / n_d). Inverse (K, F): prod_d of `_dft`'s inverse entries at
+    (u_d, k_d - 1 - a_d), whose real part is the flipped kernel's gradient.
+    """
+    dims = len(fsize)
+    mats = []
+    for axis, (k, n) in enumerate(zip(ks, fsize)):
+        half = axis == dims - 1
+        if inverse:
+            mats.append(_dft(k, n, half, True, torch.complex128, torch.device("cpu")).flip(1).T)  # (k, F)
+        else:
+            mats.append(_dft(k, n, half, False, torch.complex128, torch.device("cpu")).flip(0))  # (k, F)
+    mat = functools.reduce(torch.kron, mats)  # (K, F)
+    return (mat if inverse else mat.T).contiguous().to(device, dtype)
+
+
 def _small_kernel(ks, fsize) -> bool:
-    """Whether DFTs by matrix product beat FFTs for the kernel: true for kernels far smaller
-    than the transform (FlexConv's cropped ones), where an FFT mostly transforms padding."""
+    """Whether the kernel's DFT by one matrix product (`_flipped_dft`: prod(ks) x prod(freqs) complex
+    multiply-adds per channel pair) beats an FFT of the zero-padded kernel: true for kernels far smaller than
+    the transform (FlexConv's cropped ones), where an FFT mostly transforms padding."""
     fft = 2.5 * math.prod(fsize) * math.log2(max(math.prod(fsize), 2))
-    freqs = [*fsize[:-1], fsize[-1] // 2 + 1]
-    dft = sum(8 * math.prod(ks[:d]) * ks[d] * freqs[d] * math.prod(freqs[d + 1 :]) for d in range(len(ks)))
+    dft = 8 * math.prod(ks) * math.prod(fsize[:-1]) * (fsize[-1] // 2 + 1)
     return dft < 2 * fft  # a small matmul runs about twice as many flops per second as the FFT
 
 
@@ -126,31 +160,22 @@ def _complex(dtype: torch.dtype) -> torch.dtype:
 
 
 def _kernel_spectrum(w: torch.Tensor, fsize: list[int]) -> torch.Tensor:
-    """`_spectrum(w, fsize, (1, 0))` for a small kernel: one DFT matrix product per axis."""
+    """`_spectrum(w.flip(spatial), fsize, (1, 0))` for a small kernel w (cout, cin, *k), unflipped: one
+    matrix product with the whole flipped DFT, (F, K) @ (K, cin * cout) -> (F, cin, cout)."""
     dims = len(fsize)
-    t = w.permute(*range(2, 2 + dims), 1, 0).to(_complex(w.dtype))  # (*k, cin, cout)
-    for axis in reversed(range(dims)):
-        mat = _dft(w.shape[2 + axis], fsize[axis], axis == dims - 1, False, t.dtype, t.device)
-        t = torch.movedim(torch.movedim(t, axis, -1) @ mat, -1, axis)
-    return t.contiguous()
+    cout, cin, ks = w.shape[0], w.shape[1], tuple(w.shape[2:])
+    mat = _flipped_dft(ks, tuple(fsize), False, _complex(w.dtype), w.device)
+    t = w.permute(*range(2, 2 + dims), 1, 0).reshape(math.prod(ks), cin * cout).to(mat.dtype)
+    return torch.mm(mat, t).view(-1, cin, cout)
 
 
 def _kernel_from_spectrum(t: torch.Tensor, fsize: list[int], ks) -> torch.Tensor:
-    """`_from_spectrum(t, fsize, 0, ks)` for a small kernel: (*F, p, q) -> (p, q, *ks)."""
+    """The gradient of the unflipped small kernel (cout, cin, *ks) from that of its spectrum (F, cin, cout)."""
     dims = len(fsize)
-    for axis in range(dims):  # the real (half) axis last, so its real part can be taken
-        mat = _dft(ks[axis], fsize[axis], axis == dims - 1, True, t.dtype, t.device)
-        t = torch.movedim(torch.movedim(t, axis, -1) @ mat, -1, axis)
-    return t.real.permute(dims, dims + 1, *range(dims))
-
-
-def _bmm(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-    """a @ b over equal leading (frequency) dims as one bmm on 3-D views: what torch.matmul computes, without
-    its broadcasting expand/reshape ops (a few aten ops fewer per product)."""
-    if a.dim() == 3:
-        return torch.bmm(a, b)
-    lead = a.shape[:-2]
-    return torch.bmm(a.flatten(0, -3), b.flatten(0, -3)).view(*lead, a.shape[-2], b.shape[-1])
+    cin, cout = t.shape[-2:]
+    mat = _flipped_dft(tuple(ks), tuple(fsize), True, t.dtype, t.device)
+    g = torch.mm(mat, t.reshape(t.shape[0], cin * cout)).real.view(*ks, cin, cout)
+    return g.permute(dims + 1, dims, *range(dims))
 
 
 class _FFTConv(torch.autograd.Function):
@@ -161,7 +186,8 @@ class _FFTConv(torch.autograd.Function):
     dL/dw' = G (star) x are circular correlations: conj() of the saved spectra. Autograd
     through torch.fft would instead run full complex transforms for every real one in the
     backward, and copy at every pad, crop and permute. The channel product is a matrix
-    product per frequency, or an elementwise one for a depthwise kernel.
+    product per frequency (one bmm over the flattened frequencies), or an elementwise one for a
+    depthwise kernel. A small kernel's flip is folded into its DFT matrices.
     """
 
     @staticmethod
@@ -171,39 +197,71 @@ class _FFTConv(torch.autograd.Function):
         fsize = _fft_sizes(size, ks, causal)
         # causal: y[t] already uses x[t-K+1..t]; centred: shift by the half-width
         starts = [0 if causal else k // 2 for k in ks]
-        # at least float32: half precision would wreck the spectral product
-        dtype = torch.promote_types(x.dtype, torch.float32)
-        xf = _spectrum(x.to(dtype), fsize, (0, 1))  # (*F, b, cin)
-        flipped = weight.flip(tuple(range(2, 2 + dims))).to(dtype)
+        # at least float32: half precision would wreck the spectral product (torch.promote_types, without its op)
+        dtype = torch.float64 if x.dtype == torch.float64 else torch.float32
+        depthwise = is_depthwise(x.shape, weight.shape)
         small = _small_kernel(ks, fsize)
-        wf = _kernel_spectrum(flipped, fsize) if small else _spectrum(flipped, fsize, (1, 0))  # (*F, cin, cout)
-        depthwise = is_depthwise(x.shape, weight.shape)  # then wf is (*F, 1, c): one kernel per channel
-        y = _from_spectrum(xf * wf if depthwise else _bmm(xf, wf), fsize, starts, size)
+        if depthwise:  # an elementwise product: the spectra stay channel-major, (b, c, *F) and (1, c, *F)
+            spatial = tuple(range(2, 2 + dims))
+            xf = torch.fft.rfftn(x.to(dtype), s=fsize, dim=spatial)
+            if small:
+                wf = _kernel_spectrum(weight.to(dtype), fsize).permute(1, 2, 0).reshape(xf.shape[1:]).unsqueeze(0)
+            else:
+                wf = torch.fft.rfftn(weight.flip(spatial).to(dtype), s=fsize, dim=spatial).transpose(0, 1)
+            y = _crop(torch.fft.irfftn(xf * wf, s=fsize, dim=spatial), starts, size)
+        else:
+            xf = _spectrum(x.to(dtype), fsize, (0, 1))  # (F, b, cin)
+            if small:
+                wf = _kernel_spectrum(weight.to(dtype), fsize)  # (F, cin, cout)
+            else:
+                wf = _spectrum(weight.flip(tuple(range(2, 2 + dims))).to(dtype), fsize, (1, 0))
+            y = _from_spectrum(torch.bmm(xf, wf), fsize, starts, size)
         ctx.save_for_backward(xf, wf)
-        ctx.geometry = (fsize, starts, size, ks, small, depthwise, x.dtype, weight.dtype)
+        ctx.geometry = (fsize, starts, size, ks, small, depthwise, x.dtype, weight.dtype, dtype)
         return y.to(x.dtype)
 
     @staticmethod
     @once_differentiable  # the saved spectra carry no graph: second derivatives would be wrong
     def backward(ctx, grad: torch.Tensor):
         xf, wf = ctx.saved_tensors
-        fsize, starts, size, ks, small, depthwise, x_dtype, w_dtype = ctx.geometry
+        fsize, starts, size, ks, small, depthwise, x_dtype, w_dtype, dtype = ctx.geometry
         dims = len(fsize)
         pad = []
         for start, n, total in zip(reversed(starts), reversed(size), reversed(fsize)):
             pad += [start, total - start - n]
-        gf = _spectrum(F.pad(grad.to(xf.real.dtype), pad), fsize, (0, 1))  # (*F, b, cout)
+        if depthwise:
+            return _FFTConv._depthwise_backward(ctx, F.pad(grad.to(dtype), pad), xf, wf)
+        gf = _spectrum(F.pad(grad.to(dtype), pad), fsize, (0, 1))  # (F, b, cout)
         gx = gw = None
         if ctx.needs_input_grad[0]:
-            gxf = gf * wf.conj() if depthwise else _bmm(gf, wf.transpose(-1, -2).conj())
-            gx = _from_spectrum(gxf, fsize, [0] * dims, size).to(x_dtype)
+            gx = _from_spectrum(torch.bmm(gf, wf.transpose(-1, -2).conj()), fsize, [0] * dims, size).to(x_dtype)
         if ctx.needs_input_grad[1]:
-            if depthwise:  # (*F, 1, c), summed over the batch
-                gwf = (xf.conj() * gf).sum(-2, keepdim=True)
+            gwf = torch.bmm(xf.transpose(-1, -2).conj(), gf)
+            if small:
+                gw = _kernel_from_spectrum(gwf, fsize, ks)
             else:
-                gwf = _bmm(xf.transpose(-1, -2).conj(), gf)
-            gw = _kernel_from_spectrum(gwf, fsize, ks) if small else _from_spectrum(gwf, fsize, [0] * dims, ks)
-            gw = gw.transpose(0, 1).flip(tuple(range(2, 2 + dims))).to(w_dtype)
+                gw = _from_spectrum(gwf, fsize, [0] * dims, ks).transpose(0, 1).flip(tuple(range(2, 2 + dims)))
+            gw = gw.to(w_dtype)
+        return gx, gw, None
+
+    @staticmethod
+    def _depthwise_backward(ctx, grad: torch.Tensor, xf: torch.Tensor, wf: torch.Tensor):
+        """The backward of a depthwise kernel on the channel-major spectra (b, c, *F) and (1, c, *F)."""
+        fsize, starts, size, ks, small, depthwise, x_dtype, w_dtype, dtype = ctx.geometry
+        spatial = tuple(range(2, 2 + len(fsize)))
+        gf = torch.fft.rfftn(grad, s=fsize, dim=spatial)
+        gx = gw = None
+        if ctx.needs_input_grad[0]:
+            gx = _crop(torch.fft.irfftn(gf * torch.conj_physical(wf), s=fsize, dim=spatial), [0] * len(fsize), size)
+            gx = gx.to(x_dtype)
+        if ctx.needs_input_grad[1]:
+            gwf = (torch.conj_physical(xf) * gf).sum(0)  # (c, *F), summed over the batch
+            if small:
+                gw = _kernel_from_spectrum(gwf.reshape(gwf.shape[0], -1).T.unsqueeze(1), fsize, ks)
+            else:
+                gw = _crop(torch.fft.irfftn(gwf.unsqueeze(1), s=fsize, dim=spatial), [0] * len(fsize), ks)
+                gw = gw.flip(spatial)
+            gw = gw.to(w_dtype)
         return gx, gw, None
 
 

@@ -23,6 +23,43 @@ from torch import nn
 from methods.kernelnets import MFN, SIREN
 
 
+class _Stack(torch.autograd.Function):
+    """torch.stack whose backward is one unbind (views), not one select per input."""
+
+    @staticmethod
+    def forward(ctx, dim: int, *tensors: torch.Tensor) -> torch.Tensor:
+        ctx.dim = dim
+        return torch.stack(tensors, dim)
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor):
+        return (None, *grad.unbind(ctx.dim))
+
+
+class _Cat(torch.autograd.Function):
+    """torch.cat whose backward is one split (views), not one slice per input."""
+
+    @staticmethod
+    def forward(ctx, dim: int, *tensors: torch.Tensor) -> torch.Tensor:
+        ctx.dim, ctx.sizes = dim, [t.shape[dim] for t in tensors]
+        return torch.cat(tensors, dim)
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor):
+        return (None, *grad.split(ctx.sizes, ctx.dim))
+
+
+def stack(tensors, dim: int = 0) -> torch.Tensor:
+    """torch.stack of the layers' parameters: the same values and gradients; its backward is one aten op
+    instead of one per tensor (the bank stacks every layer's parameters in every step)."""
+    return _Stack.apply(dim, *tensors)
+
+
+def cat(tensors, dim: int = 0) -> torch.Tensor:
+    """torch.cat, with one split as its backward (see `stack`)."""
+    return _Cat.apply(dim, *tensors)
+
+
 def net_signature(net: nn.Module):
     if isinstance(net, MFN):
         return ("mfn", net.filter, tuple(net.A.shape), tuple(net.W.shape))
@@ -31,8 +68,11 @@ def net_signature(net: nn.Module):
     return None  # not batched
 
 
-def _outputs(weights: list[torch.Tensor], biases: list[torch.Tensor], h: torch.Tensor) -> list[torch.Tensor]:
-    """Per net b, W_b h_b^T + bias_b, shape (out_b, N); nets with equal output sizes in one batched product."""
+def _outputs(
+    weights: list[torch.Tensor], biases: list[torch.Tensor], h: torch.Tensor, scale: torch.Tensor | None = None
+) -> list[torch.Tensor]:
+    """Per net b, W_b h_b^T + bias_b, shape (out_b, N); nets with equal output sizes in one batched product.
+    `scale` (B, N), if given, multiplies each net's outputs (a mask: one product per batch, not per net)."""
     out: list = [None] * len(weights)
     groups: dict = {}
     for i, w in enumerate(weights):
@@ -40,12 +80,19 @@ def _outputs(weights: list[torch.Tensor], biases: list[torch.Tensor], h: torch.T
     for idx in groups.values():
         if len(idx) == 1:
             out[idx[0]] = torch.addmm(biases[idx[0]].unsqueeze(1), weights[idx[0]], h[idx[0]].t())
+            if scale is not None:
+                out[idx[0]] = out[idx[0]] * scale[idx[0]]
             continue
         sel = h if len(idx) == h.shape[0] else h[idx[0] : idx[-1] + 1]
         if sel.shape[0] != len(idx):  # not a contiguous run of nets (no index tensor: no host-to-device copy)
-            sel = torch.stack([h[i] for i in idx])
-        res = torch.baddbmm(torch.stack([biases[i] for i in idx]).unsqueeze(2),
-                            torch.stack([weights[i] for i in idx]), sel.transpose(1, 2))  # fmt: skip
+            sel = stack([h[i] for i in idx])
+        res = torch.baddbmm(stack([biases[i] for i in idx]).unsqueeze(2),
+                            stack([weights[i] for i in idx]), sel.transpose(1, 2))  # fmt: skip
+        if scale is not None:
+            s = scale if len(idx) == scale.shape[0] else scale[idx[0] : idx[-1] + 1]
+            if s.shape[0] != len(idx):
+                s = stack([scale[i] for i in idx])
+            res = res * s.unsqueeze(1)
         for i, r in zip(idx, res.unbind(0)):
             out[i] = r
     return out
@@ -53,16 +100,16 @@ def _outputs(weights: list[torch.Tensor], biases: list[torch.Tensor], h: torch.T
 
 def _mfn_hidden(nets: list[MFN], pos: torch.Tensor) -> torch.Tensor:
     """MFN.forward's hidden state for every net at once, shape (B, N, H)."""
-    A = torch.stack([n.A for n in nets])  # (B, F, H, D)
-    c = torch.stack([n.c for n in nets])  # (B, F, H)
+    A = stack([n.A for n in nets])  # (B, F, H, D)
+    c = stack([n.c for n in nets])  # (B, F, H)
     g = torch.sin(torch.einsum("nd,bfhd->bfnh", pos, A) + c.unsqueeze(2))  # (B, F, N, H)
     if nets[0].filter != "fourier":
-        mu = torch.stack([n.mu for n in nets])  # (B, F, H, D)
-        gamma = torch.stack([n.gamma for n in nets])  # (B, F, H, D) or (B, F, H, 1)
+        mu = stack([n.mu for n in nets])  # (B, F, H, D)
+        gamma = stack([n.gamma for n in nets])  # (B, F, H, D) or (B, F, H, 1)
         diff = pos[:, None, :] - mu.unsqueeze(2)  # (B, F, N, H, D)
         g = g * torch.exp(-0.5 * (gamma.unsqueeze(2) * diff).square().sum(-1))
-    W = torch.stack([n.W for n in nets])  # (B, L, H, H)
-    b = torch.stack([n.b for n in nets])  # (B, L, H)
+    W = stack([n.W for n in nets])  # (B, L, H, H)
+    b = stack([n.b for n in nets])  # (B, L, H)
     gs, Ws, bs = g.unbind(1), W.unbind(1), b.unbind(1)
     h = gs[0]
     for i in range(len(Ws)):
@@ -74,19 +121,20 @@ def _siren_hidden(nets: list[SIREN], pos: torch.Tensor) -> torch.Tensor:
     omega = nets[0].omega_0
     h = pos.unsqueeze(0).expand(len(nets), *pos.shape)
     for i in range(len(nets[0].linears) - 1):
-        W = torch.stack([n.linears[i].weight for n in nets])
-        b = torch.stack([n.linears[i].bias for n in nets])
+        W = stack([n.linears[i].weight for n in nets])
+        b = stack([n.linears[i].bias for n in nets])
         h = torch.sin(omega * torch.baddbmm(b.unsqueeze(1), h, W.transpose(1, 2)))
     return h
 
 
-def batched_net(nets: list[nn.Module], pos: torch.Tensor) -> list[torch.Tensor]:
-    """Each net's output at `pos` (out_features, N), as net(pos) gives it, from one batched evaluation."""
+def batched_net(nets: list[nn.Module], pos: torch.Tensor, scale: torch.Tensor | None = None) -> list[torch.Tensor]:
+    """Each net's output at `pos` (out_features, N), as net(pos) gives it, from one batched evaluation; times
+    `scale[b]` (N,) if a scale (B, N) is given."""
     if isinstance(nets[0], MFN):
         h = _mfn_hidden(nets, pos)
-        return _outputs([n.W_out for n in nets], [n.b_out for n in nets], h)
+        return _outputs([n.W_out for n in nets], [n.b_out for n in nets], h, scale)
     h = _siren_hidden(nets, pos)
-    return _outputs([n.linears[-1].weight for n in nets], [n.linears[-1].bias for n in nets], h)
+    return _outputs([n.linears[-1].weight for n in nets], [n.linears[-1].bias for n in nets], h, scale)
 
 
 class KernelBank:
@@ -137,13 +185,13 @@ def sample_continuous(layers: list[nn.Module]) -> list[torch.Tensor]:
     pos, axes = first._grid_positions(union, first.bias.device, first.bias.dtype)
     sizes = [stop - start for start, stop in union]
     with torch.autocast(first.bias.device.type, enabled=False):
-        raw = batched_net([layer.net for layer in layers], pos)
         masks = type(first).batched_envelope(layers, axes)  # (B, *sizes) or None
+        # each net's output times its mask, in the batched products
+        scale = None if masks is None else masks.reshape(len(layers), -1)
+        raw = batched_net([layer.net for layer in layers], pos, scale)
         out = []
         for b, (layer, crop) in enumerate(zip(layers, crops)):
             kernel = raw[b].view(layer.cout, layer.cin, *sizes)
-            if masks is not None:
-                kernel = kernel * masks[b]
             if layer.rate_norm != 1.0:
                 kernel = kernel * layer.rate_norm
             for d, ((start, stop), (u0, _)) in enumerate(zip(crop, union)):

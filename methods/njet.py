@@ -16,7 +16,7 @@ import math
 import torch
 from torch import nn
 
-from methods import hooks, register_method
+from methods import hooks, kernelbank, register_method
 from methods.functional import conv_with_kernel
 
 
@@ -159,7 +159,12 @@ class NJetConv(nn.Module):
         halves = [layer.half_widths(layer._input_size) for layer in layers]
         top = max(max(h) for h in halves)
         x = torch.arange(-top, top + 1, dtype=dtype, device=device)
-        s = torch.cat([layer.sigma().reshape(1) for layer in layers]).view(-1, 1, 1)  # (B, 1, 1)
+        # every layer's sigma() in one exp2 (the same elementwise ops, so the same values)
+        s = torch.exp2(kernelbank.stack([layer.log2_sigma for layer in layers]))
+        ratios = [layer.resolution_ratio for layer in layers]
+        if any(r != 1.0 for r in ratios):
+            s = s * _constant(("ratios", tuple(ratios), dtype), device, lambda: torch.tensor(ratios, dtype=dtype))
+        s = s.view(-1, 1, 1)  # (B, 1, 1)
         inside = _constant(("inside", top, tuple(map(tuple, halves))), device,
                            lambda: torch.tensor([[[abs(v) <= h for v in range(-top, top + 1)] for h in hs]
                                                  for hs in halves]))  # (B, dim, 2H + 1)  # fmt: skip

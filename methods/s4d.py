@@ -109,11 +109,11 @@ class S4DConv(nn.Module):
         over layers and axes: the same formulas, stacked."""
         first = layers[0]
         with torch.autocast(first.D.device.type, enabled=False):
-            log_dt = torch.stack([layer.log_dt for layer in layers])  # (B, dim, C_out)
-            A = torch.complex(-torch.stack([layer.log_A_real for layer in layers]).exp(),
-                              torch.stack([layer.A_imag for layer in layers]))  # (B, dim, C_out, modes)  # fmt: skip
+            log_dt = kernelbank.stack([layer.log_dt for layer in layers])  # (B, dim, C_out)
+            A = torch.complex(-kernelbank.stack([layer.log_A_real for layer in layers]).exp(),
+                              kernelbank.stack([layer.A_imag for layer in layers]))  # (B, dim, C_out, modes)  # fmt: skip
             dt = log_dt.exp().unsqueeze(-1)
-            C = torch.view_as_complex(torch.stack([layer.C for layer in layers]))  # (B, dim, sides, C_out, modes)
+            C = torch.view_as_complex(kernelbank.stack([layer.C for layer in layers]))  # (B, dim, sides, C_out, modes)
             C = C * (torch.exp(dt * A) - 1).unsqueeze(2) / A.unsqueeze(2)
             lags = first.grid[0] if first.causal else first.grid[0] // 2 + 1
             steps = torch.arange(lags, device=A.device, dtype=A.real.dtype)

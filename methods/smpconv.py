@@ -127,8 +127,8 @@ class SMPConv(nn.Module):
         """`sample_kernel()` of every layer (equal batch keys): the points' supports of all layers' output
         channels in one evaluation, each layer's weights in one batched product per weight shape."""
         first = layers[0]
-        positions = torch.cat([layer.positions for layer in layers])  # (sum C_out, n, dim)
-        radius = torch.cat([layer.radius for layer in layers])
+        positions = kernelbank.cat([layer.positions for layer in layers])  # (sum C_out, n, dim)
+        radius = kernelbank.cat([layer.radius for layer in layers])
         dist = 0
         for d, axis in enumerate(first._axes()):
             shape = [1] * first.dim

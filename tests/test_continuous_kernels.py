@@ -209,7 +209,8 @@ def test_models_are_causal(method, arch):
 @pytest.mark.parametrize(
     ("x_shape", "k_shape", "causal"),
     [((2, 3, 50), (17,), True), ((2, 3, 50), (50,), True), ((2, 3, 300), (5,), True), ((2, 3, 31), (9,), False),
-     ((2, 3, 20, 23), (7, 9), False), ((2, 3, 16, 16), (17, 17), False), ((1, 2, 8, 8), (1, 1), False)],
+     ((2, 3, 20, 23), (7, 9), False), ((2, 3, 16, 16), (17, 17), False), ((1, 2, 8, 8), (1, 1), False),
+     ((2, 3, 32, 32), (3, 3), False)],  # the last two: a small kernel's DFT by one matrix product
 )  # fmt: skip
 def test_fft_and_direct_agree(x_shape, k_shape, causal):
     torch.manual_seed(0)
@@ -228,7 +229,7 @@ def test_fft_and_direct_agree(x_shape, k_shape, causal):
 @pytest.mark.parametrize(
     ("x_shape", "k_shape", "causal"),
     [((2, 5, 50), (17,), True), ((2, 5, 50), (50,), True), ((2, 5, 300), (5,), True), ((2, 5, 31), (9,), False),
-     ((2, 5, 20, 23), (7, 9), False), ((2, 5, 16, 16), (17, 17), False)],
+     ((2, 5, 20, 23), (7, 9), False), ((2, 5, 16, 16), (17, 17), False), ((2, 5, 32, 32), (3, 3), False)],
 )  # fmt: skip
 def test_depthwise_kernels_on_both_paths_equal_the_diagonal_dense_kernel(x_shape, k_shape, causal):
     """A (C, 1, ...) weight convolves each channel alone: the dense kernel with it on the diagonal, on both paths."""
