@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-FORMAT = 2  # 1: pickled objects (numpy and Python RNG states as tuples), read with weights_only=False
+FORMAT = 2  # 1 (before plain data): pickled objects, numpy and Python RNG states as tuples; refused now
 
 
 def _numpy_state() -> dict:
