@@ -44,7 +44,7 @@ from methods.functional import bucketed_crop
 
 
 class FlexConv(CKConv):
-    variable_shape = True  # the crop follows the mask (bench/cost/fastpath.py); bucket_shapes() bounds it
+    variable_shape = True  # the crop follows the mask (bench/run/fastpath.py); bucket_shapes() bounds it
 
     def __init__(
         self,
@@ -119,7 +119,7 @@ class FlexConv(CKConv):
             mask = m if mask is None else mask.unsqueeze(-1) * m.view(len(layers), *([1] * d), -1)
         return mask
 
-    # -- shape buckets (a compiled step: bench/cost/fastpath.py) --------------------------------------------
+    # -- shape buckets (a compiled step: bench/run/fastpath.py) --------------------------------------------
     # With bucketing on, the kernel is sampled on bucketed_crop(crop()) (methods/functional.py) and the
     # taps outside crop() are multiplied by exactly 0, decided on the device from the mask parameters by
     # the same float64 arithmetic as crop(): the layer computes what it computes unbucketed, and its shapes

@@ -73,7 +73,7 @@ def support_half_width(sigma: float, k: float) -> int:
 class NJetConv(nn.Module):
     """One N-Jet layer: a learned combination of Gaussian derivatives at one learned scale."""
 
-    variable_shape = True  # its support follows sigma (bench/cost/fastpath.py: not compiled by default)
+    variable_shape = True  # its support follows sigma (bench/run/fastpath.py: not compiled by default)
 
     def __init__(
         self,

@@ -37,7 +37,7 @@ from methods.functional import conv_with_kernel
 
 
 class GaussianBlurConv(nn.Module):
-    variable_shape = True  # its support follows sigma (bench/cost/fastpath.py: not compiled by default)
+    variable_shape = True  # its support follows sigma (bench/run/fastpath.py: not compiled by default)
 
     def __init__(
         self,

@@ -1,4 +1,4 @@
-"""torch.compile of the training step (bench/cost/fastpath.py): fixed-shape models trace whole, FlexConv's crop is
+"""torch.compile of the training step (bench/run/fastpath.py): fixed-shape models trace whole, FlexConv's crop is
 bucketed so a growing mask recompiles only at bucket changes, with the math unchanged; train.compile is part of the
 run's configuration."""
 
@@ -10,7 +10,7 @@ import pytest
 import torch
 
 import methods
-from bench.cost import fastpath
+from bench.run import fastpath
 from bench.run.config import RunConfig, TrainConfig
 from methods import hooks
 from methods.flexconv import FlexConv

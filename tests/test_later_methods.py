@@ -348,7 +348,7 @@ def test_s4d_bad_hyperparameters(hp, message):
 @pytest.mark.parametrize("name", ["smpconv", "flexconv_sep", "ccnn", "s4d"])
 @pytest.mark.parametrize("task", [TaskSpec(1, 2, 3, 24, causal=True), TaskSpec(2, 3, 4, (12, 12))], ids=["1d", "2d"])
 def test_kernels_reach_the_reports_kernel_images(name, task):
-    from bench.report.kernels import decode, snapshot
+    from bench.run.kernels import decode, snapshot
 
     torch.manual_seed(0)
     hp = {"blocks": 2, "width": 4} if name == "ccnn" else {"width": 4}

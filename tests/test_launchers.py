@@ -205,21 +205,19 @@ def _pool_slots(monkeypatch, device: str, options: dict, launcher: str = "local"
     """What `launcher` hands the worker pool (or runs in-process) for `device`, with the GPU simulated."""
     import torch
 
-    import bench.launchers.pool as pool_module
-    import bench.run.env as env
-    import bench.run.runner as runner
+    import bench.launchers.local as local_module
 
     seen = {}
-    monkeypatch.setattr(env, "resolve_device", lambda d: device)
+    monkeypatch.setattr(local_module, "resolve_device", lambda d: device)
     monkeypatch.setattr(torch.cuda, "current_device", lambda: 0)
     monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
 
     def run_pool(runs, ctx, slots, threads, name):
         seen.update(slots=slots)
 
-    monkeypatch.setattr(pool_module, "run_pool", run_pool)
+    monkeypatch.setattr(local_module, "run_pool", run_pool)
     monkeypatch.setattr(lg, "run_pool", run_pool)
-    monkeypatch.setattr(runner, "run_grid", lambda runs, out, device, **kw: seen.update(in_process=device))
+    monkeypatch.setattr(local_module, "run_grid", lambda runs, out, device, **kw: seen.update(in_process=device))
     ctx = LaunchContext("never-written", "auto", options=options)  # (run_pool and run_grid are stand-ins)
     LAUNCHERS.get(launcher).obj([RunConfig("conv", "digits")], ctx)
     return seen

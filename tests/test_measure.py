@@ -9,7 +9,7 @@ import torch
 import torchvision
 from torch import nn
 
-from bench.cost import measure
+from bench.run import measure
 from bench.report import plots
 from bench.report import summary as report
 from bench.run import store

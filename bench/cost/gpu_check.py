@@ -4,7 +4,7 @@ Each method trains for up to STEPS steps (after WARMUP untimed ones, and at most
 of timed steps) on generated inputs, so nothing is downloaded: sCIFAR10-shaped sequences
 (3 x 1024, causal), 32 x 32 and 96 x 96 RGB images, 10 classes. The step is the protocol's:
 AdamW over the modules' parameter groups, bf16 autocast, regularisation terms, post-step hooks,
-and the fast path (bench/cost/fastpath.py), with the step eager unless `--compile graph` (or model, auto)
+and the fast path (bench/run/fastpath.py), with the step eager unless `--compile graph` (or model, auto)
 asks for the compiled one (column `compile`). Throughput, step time, peak memory and FLOPs go to
 <out>/perf/gpu-check-<GPU model>.csv, one row per method and input; failures and OOMs are rows.
 
@@ -23,7 +23,7 @@ import torch
 
 import methods
 from bench.base import UserError
-from bench.cost import fastpath, measure
+from bench.run import fastpath, measure
 from bench.run.config import RunConfig, TrainConfig
 from bench.run.protocol import loss_fn, make_optimizer
 from methods import hooks

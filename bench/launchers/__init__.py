@@ -19,18 +19,19 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable
-from contextlib import contextmanager
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
+
+import torch
 
 from bench.base import Registry, UserError
 from bench.run import store
+from bench.run.plugins import load_plugin
 
 LAUNCHERS = Registry(
     "launcher",
     "lksbench.launchers",
-    {"local": "bench.launchers", "local-gpus": "bench.launchers.local_gpus", "slurm": "bench.launchers.slurm"},
+    {"local": "bench.launchers.local", "local-gpus": "bench.launchers.local_gpus", "slurm": "bench.launchers.slurm"},
 )
 
 
@@ -74,24 +75,8 @@ def launch(name: str, runs: list, ctx: LaunchContext):
 
 def prepare_worker(ctx: LaunchContext) -> None:
     """What a fresh process (worker, cluster job) needs before it can build the runs: the plugins."""
-    from bench.run.plugins import load_plugin
-
     for spec in ctx.plugins:
         load_plugin(spec)
-
-
-@contextmanager
-def one_at_a_time(lock: Path):
-    """An exclusive lock across processes: workers must not download the same dataset at once."""
-    lock.parent.mkdir(parents=True, exist_ok=True)
-    with lock.open("a") as f:
-        try:
-            import fcntl
-
-            fcntl.flock(f, fcntl.LOCK_EX)
-        except (ImportError, OSError):  # no fcntl (Windows) or a filesystem without locks: go on unlocked
-            pass
-        yield  # closing the file releases the lock
 
 
 def cpu_cores() -> int:
@@ -136,29 +121,5 @@ def gpu_slots(device: str, options: dict) -> list[str]:
         if n > 1:
             raise UserError(f"--workers > 1 runs on CPU cores or CUDA GPUs, not on {device}")
         return ["cpu"]
-    import torch
-
     index = torch.device(device).index
     return [str(torch.cuda.current_device() if index is None else index)] * n
-
-
-@register_launcher("local", "this machine: --workers processes (default: one per CPU core; on a GPU --runs-per-gpu)",
-                   ("workers", "runs_per_gpu"))  # fmt: skip
-def local(runs: list, ctx: LaunchContext):
-    from bench.launchers.pool import run_pool
-    from bench.run.env import resolve_device
-    from bench.run.runner import run_grid
-
-    device = resolve_device(ctx.device)
-    if device == "cpu":
-        if ctx.options.get("runs_per_gpu") is not None:
-            raise UserError("--runs-per-gpu shares a GPU between runs, and this runs on the CPU: use --workers")
-        workers = parse_workers(ctx.options.get("workers"), device, len(runs))
-        if workers > 1:
-            return run_pool(runs, ctx, ["cpu"] * workers, threads=max(1, cpu_cores() // workers), name="local")
-    else:
-        slots = gpu_slots(device, ctx.options)
-        if len(slots) > 1:  # several runs on the one GPU, each in its own process (pool.py)
-            return run_pool(runs, ctx, slots, threads=max(1, cpu_cores() // len(slots)), name="local")
-    print(f"{len(runs)} runs to do on {device}, results in {ctx.out}/runs/")
-    return run_grid(runs, ctx.out, device, data_root=ctx.data_root, force=ctx.force, progress=ctx.progress)

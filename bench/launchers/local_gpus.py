@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import os
 
+import torch
+
 from bench.base import UserError
 from bench.launchers import LaunchContext, register_launcher, runs_per_gpu
 from bench.launchers.pool import run_pool
@@ -18,8 +20,6 @@ from bench.launchers.pool import run_pool
 
 def parse_gpus(text: str | None) -> list[str]:
     """`0,1,2,3` / `0,0,1,1` / `cpu,cpu` / `all` (default: every visible GPU) -> one slot per entry."""
-    import torch
-
     entries = [e.strip() for e in (text or "all").split(",") if e.strip()]
     count = torch.cuda.device_count()
     if entries == ["all"]:

@@ -22,10 +22,14 @@ import time
 from collections import Counter, deque
 from contextlib import contextmanager
 
+import torch
 from tqdm.auto import tqdm
 
 from bench.base import DiskFull, UserError, is_disk_full
 from bench.launchers import LaunchContext, prepare_worker
+from bench.run import store
+from bench.run.config import RunConfig
+from bench.run.runner import DataCache, Summary, run_one, summary_line
 
 POLL_S = 0.5  # how often a waiting driver or worker checks that the other side is alive
 
@@ -70,11 +74,6 @@ def worker(
     slot: int, gpu: str, tasks, results, ctx: LaunchContext, threads: int, since: float, name: str, sharing: int = 1
 ) -> None:
     """A worker process: runs from `tasks` until a None (or the driver is gone), one message per run."""
-    import torch
-
-    from bench.run.config import RunConfig
-    from bench.run.runner import DataCache, run_one
-
     interrupt_on_sigterm()
     torch.set_num_threads(threads)
     results.cancel_join_thread()  # never hang at exit on messages a dead driver will not read
@@ -119,8 +118,6 @@ def worker(
 
 def _died_in_run(cfg, slot: int, gpu: str, exitcode, ctx: LaunchContext, name: str) -> dict:
     """A failure row for a run whose worker process died under it (never over a finished record)."""
-    from bench.run import store
-
     record = {"run_id": cfg.run_id, "config": cfg.to_dict(), "method": cfg.method, "dataset": cfg.dataset,
               "seed": cfg.seed, "tags": list(cfg.tags), "status": "failed",
               "error": f"the worker process died during the run (exit code {exitcode})",
@@ -131,8 +128,6 @@ def _died_in_run(cfg, slot: int, gpu: str, exitcode, ctx: LaunchContext, name: s
 
 def run_pool(runs: list, ctx: LaunchContext, slots: list[str], threads: int, name: str):
     """Train `runs` on one worker process per slot (`name`: the launcher, for the run files); a Summary."""
-    from bench.run.runner import Summary, summary_line
-
     summary = Summary(counts=Counter())
     if not runs:
         return summary

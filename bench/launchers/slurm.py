@@ -17,12 +17,19 @@ from __future__ import annotations
 import dataclasses
 import math
 import os
+import platform
 import shutil
 import time
 from pathlib import Path
 
+import torch
+
 from bench.base import UserError
 from bench.launchers import LaunchContext, prepare_worker, register_launcher
+from bench.run.config import RunConfig, parse_value
+from bench.run.env import resolve_device
+from bench.run.runner import DataCache, Summary, run_one, summary_line
+from methods import card_of
 
 REPO = Path(__file__).resolve().parents[2]
 DEFAULTS = {"timeout_min": 240, "gpus_per_node": 1, "cpus_per_task": 4, "slurm_array_parallelism": 256}
@@ -37,7 +44,7 @@ OPTIONS = ("slurm_cluster", "slurm_partition", "slurm_time", "slurm_gpus", "slur
 
 def _submitit():
     try:
-        import submitit
+        import submitit  # an optional dependency: checked when the launcher is used
     except ImportError:
         raise UserError("--launcher slurm needs submitit: pip install submitit") from None
     return submitit
@@ -66,9 +73,6 @@ def parse_time(text: str) -> int:
 
 def job_parameters(method: str, options: dict) -> dict:
     """submitit parameters for one run of `method`: defaults < the card's hints < the user's flags."""
-    from bench.run.config import parse_value
-    from methods import card_of
-
     params = dict(DEFAULTS, name=f"lksbench-{method}")
     for key, value in card_of(method).resources.items():
         if key not in CARD_KEYS:
@@ -96,14 +100,7 @@ class RunJob:
         self.since = since  # when the driver started (a run file written later was written elsewhere)
 
     def __call__(self, cfg: dict, ctx: LaunchContext) -> tuple[str, str]:
-        import platform
-
-        import submitit
-        import torch
-
-        from bench.run.config import RunConfig
-        from bench.run.env import resolve_device
-        from bench.run.runner import DataCache, run_one, summary_line
+        import submitit  # an optional dependency: imported where it is used (the driver checks it first)
 
         # torch would otherwise start a thread per core of the node, not per CPU of the job
         cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
@@ -118,7 +115,7 @@ class RunJob:
 
     def checkpoint(self, *args, **kwargs):
         """Called by submitit on the job's timeout/preemption signal: requeue the same call."""
-        from submitit.helpers import DelayedSubmission
+        from submitit.helpers import DelayedSubmission  # the optional dependency, as above
 
         return DelayedSubmission(self, *args, **kwargs)
 
@@ -158,8 +155,6 @@ def in_flight(submitit, folder: Path, runs: list) -> dict:
 
 @register_launcher("slurm", "SLURM job arrays via submitit (--slurm-cluster local: local processes)", OPTIONS)
 def slurm(runs: list, ctx: LaunchContext):
-    from bench.run.runner import Summary
-
     submitit = _submitit()
     cluster = ctx.options.get("slurm_cluster") or "slurm"
     if cluster not in ("slurm", "local"):

@@ -9,7 +9,7 @@ by labels on the points (which overlap).
 - test metric vs parameters, vs forward FLOPs and vs training time per dataset;
 - accuracy vs parameters per paper table, our rows beside the published points;
 - learned kernel size per layer over training, for every method that learns its size;
-- the learned continuous kernels and masks (bench/report/kernels.py snapshots) as images;
+- the learned continuous kernels and masks (bench/run/kernels.py snapshots) as images;
 - the cross-resolution drop per method (source, out of the box, fine-tuned);
 - training curves (training loss, validation metric) per dataset.
 """
@@ -305,7 +305,7 @@ def mosaic(arrays: list[np.ndarray], causal: bool) -> tuple[np.ndarray, list[flo
 
 def kernel_images(records: list[dict], plots: Path) -> list[Path]:
     """Per method, per dataset: every layer's learned kernel (first channel pair) and its mask, as mosaics."""
-    from bench.report.kernels import decode
+    from bench.run.kernels import decode
 
     by_label: dict[str, list[dict]] = defaultdict(list)
     for (label, _), r in sorted(first_runs(records).items()):

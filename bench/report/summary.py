@@ -34,7 +34,7 @@ BASELINE = "conv"  # the fixed-size baseline the paired differences and P(improv
 
 
 def cost_fields(r: dict) -> dict:
-    """Cost columns of a run (bench/cost/measure.py); peak memory is the GPU's on CUDA, else what the run added to RSS."""
+    """Cost columns of a run (bench/run/measure.py); peak memory is the GPU's on CUDA, else what the run added to RSS."""
     gpu = (r.get("env") or {}).get("gpu_name")
     peak = r.get("peak_gpu_mem_mb") if r.get("peak_gpu_mem_mb") is not None else r.get("run_cpu_mem_mb")
     return {"params_weights": r.get("params_weights"), "flops_fwdbwd": r.get("flops_fwdbwd"),

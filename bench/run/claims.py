@@ -10,6 +10,8 @@ machines that mount it, split the grid between them, each run done once.
 After taking a claim, a process must read the run's status again: the run may have finished
 between its first look and the lock (the lock file is removed after the run file is written).
 On a filesystem without locks, claims are skipped with one warning and runs are not shared.
+The same lock, held while waiting and kept as a file, serialises other work across processes
+(`one_at_a_time`: a dataset is downloaded once, whoever asks first).
 """
 
 from __future__ import annotations
@@ -18,6 +20,8 @@ import errno
 import os
 import platform
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 try:
@@ -59,7 +63,21 @@ def _unsupported(exc: OSError) -> bool:
 
 def claim(out: str | Path, run_id: str, wait: bool = False) -> Claim | None:
     """Take the claim on `run_id`: a Claim, or None when another live process holds it (and not `wait`)."""
-    path = claims_dir(out) / f"{run_id}.lock"
+    return lock(claims_dir(out) / f"{run_id}.lock", wait)
+
+
+@contextmanager
+def one_at_a_time(path: Path) -> Iterator[None]:
+    """An exclusive lock across processes on `path` (waited for; the file stays for the next one)."""
+    held = lock(path, wait=True)
+    try:
+        yield
+    finally:
+        held.release(remove=False)
+
+
+def lock(path: Path, wait: bool = False) -> Claim | None:
+    """An exclusive lock on the file `path` (created if needed), or None when another live process holds it."""
     path.parent.mkdir(parents=True, exist_ok=True)
     while True:
         fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o666)

@@ -53,7 +53,7 @@ class TrainConfig:
     # validation split where it has one (Speech Commands), else the test set is the validation set, so the
     # result is the best test metric over epochs
     selection: str = "val"
-    # torch.compile of the training step (bench/cost/fastpath.py): auto (graph on CUDA where shapes are fixed or
+    # torch.compile of the training step (bench/run/fastpath.py): auto (graph on CUDA where shapes are fixed or
     # bucketed, off on the CPU), off, model (inductor kernels), graph (inductor + CUDA graphs, mode reduce-overhead)
     compile: str = "auto"
 

@@ -3,7 +3,7 @@
 For every run whose method takes `width` (layer methods through the backbone, and model methods
 that declare it), the width is the one whose model comes closest to the target: trainable
 parameters (`params`) or forward FLOPs of one sample at the dataset's input size (`flops`, the
-report's counter, bench/cost/measure.py). The target is a number (`params=100000`), or, when not
+report's counter, bench/run/measure.py). The target is a number (`params=100000`), or, when not
 given, what the plain `conv` method has at that run's own backbone settings on that dataset: every
 method is then compared with a conv of the suite's size. The search builds models only (no data,
 no training); count(width) is increasing, so it bisects.
@@ -49,7 +49,7 @@ def measure(method: str, task, model: dict, kind: str) -> float:
     net = methods.build_model(method, task, **model)
     if kind == "params":
         return float(sum(p.numel() for p in net.parameters() if p.requires_grad))
-    from bench.cost.measure import count_flops
+    from bench.run.measure import count_flops
 
     sample = torch.zeros(1, *task.input_shape)
     return float(count_flops(net, sample)[0])

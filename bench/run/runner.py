@@ -19,11 +19,13 @@ from pathlib import Path
 import torch
 from tqdm.auto import tqdm
 
+import datasets
 from bench.base import DiskFull, Diverged, UserError, is_disk_full
-from bench.cost import measure
-from bench.run import store
+from bench.run import claims, crossres, kernels, measure, store
+from bench.run.claims import one_at_a_time
 from bench.run.config import RunConfig
 from bench.run.env import environment
+from bench.run.protocol import train_run
 
 
 @dataclass
@@ -50,8 +52,6 @@ class DataCache:
         self.data_root, self.key, self.value = data_root, None, None
 
     def get(self, cfg: RunConfig):
-        import datasets
-
         hold_out = cfg.train.selection != "paper"  # the papers' protocol trains on all the training data
         key = (cfg.dataset, cfg.seed, cfg.train.val_fraction, hold_out, repr(sorted(cfg.data.items())))
         if key != self.key:
@@ -75,25 +75,12 @@ def _status_of(exc: BaseException) -> str:
     return "failed"
 
 
-# Steps run after training, each `fn(cfg, model, data, record, device)` adding to the record
-# (cost measures, cross-resolution evaluation); named "module:function", imported when used.
-# A step that loads more data declares a `data_root` keyword and gets the run's data root.
-POST_TRAIN_STEPS: list[str] = [
-    "bench.cost.measure:add_cost",
-    "bench.report.kernels:add_kernel_snapshot",  # before crossres changes the model
-    "bench.run.crossres:add_cross_resolution",
-]
-
-
 def post_train(cfg: RunConfig, model, data, record: dict, device: str, data_root=None) -> None:
-    import importlib
-    import inspect
-
-    for step in POST_TRAIN_STEPS:
-        module, _, name = step.partition(":")
-        fn = getattr(importlib.import_module(module), name)
-        extra = {"data_root": data_root} if "data_root" in inspect.signature(fn).parameters else {}
-        fn(cfg, model, data, record, device, **extra)
+    """What is measured on the trained model, into its record: cost, then the kernels (before crossres rescales
+    the model), then the cross-resolution evaluation (which loads the target data from `data_root`)."""
+    measure.add_cost(cfg, model, data, record, device)
+    kernels.add_kernel_snapshot(cfg, model, data, record, device)
+    crossres.add_cross_resolution(cfg, model, data, record, device, data_root=data_root)
 
 
 CPU_THREADS = 1  # every CPU run computes with this many intra-op threads, whatever the machine or the launcher
@@ -128,8 +115,6 @@ def execute(cfg: RunConfig, device: str, cache: DataCache, progress: bool = True
 
 
 def _execute(cfg: RunConfig, device: str, cache: DataCache, progress: bool, out: Path | None) -> dict:
-    from bench.run.protocol import train_run
-
     record = {"run_id": cfg.run_id, "config": cfg.to_dict(), "method": cfg.method, "dataset": cfg.dataset,
               "seed": cfg.seed, "tags": list(cfg.tags), "env": environment(device),
               "started_at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")}  # fmt: skip
@@ -181,9 +166,6 @@ def run_one(cfg: RunConfig, out: str | Path, device: str, cache: DataCache, *, s
     `since`: when this command started; a run file written after it was written by another
     process sharing the folder, and counts as done whatever its status.
     """
-    from bench.launchers import one_at_a_time
-    from bench.run import claims
-
     held = claims.claim(out, cfg.run_id, wait=False)
     if held is None and wait:
         tqdm.write(f"waiting for {cfg.label}: claimed by {claims.holder(out, cfg.run_id) or 'another process'}")
