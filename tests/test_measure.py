@@ -9,10 +9,9 @@ import torch
 import torchvision
 from torch import nn
 
-from bench.run import measure
 from bench.report import plots
 from bench.report import summary as report
-from bench.run import store
+from bench.run import measure, store
 from bench.run.config import RunConfig, TrainConfig
 from bench.run.runner import run_grid
 from methods.functional import conv_fft

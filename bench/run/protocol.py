@@ -31,8 +31,7 @@ import torch.nn.functional as F
 from tqdm.auto import tqdm
 
 from bench.base import Diverged
-from bench.run import fastpath
-from bench.run import checkpoint
+from bench.run import checkpoint, fastpath
 from bench.run.batches import batches
 from bench.run.config import RunConfig
 from bench.run.store import encode_correct
