@@ -24,9 +24,9 @@ import torch
 import methods
 from bench.base import UserError
 from bench.run import fastpath, measure
-from bench.run.config import RunConfig, TrainConfig
-from bench.run.protocol import loss_fn, make_optimizer
-from methods import hooks
+from bench.run.config import RunConfig, TrainConfig, parse_overrides
+from bench.run.env import resolve_device
+from bench.run.protocol import TrainStep, make_optimizer
 from methods.task import TaskSpec
 
 DESCRIPTION = "every method at real sizes on generated inputs, a few hundred steps each (< 5 min on one GPU)"
@@ -54,19 +54,6 @@ def _hparams(method: str, dim: int, cuda: bool) -> dict:
     return {k: v for k, v in chosen.items() if accepted is None or k in accepted}
 
 
-def _train_steps(model, optimizer, x, y, metric: str, n: int, cuda: bool, forward=None) -> None:
-    """`n` steps of the protocol's update on one batch (`forward`: the compiled one, if any)."""
-    step_hooks = hooks.StepHooks(model)
-    for _ in range(n):
-        with torch.autocast("cuda", dtype=torch.bfloat16, enabled=cuda):
-            loss = loss_fn((forward or model)(x), y, metric)
-        reg = step_hooks.regularization_loss()
-        optimizer.zero_grad(set_to_none=True)
-        (loss if reg is None else loss + reg).backward()
-        optimizer.step()
-        step_hooks.post_step()
-
-
 def check_one(
     method: str, input_name: str, task: TaskSpec, batch: int, device: str, cap_s: float = CAP_S, compile: str = "off"
 ) -> dict:
@@ -85,16 +72,18 @@ def check_one(
         model, _, fast = fastpath.prepare(RunConfig(method, input_name, model=hp, train=tc), model, None, device)
         mode = fastpath.compile_mode(compile, device, model)
         forward = fastpath.train_forward(model, mode)
-        optimizer = make_optimizer(model, tc)
+        step = TrainStep(model, make_optimizer(model, tc), tc, device, task.metric, forward)
         x = torch.randn(batch, *task.input_shape, device=device)
         y = torch.randint(0, task.num_classes, (batch,), device=device)
-        _train_steps(model, optimizer, x, y, task.metric, warmup, cuda, forward)
+        for _ in range(warmup):
+            step(x, y)
         if cuda:
             torch.cuda.synchronize()
         measure.reset_peak_memory(device)
         done, start = 0, time.perf_counter()
         while done < steps and (done == 0 or time.perf_counter() - start < cap_s):
-            _train_steps(model, optimizer, x, y, task.metric, 10 if cuda else 1, cuda, forward)
+            for _ in range(10 if cuda else 1):
+                step(x, y)
             done += 10 if cuda else 1
             if cuda:
                 torch.cuda.synchronize()  # keeps the time cap honest with asynchronous launches
@@ -172,12 +161,8 @@ def run_check(
 
 def main(args) -> int:
     """The command line's entry (`--suite gpu-check`): methods from --methods, one device."""
-    from bench.run.env import resolve_device
-
     if args.launcher != "local":
         raise UserError("--suite gpu-check runs on one device in this process: use the default --launcher local")
-    from bench.run.config import parse_overrides
-
     names = methods.METHODS.select(args.methods.split(",") if args.methods else ["*"])
     # the eager step unless --compile (or --set train.compile=) asks: compiling 90 models takes longer than the check
     compile = parse_overrides(args.overrides)["train"].get("compile", "off")

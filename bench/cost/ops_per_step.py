@@ -27,8 +27,7 @@ from torch.utils._python_dispatch import TorchDispatchMode
 
 import methods
 from bench.run.config import TrainConfig
-from bench.run.protocol import loss_fn, make_optimizer
-from methods import hooks
+from bench.run.protocol import TrainStep, make_optimizer
 from methods.task import TaskSpec
 
 # network: (task, the backbone's hparams, batch size)
@@ -87,16 +86,6 @@ class AtenOps(TorchDispatchMode):
         return sum(n for name, n in self.ops.items() if name in HOST_READ_OPS)
 
 
-def update(model, optimizer, step_hooks, x, y, metric: str) -> None:
-    """The protocol's update up to the optimizer step (bench/run/protocol.py), without the schedule and the
-    divergence flag."""
-    loss = loss_fn(model(x), y, metric)
-    reg = step_hooks.regularization_loss()
-    optimizer.zero_grad(set_to_none=True)
-    (loss if reg is None else loss + reg).backward()
-    optimizer.step()
-
-
 def build(method: str, network: str, seed: int = 0):
     """The method in `network` (or its own model, for a whole-model method), its optimizer, hooks and a batch."""
     task, backbone, batch = {**NETWORKS, **SMALL_NETWORKS}[network]
@@ -105,22 +94,21 @@ def build(method: str, network: str, seed: int = 0):
     torch.manual_seed(seed)
     model = methods.build_model(method, task, **hp)
     model.train()
-    optimizer = make_optimizer(model, TrainConfig(lr=1e-3))
+    tc = TrainConfig(lr=1e-3)
     x = torch.randn(batch, *task.input_shape)
     y = torch.randint(0, task.num_classes, (batch,))
-    return model, optimizer, hooks.StepHooks(model), x, y, task.metric
+    return TrainStep(model, make_optimizer(model, tc), tc, "cpu", task.metric), x, y
 
 
 def count(method: str, network: str) -> dict:
     """Aten ops and host reads in the second training step of `method` on `network`: in the update (forward,
     backward, optimizer step) and in the post-step hooks (where one batched copy of the sizes may be)."""
-    model, optimizer, step_hooks, x, y, metric = build(method, network)
-    update(model, optimizer, step_hooks, x, y, metric)
-    step_hooks.post_step()
+    step, x, y = build(method, network)
+    step(x, y)
     with HostReads() as reads, AtenOps() as ops:
-        update(model, optimizer, step_hooks, x, y, metric)
+        step.update(x, y)
     with HostReads() as post_reads, AtenOps() as post_ops:
-        step_hooks.post_step()
+        step.hooks.post_step()
     kinds = Counter(reads.reads) + Counter(post_reads.reads)
     kinds.update({name: n for o in (ops, post_ops) for name, n in o.ops.items() if name in HOST_READ_OPS})
     return {

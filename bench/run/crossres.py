@@ -17,14 +17,18 @@ test at 80 or 20; the ratio target/source is what `change_resolution` is told).
 
 from __future__ import annotations
 
+import inspect
 from dataclasses import replace
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
+import torch
+
+import datasets
+import methods
 from bench.base import UserError
 from bench.run.config import RunConfig, with_train
-
-if TYPE_CHECKING:
-    import torch
+from bench.run.protocol import autocast_for, evaluate, train_run
+from methods import hooks
 
 DEFAULTS = {"target": None, "finetune_epochs": 0}
 
@@ -47,10 +51,6 @@ def size_option(cfg: RunConfig) -> str:
     (steps: mnist1d's generator draws the same signals at another length) or, for a loader without it, `sr`
     (keep every sr-th step: sc_raw, char_trajectories, CKConv's sampling-rate experiments). Either gives the
     sampling-rate protocol: train at one rate, test zero-shot at another."""
-    import inspect
-
-    import datasets
-
     entry = datasets.get_entry(cfg.dataset)
     if entry.card.dim != 1:
         return "resolution"
@@ -79,8 +79,6 @@ def load_at(cfg: RunConfig, resolution: int, data_root=None, statistics=None):
     `statistics`: the source resolution's normalisation (its info["standardised"]); the model was
     trained on inputs normalised so, and a deployed model sees new images normalised the same way.
     """
-    import datasets
-
     return datasets.get_dataset(cfg.dataset, seed=cfg.seed, val_fraction=cfg.train.val_fraction,
                                 data_root=data_root, statistics=statistics, hold_out=cfg.train.selection != "paper",
                                 **{**cfg.data, size_option(cfg): resolution})  # fmt: skip
@@ -88,24 +86,13 @@ def load_at(cfg: RunConfig, resolution: int, data_root=None, statistics=None):
 
 def rescale(model: torch.nn.Module, method: str, ratio: float) -> str:
     """Prepare `model` for inputs `ratio` times bigger; returns what was done, for the run file."""
-    import methods
-    from methods import hooks
-
     if methods.card_of(method).resolution_change:
         return f"change_resolution({ratio:g}) on {hooks.change_resolution(model, ratio)} layers"
     return "same discrete kernels"
 
 
 def metric_on_test(model: torch.nn.Module, data, cfg: RunConfig, device: str) -> float:
-    import torch
-
-    from bench.run.protocol import evaluate
-
-    use_amp = cfg.train.amp and torch.device(device).type == "cuda"
-
-    def autocast():
-        return torch.autocast("cuda", dtype=torch.bfloat16, enabled=use_amp)
-
+    autocast = autocast_for(cfg.train, device)
     return evaluate(model, data.test, data.task.metric, cfg.train.eval_batch_size, device, autocast)["metric"]
 
 
@@ -130,9 +117,6 @@ def add_cross_resolution(cfg: RunConfig, model, data, record: dict, device: str,
     """
     if not cfg.crossres:
         return
-    from bench.run.protocol import train_run
-    from methods import hooks
-
     s = check_settings(cfg.crossres)
     metric = data.task.metric
     source = source_resolution(cfg, data)

@@ -102,6 +102,44 @@ def make_optimizer(model, tc) -> torch.optim.Optimizer:
         return torch.optim.AdamW(groups)
 
 
+def autocast_for(tc, device: str):
+    """The protocol's mixed precision as a context factory: bf16 autocast on CUDA when train.amp, else nothing."""
+    enabled = tc.amp and torch.device(device).type == "cuda"
+    return lambda: torch.autocast("cuda", dtype=torch.bfloat16, enabled=enabled)
+
+
+class TrainStep:
+    """The protocol's training step, the one the protocol, gpu-check, cross-resolution fine-tuning and the ops
+    count run: forward under autocast (`forward`: the compiled one, if any), loss, the modules' regularisation,
+    backward, gradient clipping, the optimizer, the schedule (if any), then the post-step hooks. No host read."""
+
+    def __init__(self, model, optimizer, tc, device: str, metric: str, forward=None, schedule=None):
+        self.model, self.optimizer, self.schedule = model, optimizer, schedule
+        self.forward, self.metric, self.grad_clip = forward or model, metric, tc.grad_clip
+        self.autocast = autocast_for(tc, device)
+        self.hooks = hooks.StepHooks(model)
+
+    def update(self, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Everything but the post-step hooks; returns (loss, loss + regularisation)."""
+        with self.autocast():
+            loss = loss_fn(self.forward(x), y, self.metric)
+        reg = self.hooks.regularization_loss()
+        total = loss if reg is None else loss + reg
+        self.optimizer.zero_grad(set_to_none=True)
+        total.backward()
+        if self.grad_clip:
+            torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.grad_clip)
+        self.optimizer.step()
+        if self.schedule is not None:
+            self.schedule.step()
+        return loss, total
+
+    def __call__(self, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        losses = self.update(x, y)
+        self.hooks.post_step()
+        return losses
+
+
 def stalled(history: list[dict], best_epoch: int, patience: int) -> bool:
     """`patience` epochs since the best validation metric or the last decay (never when patience is 0)."""
     decayed = [h["epoch"] for h in history if h.get("lr_decay")]
@@ -132,7 +170,6 @@ def train_run(cfg: RunConfig, data, device: str, progress: bool = True, ckpt: Pa
     compiled = fastpath.compile_mode(tc.compile, device, model, tc.deterministic)
     forward = fastpath.train_forward(model, compiled)  # the training step's (evaluation runs `model` eagerly)
     optimizer = make_optimizer(model, tc)
-    step_hooks = hooks.StepHooks(model)
     epochs = max(1, round(tc.epochs * cfg.budget))
     steps = math.ceil(len(data.train) / tc.batch_size)
     steps = min(steps, tc.max_steps_per_epoch) if tc.max_steps_per_epoch else steps
@@ -144,12 +181,8 @@ def train_run(cfg: RunConfig, data, device: str, progress: bool = True, ckpt: Pa
             round(tc.warmup_epochs * cfg.budget * steps), epochs * steps, tc.min_lr_factor, decays, tc.lr_decay_factor
         ),
     )
-    cuda = torch.device(device).type == "cuda"
-    use_amp = tc.amp and cuda
-
-    def autocast():
-        return torch.autocast("cuda", dtype=torch.bfloat16, enabled=use_amp)
-
+    step = TrainStep(model, optimizer, tc, device, metric, forward, schedule)
+    cuda, autocast = torch.device(device).type == "cuda", step.autocast
     higher_better = metric == "accuracy"
     best, best_state, best_epoch, history = None, None, -1, []
     train_time, samples, first_epoch = 0.0, 0, 0
@@ -169,23 +202,13 @@ def train_run(cfg: RunConfig, data, device: str, progress: bool = True, ckpt: Pa
         model.train()
         start, loss_sum, seen = time.perf_counter(), torch.zeros((), device=device), 0
         nonfinite = torch.zeros((), device=device)  # nan once a step's loss was not finite: checked per epoch
-        for step, (x, y) in enumerate(batches(data.train, tc.batch_size, shuffle=True, generator=gen, device=device)):
-            if step >= steps:
+        for i, (x, y) in enumerate(batches(data.train, tc.batch_size, shuffle=True, generator=gen, device=device)):
+            if i >= steps:
                 break
             if data.augment is not None:
                 x, y = data.augment(x, y, gen)
-            with autocast():
-                loss = loss_fn(forward(x), y, metric)
-            reg = step_hooks.regularization_loss()
-            total = loss if reg is None else loss + reg
+            loss, total = step(x, y)
             nonfinite = nonfinite + total.detach() * 0  # no host read inside a step
-            optimizer.zero_grad(set_to_none=True)
-            total.backward()
-            if tc.grad_clip:
-                torch.nn.utils.clip_grad_norm_(model.parameters(), tc.grad_clip)
-            optimizer.step()
-            schedule.step()
-            step_hooks.post_step()
             loss_sum, seen = loss_sum + loss.detach() * len(y), seen + len(y)
         if not torch.isfinite(nonfinite):
             raise Diverged(f"loss became {nonfinite.item()} in epoch {epoch} (steps run with a non-finite loss)")
