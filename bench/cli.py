@@ -144,7 +144,7 @@ def cmd_run(args, signals: list) -> int:
 
         return gpu_check.main(args)
     if args.suite == "kernel-fit":  # not a grid either: kernel nets fitted to target kernels
-        from bench.run import kernel_fit
+        from bench.report import kernel_fit
 
         return kernel_fit.main(args)
     overrides = parse_overrides(args.overrides)

@@ -7,6 +7,7 @@ import math
 import pytest
 import torch
 
+from bench.report import kernel_fit as kf_report
 from bench.run import kernel_fit as kf
 
 
@@ -78,7 +79,7 @@ def test_table_writer_intervals_and_published_rows():
             for s, (m, p) in enumerate(zip((0.01, 0.02, 0.03), (10.0, 12.0, 14.0) if net == "siren" else (5.0,) * 3))]  # fmt: skip
     rows.append(dict(net="siren", target="noise", dim=2, grid=33, seed=0, params=1000, mse=math.inf, psnr=-math.inf))
     rows.append(dict(net="relu", target="noise", dim=2, grid=33, seed=0, params=1001, mse=0.5, psnr=3.0))
-    text = kf.table_markdown(rows, {**kf.DEFAULTS}, 12.0)
+    text = kf_report.table_markdown(rows, {**kf.DEFAULTS}, 12.0)
     half = 4.302653 * 2.0 / math.sqrt(3)  # t(0.975, 2) * std / sqrt(n)
     assert f"| gaussian | 12.00 ± {half:.2f} | 5.00 ± 0.00 |" in text
     assert "| noise | diverged | 3.00 |" in text

@@ -25,10 +25,20 @@ import argparse
 import csv
 import multiprocessing as mp
 import os
+import re
 import subprocess
 import sys
 import time
 from pathlib import Path
+
+import torch
+import torch._dynamo
+
+import methods
+from bench.cost import gpu_check
+from bench.run.config import TrainConfig
+from bench.run.protocol import TrainStep, make_optimizer
+from methods import build_model
 
 REPO = Path(__file__).resolve().parents[2]
 DEADLINE_S = 420  # the session's own budget: steps stop starting work after it
@@ -42,17 +52,11 @@ COLUMNS = ["method", "input", "compile", "status", "error", "train_samples_s", "
 
 
 def methods_measured() -> list[str]:
-    import methods
-
     learned = [m for m in methods.list_methods() if methods.card_of(m).learned_size]
     return [m for m in COMPILED if m in learned or m == "resnet44"] + sorted(set(learned) - set(COMPILED))
 
 
 def gpu_name(device: str) -> str:
-    import re
-
-    import torch
-
     if device == "cpu":
         return "cpu"
     return re.sub(r"[^A-Za-z0-9.]+", "-", torch.cuda.get_device_name(0)).strip("-")
@@ -93,10 +97,6 @@ def step_tests(s: Session) -> None:
 
 
 def _row(method: str, compile: str, device: str) -> dict:
-    import torch
-
-    from bench.cost import gpu_check
-
     task, batch = gpu_check.tasks(device == "cuda")["img32"]
     since = time.perf_counter()
     r = gpu_check.check_one(method, "img32", task, batch, device, cap_s=1.5 if device == "cuda" else 0.1,
@@ -130,27 +130,23 @@ def step_eager(s: Session, path: Path) -> dict[str, float]:
 
 
 def _rpg_worker(device: str, barrier, seconds: float, results, rehearse: bool) -> None:
-    import torch
-
-    from bench.cost import gpu_check
-    from bench.run.config import TrainConfig
-    from bench.run.protocol import make_optimizer
-    from methods import build_model
-
     torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = True
     task, batch = gpu_check.tasks(device == "cuda")["img32"]
     model = build_model("flexconv", task, **gpu_check._hparams("flexconv", 2, device == "cuda")).to(device)
-    optimizer = make_optimizer(model, TrainConfig(lr=1e-3))
+    tc = TrainConfig(lr=1e-3)
+    step = TrainStep(model, make_optimizer(model, tc), tc, device, "accuracy")
     x = torch.randn(batch, *task.input_shape, device=device)
     y = torch.randint(0, 10, (batch,), device=device)
     cuda = device == "cuda"
-    gpu_check._train_steps(model, optimizer, x, y, "accuracy", 3, cuda)
+    for _ in range(3):
+        step(x, y)
     if cuda:
         torch.cuda.synchronize()
     barrier.wait()
     done, start = 0, time.perf_counter()
     while time.perf_counter() - start < seconds:
-        gpu_check._train_steps(model, optimizer, x, y, "accuracy", 1 if rehearse else 5, cuda)
+        for _ in range(1 if rehearse else 5):
+            step(x, y)
         done += 1 if rehearse else 5
     if cuda:
         torch.cuda.synchronize()
@@ -205,8 +201,6 @@ def step_compiled(s: Session, path: Path, eager: dict[str, float]) -> None:
     for method in [m for m in methods_measured() if m in eager]:
         if s.left() < 90:  # a model's compile can take a minute or two
             break
-        import torch._dynamo
-
         torch._dynamo.reset()  # the previous model's graphs (and their CUDA graph memory) are not needed again
         row = _row(method, "graph", s.device)
         base = eager.get(method)
@@ -226,8 +220,6 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--deadline", type=float, default=DEADLINE_S, help="seconds before steps stop starting work")
     parser.add_argument("--rehearse", action="store_true", help="without a GPU: every step scaled down on the CPU")
     args = parser.parse_args(argv)
-    import torch
-
     cuda = torch.cuda.is_available()
     if not cuda and not args.rehearse:
         print(f"gpu_session: no CUDA GPU here (torch {torch.__version__}); run it on a GPU machine, or add --rehearse",

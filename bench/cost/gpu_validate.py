@@ -39,6 +39,13 @@ import sys
 import time
 from pathlib import Path
 
+import torch
+
+import methods
+from bench.cost.gpu_check import output_path, run_check
+from bench.run import store
+from bench.run.env import environment
+
 REPO = Path(__file__).resolve().parents[2]
 CAP_S = 0.5  # seconds of timed steps per gpu-check row here (the standalone check uses 3)
 FAKE_TRAIN, FAKE_TEST = 10_000, 2_000
@@ -84,10 +91,6 @@ def step_tests() -> str:
 
 
 def step_gpu_check(device: str, out: Path) -> str:
-    import methods
-    from bench.cost.gpu_check import output_path, run_check
-    from bench.run.env import environment
-
     start = time.perf_counter()
     names = methods.list_methods()
     folder = REPO / "results" if device == "cuda" else out  # a rehearsal's CSV says nothing worth keeping
@@ -101,8 +104,6 @@ def step_gpu_check(device: str, out: Path) -> str:
 
 
 def _records(out: Path) -> list[dict]:
-    from bench.run import store
-
     records, problems = store.load_runs(out)
     if problems:
         print("\n".join(problems))
@@ -151,8 +152,6 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, default=REPO / "results" / "gpu-validate")
     parser.add_argument("--rehearse", action="store_true", help="without a GPU: the same steps scaled down on the CPU")
     args = parser.parse_args(argv)
-    import torch
-
     if not torch.cuda.is_available() and not args.rehearse:
         print(f"gpu_validate: no CUDA GPU here (torch {torch.__version__}, CUDA build {torch.version.cuda}); "
               "run it on a GPU machine, or add --rehearse to check its steps on the CPU", flush=True)  # fmt: skip

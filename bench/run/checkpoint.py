@@ -21,6 +21,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from bench.run.store import atomic_write
+
 FORMAT = 2  # 1 (before plain data): pickled objects, numpy and Python RNG states as tuples; refused now
 
 
@@ -63,8 +65,6 @@ def state_of(model, optimizer, schedule, generator: torch.Generator, loop: dict)
 
 
 def save(path: Path, model, optimizer, schedule, generator: torch.Generator, loop: dict) -> None:
-    from bench.run.store import atomic_write
-
     buffer = io.BytesIO()  # serialised first: the write then knows its size, and a full disk is one OSError
     torch.save(state_of(model, optimizer, schedule, generator, loop), buffer)
     atomic_write(path, buffer.getvalue(), sync=False)

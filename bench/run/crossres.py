@@ -110,7 +110,7 @@ def evaluate_at(model: torch.nn.Module, cfg: RunConfig, resolution: int, *, sour
 
 
 def add_cross_resolution(cfg: RunConfig, model, data, record: dict, device: str, data_root=None) -> None:
-    """runner.POST_TRAIN_STEPS entry: record["crossres"] with the source, OOTB and fine-tuned test metrics.
+    """a post-training step (runner.post_train): record["crossres"] with the source, OOTB and fine-tuned test metrics.
 
     A failure after training (a layer that cannot run at the new size) is kept in
     record["crossres"]["error"]; the run's source-resolution results stay valid.

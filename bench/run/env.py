@@ -10,6 +10,8 @@ from pathlib import Path
 
 import torch
 
+from bench.base import UserError
+
 REPO = Path(__file__).resolve().parents[2]
 
 
@@ -64,8 +66,6 @@ def _fixed_environment(device: str) -> dict:
 
 
 def resolve_device(name: str) -> str:
-    from bench.base import UserError
-
     if name == "auto":
         return "cuda" if torch.cuda.is_available() else "cpu"
     if name == "cpu" or name.startswith("cuda"):

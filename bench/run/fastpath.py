@@ -26,6 +26,8 @@ from __future__ import annotations
 import torch
 from torch.utils.data import TensorDataset
 
+from methods import card_of
+
 DATA_ON_GPU_MAX_BYTES = 4 * 2**30
 
 
@@ -50,8 +52,6 @@ def prepare(cfg, model, data, device: str):
     """Apply the fast path for one run: returns (model, data, settings)."""
     if torch.device(device).type != "cuda":
         return model, data, {}
-    from methods import card_of
-
     fixed_shapes = not card_of(cfg.method).learned_size
     torch.backends.cuda.matmul.allow_tf32 = True
     torch.backends.cudnn.allow_tf32 = True

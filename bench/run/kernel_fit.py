@@ -55,6 +55,11 @@ from pathlib import Path
 
 import torch
 from torch import nn
+from torch.func import functional_call, stack_module_state, vmap
+
+from methods.kernelnets import make_kernel_net
+from methods.s4d import S4DConv
+from methods.smpconv import RADIUS_RANGE, SMPConv
 
 TARGETS = ("gaussian", "constant", "sawtooth", "chirp", "gabor", "noise", "camera")
 NETS = ("magnet", "gabor", "fourier", "siren", "relu", "s4d", "smpconv")
@@ -70,7 +75,7 @@ def _axes(n: int, dim: int, lo: float = -1.0, hi: float = 1.0) -> list[torch.Ten
 def camera_image() -> torch.Tensor:
     """scikit-image's `camera` in [-1, 1], (512, 512) float32."""
     try:
-        from skimage import data
+        from skimage import data  # the camera target alone needs it (and its import is slow)
     except ImportError as exc:  # pragma: no cover - requirements.txt installs it
         raise RuntimeError("the camera target needs scikit-image (pip install scikit-image)") from exc
     img = torch.from_numpy(data.camera()).float()
@@ -136,8 +141,6 @@ def _grid_positions(n: int, dim: int) -> torch.Tensor:
 def build_generator(net: str, dim: int, n: int, size: int) -> Generator:
     """Generator `net` of width/points/modes `size` on an n^dim grid."""
     if net in ("magnet", "gabor", "fourier", "siren"):
-        from methods.kernelnets import make_kernel_net
-
         body = make_kernel_net(net, dim, 1, hidden=size, no_layers=3, omega_0=30.0, input_scale=None, init_spatial=1.0)
         pos = _grid_positions(n, dim)
         return Generator(body, lambda: body(pos), list(body.parameters()), dim, n)
@@ -146,13 +149,9 @@ def build_generator(net: str, dim: int, n: int, size: int) -> Generator:
         pos = _grid_positions(n, dim)
         return Generator(body, lambda: body(pos), list(body.parameters()), dim, n)
     if net == "s4d":
-        from methods.s4d import S4DConv
-
         body = S4DConv(1, 1, dim=dim, causal=dim == 1, size=n, state_size=2 * size, kernel_size=None if dim == 1 else n)
         return Generator(body, body.sample_kernel, body.ssm_parameters() + [body.C], dim, n)
     if net == "smpconv":
-        from methods.smpconv import SMPConv
-
         body = SMPConv(1, 1, dim=dim, causal=dim == 1, size=n, n_points=size, radius=2.0 / size ** (1.0 / dim),
                        coord_std=1.0, small_kernel_size=0, kernel_size=n)  # fmt: skip
         return Generator(body, body.sample_kernel, [body.positions, body.radius, body.weight], dim, n)
@@ -198,8 +197,6 @@ def fit_many(gens: list[Generator], targets: list[torch.Tensor], iters: int, lr:
     Adam steps the stacked tensors with the sum of the losses: Adam is per element, so each run
     moves exactly as it would alone. Parameters a generator does not train stay at their values.
     """
-    from torch.func import functional_call, stack_module_state, vmap
-
     samplers = [_Sampler(g) for g in gens]
     names = {id(p) for p in gens[0].trainable()}
     trained = [n for n, p in samplers[0].named_parameters() if id(p) in names]
@@ -228,7 +225,7 @@ def fit_many(gens: list[Generator], targets: list[torch.Tensor], iters: int, lr:
         opt.step()
         with torch.no_grad():
             for n in clip:
-                leaves[n].clamp_(*_radius_range())
+                leaves[n].clamp_(*RADIUS_RANGE)
     with torch.no_grad():  # the fitted values back into each generator
         for i, sampler in enumerate(samplers):
             for n, p in sampler.named_parameters():
@@ -238,16 +235,11 @@ def fit_many(gens: list[Generator], targets: list[torch.Tensor], iters: int, lr:
     return steps, torch.stack(logged, 1)
 
 
-def _radius_range() -> tuple[float, float]:
-    from methods.smpconv import RADIUS_RANGE
-
-    return RADIUS_RANGE
-
-
 def run(
     out: Path, *, nets=NETS, targets=TARGETS, dims=(1, 2), seeds=(0, 1, 2), progress=print, **settings
 ) -> list[dict]:
-    """Every net x target x dim x seed; writes fits.csv, curves.csv, table.md and curves.png under `out`."""
+    """Every net x target x dim x seed; writes fits.csv and curves.csv under `out` and returns their rows (the
+    table and the plot: bench/report/kernel_fit.py)."""
     cfg = {**DEFAULTS, **settings}
     out.mkdir(parents=True, exist_ok=True)
     threads = torch.get_num_threads()
@@ -255,15 +247,13 @@ def run(
     # 10 iterations of one 1D MAGNet: 0.07 s on 1 thread, 0.5-8 s on 2, under a load of 6 on 2 cores)
     torch.set_num_threads(int(cfg.get("threads", 1)))
     try:
-        rows, curve_rows = _run_all(out, nets, targets, dims, seeds, progress, cfg)
+        return _run_all(out, nets, targets, dims, seeds, progress, cfg)
     finally:
         torch.set_num_threads(threads)
-    return rows
 
 
 def _run_all(out, nets, targets, dims, seeds, progress, cfg):
     rows, curve_rows = [], []
-    started = time.perf_counter()
     for dim in dims:
         n = int(cfg["n1"] if dim == 1 else cfg["n2"])
         tgts = {name: make_target(name, dim, n) for name in targets}
@@ -291,8 +281,6 @@ def _run_all(out, nets, targets, dims, seeds, progress, cfg):
             progress(f"kernel-fit {dim}D {net:8s} size {size:4d} params {gens[0].count():5d}: {seconds:6.1f} s")
     _write_csv(out / "fits.csv", rows)
     _write_csv(out / "curves.csv", curve_rows)
-    (out / "table.md").write_text(table_markdown(rows, cfg, time.perf_counter() - started))
-    plot_curves(curve_rows, out / "curves.png")
     return rows, curve_rows
 
 
@@ -301,156 +289,3 @@ def _write_csv(path: Path, rows: list[dict]) -> None:
         writer = csv.DictWriter(f, fieldnames=list(rows[0]))
         writer.writeheader()
         writer.writerows(rows)
-
-
-# -- report -----------------------------------------------------------------------------------
-def _cell(values: list[float], digits: int) -> str:
-    from bench.report.stats import mean_ci
-
-    finite = [v for v in values if math.isfinite(v)]
-    if len(finite) < len(values):
-        return "diverged" if not finite else f"{len(values) - len(finite)} diverged"
-    mean, half, n = mean_ci(finite)
-    return f"{mean:.{digits}f}" if not math.isfinite(half) else f"{mean:.{digits}f} ± {half:.{digits}f}"
-
-
-def published_rows() -> list[dict]:
-    """The kernel-fitting numbers of results/reference/kernel_fit.csv (none when it is absent)."""
-    path = Path(__file__).resolve().parents[2] / "results" / "reference" / "kernel_fit.csv"
-    if not path.exists():
-        return []
-    from bench.report.reference import read_csv  # checks every row
-
-    return [dict(model=r.model, dataset=r.dataset, metric=r.metric, value=r.text, source=r.source, note=r.note)
-            for r in read_csv(path)]  # fmt: skip
-
-
-def table_markdown(rows: list[dict], cfg: dict, seconds: float | None = None) -> str:
-    """PSNR (dB) and final MSE per target (rows) and net (columns), per grid; mean ± 95 % t-interval over seeds."""
-    nets = list(dict.fromkeys(r["net"] for r in rows))
-    lines = ["# Kernel fitting", ""]
-    seeds = sorted({r["seed"] for r in rows})
-    lines.append(
-        f"Adam lr {cfg['lr']}, {cfg['iters']} full-batch iterations, seeds {', '.join(map(str, seeds))}; "
-        f"parameter budget {cfg['budget']} per net. Cells: mean ± half-width of the 95 % t-interval over seeds. "
-        "PSNR = 10 log10(R^2 / MSE), R = the target's max - min, unclamped; MSE at the last iteration."
-        + (f" Wall time {seconds:.0f} s." if seconds is not None else "")
-    )
-    for dim in sorted({r["dim"] for r in rows}):
-        part = [r for r in rows if r["dim"] == dim]
-        grid = part[0]["grid"]
-        counts = {
-            net: next(r["params"] for r in part if r["net"] == net)
-            for net in nets
-            if any(r["net"] == net for r in part)
-        }
-        cols = list(counts)
-        lines += ["", f"## {dim}D, grid {'x'.join([str(grid)] * dim)}", ""]
-        lines.append("params: " + ", ".join(f"{net} {c}" for net, c in counts.items()))
-        for metric, digits in (("psnr", 2), ("mse", 5)):
-            lines += ["", f"{'PSNR (dB), higher is better' if metric == 'psnr' else 'final MSE, lower is better'}", ""]
-            lines.append("| target | " + " | ".join(cols) + " |")
-            lines.append("|---|" + "---|" * len(cols))
-            for name in dict.fromkeys(r["target"] for r in part):
-                cells = [
-                    _cell([r[metric] for r in part if r["net"] == net and r["target"] == name], digits) for net in cols
-                ]
-                lines.append(f"| {name} | " + " | ".join(cells) + " |")
-    published = published_rows()
-    lines += ["", "## Published kernel-fitting numbers", ""]
-    if published:
-        lines.append("Not directly comparable: other grids, widths, iterations and a clamped PSNR (see each note).")
-        lines += ["", "| model | target | metric | value | source | note |", "|---|---|---|---|---|---|"]
-        lines += [
-            f"| {p['model']} | {p['dataset']} | {p['metric']} | {p['value']} | {p['source']} | {p['note']} |"
-            for p in published
-        ]
-    lines.append("")
-    lines.append(
-        "The CKConv paper shows its 1D fits as figures only (no table is known); the FlexConv paper's natural-image "
-        "fits are figures as well. The numbers above come from CSV files in the FlexConv repository."
-    )
-    return "\n".join(lines) + "\n"
-
-
-def plot_curves(curve_rows: list[dict], path: Path) -> Path:
-    """MSE over iterations, mean over seeds: one panel per (dim, target), one line per net."""
-    from bench.report.plots import _legend, _plt, _save
-
-    plt = _plt()
-    panels = list(dict.fromkeys((r["dim"], r["target"]) for r in curve_rows))
-    nets = list(dict.fromkeys(r["net"] for r in curve_rows))
-    cols = min(7, len(panels))
-    nrows = math.ceil(len(panels) / cols)
-    fig, axes = plt.subplots(nrows, cols, figsize=(2.6 * cols, 2.3 * nrows), squeeze=False)
-    handles = {}
-    for ax, (dim, name) in zip(axes.flat, panels):
-        for net in nets:
-            pts: dict[int, list[float]] = {}
-            for r in curve_rows:
-                if r["dim"] == dim and r["target"] == name and r["net"] == net and math.isfinite(r["mse"]):
-                    pts.setdefault(r["iter"], []).append(r["mse"])
-            if pts:
-                xs = sorted(pts)
-                (line,) = ax.plot(xs, [sum(pts[x]) / len(pts[x]) for x in xs], lw=1.1, label=net)
-                handles.setdefault(net, line)
-        ax.set_yscale("log")
-        ax.set_title(f"{dim}D {name}", fontsize=9)
-        ax.tick_params(labelsize=7)
-    for ax in list(axes.flat)[len(panels) :]:
-        ax.axis("off")
-    axes[0, 0].set_ylabel("MSE (mean over seeds)", fontsize=8)
-    _legend(fig, handles)
-    return _save(fig, path)
-
-
-def main(args) -> int:
-    """`run_all.py fit` / `--suite kernel-fit`: --methods picks nets, --datasets targets, --seeds seeds,
-    --set iters=, lr=, budget=, n1=, n2=, dims=1|2|1,2, threads= the settings; --dry-run lists the fits."""
-    import fnmatch
-
-    from bench.base import UserError
-    from bench.run.grid import parse_seeds
-
-    def pick(text: str | None, known: tuple[str, ...], what: str) -> list[str]:
-        if not text:
-            return list(known)
-        chosen = []
-        for pat in (t.strip() for t in text.split(",") if t.strip()):
-            hits = fnmatch.filter(known, pat)
-            if not hits:
-                raise UserError(f"kernel-fit: no {what} matches {pat!r}; known: {', '.join(known)}")
-            chosen += [h for h in hits if h not in chosen]
-        return chosen
-
-    settings: dict = {}
-    for item in args.overrides:
-        key, sep, value = item.partition("=")
-        key = key.strip()
-        if not sep or key not in {*DEFAULTS, "dims", "threads"}:
-            raise UserError(f"kernel-fit: --set takes {', '.join([*DEFAULTS, 'dims', 'threads'])}=VALUE; got {item!r}")
-        try:
-            settings[key] = tuple(int(v) for v in value.split(",")) if key == "dims" else float(value)
-        except ValueError:
-            raise UserError(f"kernel-fit: --set {key} needs a number, got {value!r}") from None
-    dims = settings.pop("dims", (1, 2))
-    if not set(dims) <= {1, 2}:
-        raise UserError(f"kernel-fit: dims are 1 and/or 2, got {dims}")
-    for key in ("iters", "n1", "n2", "log_every", "budget"):
-        if key in settings:
-            settings[key] = int(settings[key])
-            if settings[key] < 1:
-                raise UserError(f"kernel-fit: {key} must be >= 1")
-    nets = pick(args.methods, NETS, "kernel net")
-    targets = pick(args.datasets, TARGETS, "target")
-    seeds = tuple(parse_seeds(args.seeds)) if args.seeds else (0, 1, 2)
-    if args.dry_run:
-        print(f"{len(nets) * len(targets) * len(dims) * len(seeds)} fits: nets {', '.join(nets)}; targets "
-              f"{', '.join(targets)}; dims {dims}; seeds {seeds}; {({**DEFAULTS, **settings})}")  # fmt: skip
-        return 0
-    started = time.perf_counter()
-    run(Path(args.out), nets=nets, targets=targets, dims=dims, seeds=seeds, **settings)
-    print(
-        f"wrote {args.out}/table.md, fits.csv, curves.csv, curves.png; wall time {time.perf_counter() - started:.0f} s"
-    )
-    return 0

@@ -1,6 +1,6 @@
 """A snapshot of the learned continuous kernels and masks at the end of training, for the report's images.
 
-A post-training step (runner.POST_TRAIN_STEPS). For every module that samples its own kernel
+A post-training step (runner.post_train). For every module that samples its own kernel
 (`sample_kernel()`: CKConv, FlexConv and their variants) it stores, per layer, the kernel of
 the first (output, input) channel pair and, for modules with a mask (`envelope()` over their
 `grid`), the mask on the whole grid, i.e. the largest kernel the layer could use. Arrays are
@@ -54,7 +54,7 @@ def snapshot(model) -> dict[str, dict]:
 
 
 def add_kernel_snapshot(cfg, model, data, record: dict, device: str) -> None:
-    """runner.POST_TRAIN_STEPS entry: record["kernel_snapshot"] for models with continuous kernels."""
+    """a post-training step (runner.post_train): record["kernel_snapshot"] for models with continuous kernels."""
     shots = snapshot(model)
     if shots:
         record["kernel_snapshot"] = shots

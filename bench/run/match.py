@@ -18,7 +18,13 @@ from __future__ import annotations
 
 import dataclasses
 
+import torch
+
+import datasets
+import methods
 from bench.base import UserError
+from bench.run.measure import count_flops
+from methods.backbones import BACKBONE_HPARAMS
 
 KINDS = ("params", "flops")
 MAX_WIDTH = 1024
@@ -41,16 +47,10 @@ def parse_match(text: str) -> tuple[str, float | None]:
 
 
 def measure(method: str, task, model: dict, kind: str) -> float:
-    import torch
-
-    import methods
-
     torch.manual_seed(0)
     net = methods.build_model(method, task, **model)
     if kind == "params":
         return float(sum(p.numel() for p in net.parameters() if p.requires_grad))
-    from bench.run.measure import count_flops
-
     sample = torch.zeros(1, *task.input_shape)
     return float(count_flops(net, sample)[0])
 
@@ -76,10 +76,6 @@ def width_for(method: str, task, model: dict, kind: str, target: float) -> tuple
 
 def apply_match(runs: list, spec: str) -> tuple[list, list[str]]:
     """The runs with their widths matched to the budget, and one line per (method, dataset) saying what was done."""
-    import datasets
-    import methods
-    from methods.backbones import BACKBONE_HPARAMS
-
     kind, fixed = parse_match(spec)
     out, lines, chosen = [], [], {}
     for cfg in runs:

@@ -1,6 +1,6 @@
 """What a trained model costs: parameters, FLOPs per sample, peak memory. Added to every run file.
 
-Runs as a post-training step (runner.POST_TRAIN_STEPS), so it sees the model at the end of
+Runs as a post-training step (runner.post_train), so it sees the model at the end of
 training: kernel sizes learned during training are the ones counted. A failure here never
 fails the run: the error goes into the record as `cost_error`.
 
@@ -244,7 +244,7 @@ def peak_cpu_memory() -> tuple[float, str, float | None]:
 
 
 def add_cost(cfg, model: nn.Module, data, record: dict, device: str) -> None:
-    """runner.POST_TRAIN_STEPS entry: parameters, FLOPs per sample and peak memory into `record`."""
+    """a post-training step (runner.post_train): parameters, FLOPs per sample and peak memory into `record`."""
     # before counting adds to it
     record["peak_cpu_rss_mb"], record["peak_cpu_rss_window"], record["run_cpu_mem_mb"] = peak_cpu_memory()
     errors = []
