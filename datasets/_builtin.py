@@ -21,4 +21,5 @@ BUILTIN_DATASETS = {
     "sc_raw": "datasets.speech_commands",
     "sc_mfcc": "datasets.speech_commands",
     "char_trajectories": "datasets.uea",
+    "physionet2019": "datasets.physionet",
 }

@@ -43,7 +43,7 @@ class DatasetCard:
     source: str = "embedded"  # "embedded" (no download), "download", or "manual" (the user fetches it)
     paper_name: str = ""  # how the papers' tables name it (sMNIST, CIFAR-10, ...)
     causal: bool = False  # a sequence task read out at the last step (must match the loader's TaskSpec)
-    metric: str = "accuracy"  # "accuracy" or "mse" (must match the loader's TaskSpec)
+    metric: str = "accuracy"  # accuracy, mse or auc: methods/task.py (must match the loader's TaskSpec)
 
     def task_for(self, options: dict[str, Any]) -> TaskSpec:
         """The task the loader will report with `options`, from the card alone (no data): the numbers of

@@ -75,6 +75,13 @@ def observed_statistics(x: torch.Tensor) -> dict:
 def fit_marked(splits, statistics: dict | None = None):
     """Loaded.fit_normalisation for TensorDatasets holding NaN at dropped steps: standardise each channel with
     the training part's observed steps (or the given statistics), zero the dropped steps, append the mask."""
+    return fit_observed(splits, statistics, mark_dropped=True)
+
+
+def fit_observed(splits, statistics: dict | None = None, mark_dropped: bool = False):
+    """Loaded.fit_normalisation for TensorDatasets holding NaN where nothing was measured: standardise each
+    channel with the training part's observed steps (or the given statistics), then NaN -> 0; with
+    `mark_dropped`, a step missing from every channel is marked in an appended mask channel."""
     from torch.utils.data import TensorDataset
 
     stats = statistics or observed_statistics(splits[0].tensors[0])
@@ -83,6 +90,6 @@ def fit_marked(splits, statistics: dict | None = None):
         x = s.tensors[0]
         mean = torch.tensor(stats["mean"], dtype=x.dtype).view(1, -1, 1)
         std = torch.tensor(stats["std"], dtype=x.dtype).view(1, -1, 1)
-        observed = ~x.isnan().any(1)
-        out.append(TensorDataset(mark(((x - mean) / std).nan_to_num(), observed), *s.tensors[1:]))
+        z = ((x - mean) / std).nan_to_num()
+        out.append(TensorDataset(mark(z, ~x.isnan().any(1)) if mark_dropped else z, *s.tensors[1:]))
     return out, stats

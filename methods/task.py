@@ -4,6 +4,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+# each metric, and whether higher is better: accuracy (%, cross-entropy), mse (regression), auc (binary: two
+# outputs trained with cross-entropy, the ROC AUC of the probability of label 1, from 0 to 1 as the papers give it)
+HIGHER_IS_BETTER = {"accuracy": True, "mse": False, "auc": True}
+
 
 @dataclass(frozen=True)
 class TaskSpec:
@@ -12,13 +16,15 @@ class TaskSpec:
     num_classes: int  # number of outputs; 1 for regression
     size: int | tuple[int, int]  # length, or (H, W)
     causal: bool = False  # sequence read out at the last step; no output may see the future
-    metric: str = "accuracy"  # "accuracy" (cross-entropy) or "mse" (regression)
+    metric: str = "accuracy"  # a key of HIGHER_IS_BETTER
 
     def __post_init__(self):
         if self.dim not in (1, 2):
             raise ValueError(f"TaskSpec.dim must be 1 or 2, got {self.dim}")
-        if self.metric not in ("accuracy", "mse"):
-            raise ValueError(f"TaskSpec.metric must be 'accuracy' or 'mse', got {self.metric!r}")
+        if self.metric not in HIGHER_IS_BETTER:
+            raise ValueError(f"TaskSpec.metric must be one of {', '.join(HIGHER_IS_BETTER)}, got {self.metric!r}")
+        if self.metric == "auc" and self.num_classes != 2:
+            raise ValueError(f"the auc metric is binary: num_classes must be 2, got {self.num_classes}")
         if self.causal and self.dim != 1:
             raise ValueError("only 1D tasks can be causal")
         size = self.size

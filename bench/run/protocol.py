@@ -28,6 +28,7 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
+from scipy.stats import rankdata
 from tqdm.auto import tqdm
 
 from bench.base import Diverged
@@ -36,6 +37,7 @@ from bench.run.batches import batches
 from bench.run.config import RunConfig
 from bench.run.store import encode_correct
 from methods import build_model, hooks
+from methods.task import HIGHER_IS_BETTER
 
 LOOP_STATE = ("best", "best_state", "best_epoch", "history", "train_time", "samples")
 
@@ -51,26 +53,43 @@ def loss_fn(out: torch.Tensor, y: torch.Tensor, metric: str) -> torch.Tensor:
     return F.mse_loss(out.float(), y.float()) if metric == "mse" else F.cross_entropy(out.float(), y)
 
 
+def roc_auc(scores: np.ndarray, labels: np.ndarray) -> float:
+    """The area under the ROC curve (0 to 1, as the papers): the probability that a positive scores above a negative (ties count
+    half), from the ranks (Mann-Whitney U). Needs both labels."""
+    positive = labels == 1
+    n_pos, n_neg = int(positive.sum()), int((~positive).sum())
+    if not n_pos or not n_neg:
+        raise ValueError(f"the AUC needs both labels; this split has {n_pos} positives and {n_neg} negatives")
+    ranks = rankdata(scores)
+    return (ranks[positive].sum() - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg)
+
+
 @torch.no_grad()
 def evaluate(model, dataset, metric: str, batch_size: int, device, autocast, per_example: bool = False) -> dict:
-    """Mean loss and the metric: accuracy in %, or mean squared error; with `per_example` (accuracy only) also
-    "correct", the bool vector of right answers in the dataset's order (for paired tests over test examples)."""
+    """Mean loss and the metric: accuracy in %, mean squared error, or ROC AUC (0 to 1); with `per_example` (accuracy
+    only) also "correct", the bool vector of right answers in the dataset's order (for paired tests over test
+    examples)."""
     model.eval()
-    total, loss_sum, correct, hits = 0, 0.0, 0, []
+    total, loss_sum, hits, scores, labels = 0, torch.zeros((), dtype=torch.float64, device=device), [], [], []
     for x, y in batches(dataset, batch_size, shuffle=False, generator=None, device=device):
         with autocast():
             out = model(x)
-        loss_sum += loss_fn(out, y, metric).item() * len(y)
+        loss_sum += loss_fn(out, y, metric).double() * len(y)  # in float64, as a Python float sum
         if metric == "accuracy":
-            hit = out.argmax(-1) == y
-            correct += hit.sum().item()
-            if per_example:
-                hits.append(hit.cpu())
+            hits.append(out.argmax(-1) == y)
+        elif metric == "auc":
+            scores.append(out.float().softmax(-1)[:, 1])
+            labels.append(y)
         total += len(y)
-    loss = loss_sum / total
-    result = {"loss": loss, "metric": 100.0 * correct / total if metric == "accuracy" else loss}
-    if hits:
-        result["correct"] = torch.cat(hits).numpy()
+    loss = loss_sum.item() / total  # one host read per evaluation, not one per batch
+    result = {"loss": loss, "metric": loss}
+    if metric == "accuracy":
+        hit = torch.cat(hits).cpu()
+        result["metric"] = 100.0 * hit.sum().item() / total
+        if per_example:
+            result["correct"] = hit.numpy()
+    elif metric == "auc":
+        result["metric"] = roc_auc(torch.cat(scores).cpu().double().numpy(), torch.cat(labels).cpu().numpy())
     return result
 
 
@@ -183,7 +202,7 @@ def train_run(cfg: RunConfig, data, device: str, progress: bool = True, ckpt: Pa
     )
     step = TrainStep(model, optimizer, tc, device, metric, forward, schedule)
     cuda, autocast = torch.device(device).type == "cuda", step.autocast
-    higher_better = metric == "accuracy"
+    higher_better = HIGHER_IS_BETTER[metric]
     best, best_state, best_epoch, history = None, None, -1, []
     train_time, samples, first_epoch = 0.0, 0, 0
     try:
