@@ -5,10 +5,14 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import os
+import signal
 import sys
+import tempfile
+import threading
 import time
+from pathlib import Path
 
-from bench.base import UserError
+from bench.base import DiskFull, UserError, is_disk_full
 
 EPILOG = """examples:
   python run_all.py                                   # the cpu suite (converged, 3 seeds, < 10 min), tables, plots
@@ -96,6 +100,7 @@ def _split(text: str | None) -> list[str] | None:
 
 
 def cmd_list() -> None:
+    # lazy: a command loads only what it uses (torch takes seconds; --help and bad flags answer at once)
     import datasets
     import methods
     from bench.run.suite import all_suites
@@ -115,7 +120,7 @@ def cmd_list() -> None:
     print("\nSuites:")
     for name, suite in all_suites().items():
         print(f"  {name:<18} {suite.description}")
-    from bench.cost.gpu_check import DESCRIPTION
+    from bench.cost.gpu_check import DESCRIPTION  # lazy, as above
     from bench.launchers import LAUNCHERS
 
     print(f"  {'gpu-check':<18} {DESCRIPTION}")
@@ -127,6 +132,7 @@ def cmd_list() -> None:
 
 
 def cmd_run(args, signals: list) -> int:
+    # lazy: a command loads only what it uses (torch takes seconds; --help and bad flags answer at once)
     from bench.launchers import LAUNCHERS, LaunchContext, launch
     from bench.report.tuning import trial_value
     from bench.run.config import parse_overrides, parse_tune
@@ -140,11 +146,11 @@ def cmd_run(args, signals: list) -> int:
     if args.compile:  # part of each run's configuration (its id when not auto), so workers and jobs get it too
         args.overrides = [*args.overrides, f"train.compile={args.compile}"]
     if args.suite == "gpu-check":  # not a grid: a timing check of every method on generated inputs
-        from bench.cost import gpu_check
+        from bench.cost import gpu_check  # lazy, as above
 
         return gpu_check.main(args)
     if args.suite == "kernel-fit":  # not a grid either: kernel nets fitted to target kernels
-        from bench.report import kernel_fit
+        from bench.report import kernel_fit  # lazy, as above
 
         return kernel_fit.main(args)
     overrides = parse_overrides(args.overrides)
@@ -161,7 +167,7 @@ def cmd_run(args, signals: list) -> int:
         tune=parse_tune(args.tune),
     )
     if args.match:
-        from bench.run.match import apply_match
+        from bench.run.match import apply_match  # lazy, as above
 
         runs, lines = apply_match(grid.runs, args.match)
         grid = dataclasses.replace(grid, runs=runs)
@@ -195,9 +201,7 @@ def cmd_run(args, signals: list) -> int:
 def cmd_check_readme(args, signals: list) -> int:
     """Run the suite here (finished runs are kept), rebuild its report, and say whether the README's generated
     conclusions hold on this machine: 0 when they all do, 1 when one does not."""
-    from pathlib import Path
-
-    from bench.report import conclusions
+    from bench.report import conclusions  # lazy, as above
 
     args.no_report = False
     status = cmd_run(args, signals)
@@ -216,6 +220,7 @@ def fmt_duration(seconds: float) -> str:
 
 def cmd_fetch(args) -> None:
     """Download (or check) the datasets of a suite or a --datasets list, e.g. on a login node before SLURM."""
+    # lazy: a command loads only what it uses (torch takes seconds; --help and bad flags answer at once)
     import datasets
     from bench.run.grid import expand_datasets
     from bench.run.suite import get_suite
@@ -229,8 +234,6 @@ def cmd_fetch(args) -> None:
 
 def writable_folder(path: str, flag: str) -> str:
     """`path` as a folder this process can write into (created if needed), or a one-line UserError."""
-    import tempfile
-
     if not path.strip():
         raise UserError(f"{flag} names no folder (got an empty string)")
     if os.path.exists(path) and not os.path.isdir(path):
@@ -248,7 +251,7 @@ def writable_folder(path: str, flag: str) -> str:
 
 
 def cmd_report(args) -> None:
-    from bench.report import build_report
+    from bench.report import build_report  # lazy, as above
 
     if not os.path.isdir(args.out):
         raise UserError(f"--out {args.out}: no such folder (the results folder to read runs from)")
@@ -269,9 +272,6 @@ def default_out(args) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     """The CLI; SIGTERM (what a cluster sends before a kill) stops it the way Ctrl-C does, with status 143."""
-    import signal
-    import threading
-
     signals: list[int] = []
 
     def on_term(signum, frame):
@@ -294,7 +294,7 @@ def _main(argv: list[str] | None, signals: list[int]) -> int:
         if args.command == "fit":
             args.command, args.suite = "run", "kernel-fit"
         default_out(args)
-        from bench.run.plugins import load_plugin
+        from bench.run.plugins import load_plugin  # lazy, as above
 
         for spec in args.plugin:
             load_plugin(spec)
@@ -314,8 +314,6 @@ def _main(argv: list[str] | None, signals: list[int]) -> int:
         print(f"run_all.py: error: {exc}", file=sys.stderr)
         return 2
     except OSError as exc:  # a full disk anywhere else (a claim, a lock file): one line too
-        from bench.base import DiskFull, is_disk_full
-
         if not is_disk_full(exc):
             raise
         folder = os.path.dirname(exc.filename) if exc.filename else getattr(args, "out", None) or "."
