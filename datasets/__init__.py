@@ -84,8 +84,8 @@ def get_dataset(
     `statistics` (the `info["standardised"]` of another load) normalises with those statistics
     instead of this load's own training part: cross-resolution evaluation keeps the source's.
     """
-    from datasets.splits import carve_validation  # torch is imported only when data is built
-    from datasets.tensors import apply_standardise
+    from datasets.splits import carve_validation  # lazy: `import datasets` stays torch-free until data is built
+    from datasets.tensors import apply_standardise  # lazy: the same
 
     entry = get_entry(name)
     if not 0 < val_fraction < 1:

@@ -52,7 +52,7 @@ class BatchUnpickler(pickle.Unpickler):
 
 def cifar_arrays(name: str, data_root: Path, classes: int, download: bool):
     """((train images, labels), (test images, labels)): (N, 3, 32, 32) uint8 and int64."""
-    import torchvision.datasets
+    import torchvision.datasets  # lazy: +1.2 s, only to download (`run_all.py list` imports every dataset module)
 
     cls_name, folder_name, train_files, test_files, label_key = LAYOUT[classes]
     cls = getattr(torchvision.datasets, cls_name)

@@ -9,7 +9,7 @@ from datasets.tensors import fixed_split, tensor_dataset
 
 def digit_images():
     """(train_x, train_y, test_x, test_y) as (N, 1, 8, 8) tensors in [0, 1]; get_dataset standardises them."""
-    from sklearn.datasets import load_digits
+    from sklearn.datasets import load_digits  # lazy: scikit-learn adds 1 s to `run_all.py list`
 
     bunch = load_digits()
     x = bunch.images[:, None].astype("float32") / 16.0

@@ -18,6 +18,7 @@ interpolates; that suits a continuous-time model, not a convolution.)
 from __future__ import annotations
 
 import torch
+from torch.utils.data import TensorDataset
 
 from bench.base import UserError
 
@@ -75,8 +76,6 @@ def observed_statistics(x: torch.Tensor) -> dict:
 def fit_marked(splits, statistics: dict | None = None):
     """Loaded.fit_normalisation for TensorDatasets holding NaN at dropped steps: standardise each channel with
     the training part's observed steps (or the given statistics), zero the dropped steps, append the mask."""
-    from torch.utils.data import TensorDataset
-
     stats = statistics or observed_statistics(splits[0].tensors[0])
     out = []
     for s in splits:

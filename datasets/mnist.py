@@ -25,7 +25,7 @@ PMNIST_SALT = 784  # keeps the permutation's random stream apart from the valida
 
 def mnist_arrays(name: str, data_root: Path, download: bool):
     """((train images, labels), (test images, labels)): (N, 1, 28, 28) uint8 and int64."""
-    from torchvision.datasets import MNIST
+    from torchvision.datasets import MNIST  # lazy: +1.2 s, only to download (`run_all.py list` imports this module)
 
     folder = Path(data_root) / "MNIST" / "raw"
     for f in FILES:  # torchvision reads the unzipped files; unzip .gz copies placed by hand

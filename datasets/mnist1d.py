@@ -30,7 +30,7 @@ SHUFFLE_SEED = 0  # the one permutation of mnist1d_shuffled
 
 
 def _generate(length: int, num_samples: int, data_seed: int) -> dict[str, np.ndarray]:
-    from mnist1d.data import get_dataset_args, make_dataset
+    from mnist1d.data import get_dataset_args, make_dataset  # lazy: +0.8 s (matplotlib), only to generate
 
     args = get_dataset_args()
     args.final_seq_length = length

@@ -47,7 +47,7 @@ def folder_of(data_root: Path) -> Path:
 
 def read_clips(name: str, data_root: Path, split: str, download: bool):
     """int16 clips (N, 1, 16000), labels (N,), and relative paths "keyword/file.wav", in sorted order."""
-    import soundfile
+    import soundfile  # lazy: needs the system's libsndfile, which `run_all.py list` must not
 
     folder = folder_of(data_root)
     hint = (
@@ -57,7 +57,7 @@ def read_clips(name: str, data_root: Path, split: str, download: bool):
     )
 
     def fetch():
-        from torchaudio.datasets import SPEECHCOMMANDS
+        from torchaudio.datasets import SPEECHCOMMANDS  # lazy: torchaudio is needed by Speech Commands alone
 
         SPEECHCOMMANDS(str(data_root), download=True)
 
@@ -85,7 +85,7 @@ def read_clips(name: str, data_root: Path, split: str, download: bool):
 def split_indices(name: str, data_root: Path, split: str, labels: torch.Tensor, kept: list[str]):
     """(train, val, test) index arrays."""
     if split == "stratified":
-        from sklearn.model_selection import train_test_split
+        from sklearn.model_selection import train_test_split  # lazy: scikit-learn adds 1 s to `run_all.py list`
 
         y = labels.numpy()
         everything = np.arange(len(y))
@@ -185,7 +185,7 @@ def sc_raw(*, seed, data_root, split: str = "stratified", sr: int = 1, download:
 
 def mfcc(clips: torch.Tensor) -> torch.Tensor:
     """(N, 1, 16000) int16 -> (N, 20, 161) float32, by chunks."""
-    import torchaudio
+    import torchaudio  # lazy: needed by Speech Commands alone, and `run_all.py list` imports this module
 
     with warnings.catch_warnings():  # n_mels 64 over 101 frequency bins leaves empty filters: the papers' setting
         warnings.filterwarnings("ignore", message="At least one mel filterbank has all zero values")

@@ -25,7 +25,7 @@ FILES = ["train_X.bin", "train_y.bin", "test_X.bin", "test_y.bin"]
 
 
 def stl10_arrays(name: str, data_root: Path, download: bool):
-    from torchvision.datasets import STL10
+    from torchvision.datasets import STL10  # lazy: +1.2 s, only to download (`run_all.py list` imports this module)
 
     folder = Path(data_root) / "stl10_binary"
     hint = (

@@ -96,7 +96,7 @@ def pad_last(series: list[np.ndarray], length: int) -> np.ndarray:
 
 def resplit(labels: np.ndarray, name: str) -> list[np.ndarray]:
     """The papers' 70/15/15 stratified split: (train, val, test) indices, fixed (random_state 0, then 1)."""
-    from sklearn.model_selection import train_test_split
+    from sklearn.model_selection import train_test_split  # lazy: scikit-learn adds 1 s to `run_all.py list`
 
     everything = np.arange(len(labels))
     try:
