@@ -118,7 +118,9 @@ def get_dataset(
     val = splits[1] if val is not None else None
     if val is None:
         val, info["validation"] = test, "the test set (no split carved: the papers' protocol)"
-    task = entry.card.task_at(loaded.task.input_shape if loaded.task else train[0][0].shape)
-    if loaded.task not in (None, task):
-        raise ValueError(f"dataset {name!r}: its loader's {loaded.task} disagrees with its card: {task}")
+    found = loaded.task.input_shape if loaded.task else tuple(train[0][0].shape)
+    task = entry.card.task_at(found) if len(found) == entry.card.dim + 1 else None
+    if task is None or loaded.task not in (None, task):
+        given = loaded.task or f"samples of shape {found}"
+        raise ValueError(f"dataset {name!r}: its loader's {given} disagrees with its card {entry.card}")
     return DataSplits(train, val, test, task, loaded.augment, info)

@@ -61,10 +61,8 @@ class DatasetCard:
         return len(self.shape) - 1
 
     def task_at(self, input_shape) -> TaskSpec:
-        """The task of samples shaped `input_shape` (channels, *size)."""
+        """The task of samples shaped `input_shape`: (channels, *size), with as many sizes as the card's."""
         channels, *size = (int(n) for n in input_shape)
-        if len(size) != self.dim:
-            raise ValueError(f"the card says {self.dim}D samples {self.shape}, got samples of shape {input_shape}")
         return TaskSpec(self.dim, channels, self.classes or 1, size[0] if self.dim == 1 else tuple(size), self.causal,
                         self.metric)  # fmt: skip
 
