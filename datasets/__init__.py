@@ -1,8 +1,10 @@
-"""The dataset registry: `register_dataset`, `list_datasets`, `get_dataset`.
+"""The dataset registry: `register_dataset`, `list_datasets`, `get_dataset`, `loader_options`.
 
 A loader is a function `(*, seed, data_root, **options) -> Loaded` (see datasets/base.py).
 `get_dataset` checks the options, calls the loader, and carves a validation split from
 the training data (seeded, identical for every method) unless the dataset has its own.
+The TaskSpec comes from the dataset's card (dim, classes, causality, metric) and the shape
+of a training sample (channels, size).
 Built-ins are registered lazily (datasets/_builtin.py); plugins use the entry-point group
 `lksbench.datasets` or `--plugin`.
 """

@@ -67,8 +67,8 @@ class DatasetCard:
                         self.metric)  # fmt: skip
 
     def task_for(self, options: dict[str, Any]) -> TaskSpec:
-        """The task the loader will report with `options`, from the card alone (no data): the card's shape with a
-        `length` (1D) or `resolution` (2D) option applied."""
+        """The task of a load with `options`, from the card alone (no data): the card's shape with a `length` (1D)
+        or `resolution` (2D) option applied."""
         channels, *size = self.shape
         if self.dim == 1 and isinstance(options.get("length"), int):
             size = [options["length"]]
