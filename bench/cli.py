@@ -116,7 +116,7 @@ def cmd_list() -> None:
     for name in datasets.list_datasets():
         c = datasets.get_entry(name).card
         classes = f"{c.classes} classes" if c.classes else "regression"
-        print(f"  {name:<14} {c.shape:<26} {classes:<12} {c.source:<9} {c.description}")
+        print(f"  {name:<14} {datasets.shape_text(name):<26} {classes:<12} {c.source:<9} {c.description}")
     print("\nSuites:")
     for name, suite in all_suites().items():
         print(f"  {name:<18} {suite.description}")

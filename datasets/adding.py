@@ -8,7 +8,6 @@ from bench.base import UserError
 from datasets import register_dataset
 from datasets.base import Loaded
 from datasets.tensors import tensor_dataset
-from methods.task import TaskSpec
 
 
 def adding_samples(n: int, length: int, generator: torch.Generator):
@@ -27,8 +26,7 @@ def adding_samples(n: int, length: int, generator: torch.Generator):
 @register_dataset(
     "adding",
     description="adding problem: sum of two marked values (regression, MSE; option length, default 1000)",
-    dim=1,
-    shape="2 x 1000 (option length)",
+    shape=(2, 1000),
     classes=None,
     causal=True,
     metric="mse",
@@ -40,5 +38,4 @@ def adding(*, seed, data_root, length: int = 1000, n_train: int = 5000, n_test: 
     gen = torch.Generator().manual_seed(20_240_000 + length)
     train = tensor_dataset(*adding_samples(n_train, length, gen))
     test = tensor_dataset(*adding_samples(n_test, length, gen))
-    task = TaskSpec(dim=1, in_channels=2, num_classes=1, size=length, causal=True, metric="mse")
-    return Loaded(train, test, task)
+    return Loaded(train, test)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import dataclass, field, fields
 from typing import Any, NamedTuple
 
 from methods.task import TaskSpec
@@ -13,7 +13,9 @@ from methods.task import TaskSpec
 class Loaded:
     train: Any  # a torch Dataset yielding (x, y); TensorDataset gets a fast path
     test: Any
-    task: TaskSpec
+    # None (the built-ins): get_dataset builds the TaskSpec from the card and the shape of a training sample;
+    # a loader that gives one must agree with its card
+    task: TaskSpec | None = None
     val: Any = None  # a dataset's own validation split; else get_dataset carves one
     augment: Callable | None = None  # batch -> batch, applied to training batches only
     info: dict[str, Any] = field(default_factory=dict)  # stored in the run file (e.g. the pMNIST permutation seed)
@@ -34,37 +36,45 @@ class DataSplits(NamedTuple):
     info: dict[str, Any] = {}
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class DatasetCard:
+    """A dataset's facts, declared once: the TaskSpec of every load is built from them (`task_at`)."""
+
+    shape: tuple[int, ...]  # one sample at the default options: (channels, length) or (channels, height, width)
     description: str = ""
-    dim: int = 1
-    shape: str = ""  # one sample, e.g. "784 x 1" or "3 x 32 x 32"
     classes: int | None = None  # None for regression
     source: str = "embedded"  # "embedded" (no download), "download", or "manual" (the user fetches it)
     paper_name: str = ""  # how the papers' tables name it (sMNIST, CIFAR-10, ...)
-    causal: bool = False  # a sequence task read out at the last step (must match the loader's TaskSpec)
-    metric: str = "accuracy"  # accuracy, mse or auc: methods/task.py (must match the loader's TaskSpec)
+    causal: bool = False  # a sequence task read out at the last step
+    metric: str = "accuracy"  # accuracy, mse or auc (methods/task.py)
+
+    def __post_init__(self):
+        shape = tuple(self.shape) if isinstance(self.shape, (tuple, list)) else ()
+        if len(shape) not in (2, 3) or not all(isinstance(n, int) and n > 0 for n in shape):
+            raise ValueError(f"a dataset card's shape is (channels, length) or (channels, height, width), "
+                             f"got {self.shape!r}")  # fmt: skip
+        object.__setattr__(self, "shape", shape)
+        self.task_at(shape)  # TaskSpec checks the metric and causality
+
+    @property
+    def dim(self) -> int:
+        return len(self.shape) - 1
+
+    def task_at(self, input_shape) -> TaskSpec:
+        """The task of samples shaped `input_shape`: (channels, *size), with as many sizes as the card's."""
+        channels, *size = (int(n) for n in input_shape)
+        return TaskSpec(self.dim, channels, self.classes or 1, size[0] if self.dim == 1 else tuple(size), self.causal,
+                        self.metric)  # fmt: skip
 
     def task_for(self, options: dict[str, Any]) -> TaskSpec:
-        """The task the loader will report with `options`, from the card alone (no data): the numbers of
-        `shape` ("C x L" or "C x H x W"), with a `length` or `resolution` option applied; else the stub."""
-        import re
-
-        numbers = [int(n) for n in re.findall(r"\d+", self.shape.split("(")[0])]
-        if len(numbers) != self.dim + 1:
-            return self.task_stub()
-        channels, size = numbers[0], numbers[1:]
+        """The task of a load with `options`, from the card alone (no data): the card's shape with a `length` (1D)
+        or `resolution` (2D) option applied."""
+        channels, *size = self.shape
         if self.dim == 1 and isinstance(options.get("length"), int):
             size = [options["length"]]
         if self.dim == 2 and isinstance(options.get("resolution"), int):
             size = [options["resolution"]] * 2
-        return TaskSpec(self.dim, channels, self.classes or 1, size[0] if self.dim == 1 else tuple(size), self.causal,
-                        self.metric)  # fmt: skip
-
-    def task_stub(self) -> TaskSpec:
-        """A TaskSpec with this card's dim, causality and metric, for checking method support without loading data."""
-        size = 8 if self.dim == 1 else (8, 8)
-        return TaskSpec(self.dim, 1, self.classes or 1, size, self.causal, self.metric)
+        return self.task_at((channels, *size))
 
     @classmethod
     def make(cls, **card: Any) -> DatasetCard:
@@ -72,7 +82,18 @@ class DatasetCard:
         unknown = sorted(set(card) - known)
         if unknown:
             raise ValueError(f"unknown dataset-card field(s) {unknown}; valid: {sorted(known)}")
+        if "shape" not in card:
+            raise ValueError("a dataset card needs its shape: (channels, length) or (channels, height, width)")
         return cls(**card)
 
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+
+@dataclass(frozen=True)
+class LoaderOptions:
+    """What a dataset's loader accepts besides `seed` and `data_root` (datasets.loader_options)."""
+
+    defaults: dict[str, Any]  # option -> its default (inspect.Parameter.empty for none), in signature order
+    annotations: dict[str, str]  # option -> its annotation as written ("int", "float | None")
+    any_option: bool  # it takes **options
+
+    def takes(self, option: str) -> bool:
+        return option in self.defaults or self.any_option

@@ -23,7 +23,6 @@ from datasets.base import Loaded
 from datasets.images import IMAGENET_MEAN, IMAGENET_STD, ToFloat, check_norm, check_options, image_loaded
 from datasets.real import flag, reading, require_files
 from datasets.tensors import tensor_dataset
-from methods.task import TaskSpec
 
 LAYOUT = {  # classes -> (torchvision class, folder, train files, test files, label key)
     10: ("CIFAR10", "cifar-10-batches-py", [f"data_batch_{i}" for i in range(1, 6)], ["test_batch"], "labels"),
@@ -53,7 +52,7 @@ class BatchUnpickler(pickle.Unpickler):
 
 def cifar_arrays(name: str, data_root: Path, classes: int, download: bool):
     """((train images, labels), (test images, labels)): (N, 3, 32, 32) uint8 and int64."""
-    import torchvision.datasets
+    import torchvision.datasets  # lazy: +1.2 s, only to download (`run_all.py list` imports every dataset module)
 
     cls_name, folder_name, train_files, test_files, label_key = LAYOUT[classes]
     cls = getattr(torchvision.datasets, cls_name)
@@ -96,8 +95,7 @@ def sequence_stats(norm: str):
 @register_dataset(
     "cifar10",
     description="CIFAR-10 images (50k/10k); augment: crop pad 4 + flip; option resolution (bilinear)",
-    dim=2,
-    shape="3 x 32 x 32 (resolution)",
+    shape=(3, 32, 32),
     classes=10,
     source="download",
     paper_name="CIFAR-10",
@@ -106,7 +104,7 @@ def cifar10(*, seed, data_root, resolution: int = 32, augment: bool = True, norm
     check_options("cifar10", norm=norm, resolution=resolution, augment=augment)
     train, test = cifar_arrays("cifar10", data_root, 10, download)
     return image_loaded(
-        "cifar10", train, test, classes=10, paper_stats=(IMAGENET_MEAN, IMAGENET_STD), norm=norm,
+        "cifar10", train, test, paper_stats=(IMAGENET_MEAN, IMAGENET_STD), norm=norm,
         resolution=resolution, augment=augment,
     )  # fmt: skip
 
@@ -114,8 +112,7 @@ def cifar10(*, seed, data_root, resolution: int = 32, augment: bool = True, norm
 @register_dataset(
     "cifar100",
     description="CIFAR-100 images, fine labels (50k/10k); augment: crop pad 4 + flip; option resolution",
-    dim=2,
-    shape="3 x 32 x 32 (resolution)",
+    shape=(3, 32, 32),
     classes=100,
     source="download",
     paper_name="CIFAR-100",
@@ -125,16 +122,13 @@ def cifar100(
 ):
     check_options("cifar100", norm=norm, resolution=resolution, augment=augment)
     train, test = cifar_arrays("cifar100", data_root, 100, download)
-    return image_loaded(
-        "cifar100", train, test, classes=100, paper_stats=None, norm=norm, resolution=resolution, augment=augment
-    )
+    return image_loaded("cifar100", train, test, paper_stats=None, norm=norm, resolution=resolution, augment=augment)
 
 
 @register_dataset(
     "scifar10",
     description="sequential CIFAR-10: pixels in row-major order, 1024 steps of 3 channels (causal)",
-    dim=1,
-    shape="3 x 1024",
+    shape=(3, 1024),
     classes=10,
     source="download",
     paper_name="sCIFAR10",
@@ -146,10 +140,7 @@ def scifar10(*, seed, data_root, norm: str = "paper", download: bool = True):
     # norm="train": scaled to [0, 1] here, standardised per channel by get_dataset on the training part
     to_float = ToFloat(*sequence_stats(norm), size=None)
     xtr, xte = (to_float.all(x).reshape(len(x), 3, 1024) for x in (xtr, xte))
-    task = TaskSpec(dim=1, in_channels=3, num_classes=10, size=1024, causal=True)
-    return Loaded(
-        tensor_dataset(xtr, ytr), tensor_dataset(xte, yte), task, standardise=None if norm == "paper" else (0, 2)
-    )
+    return Loaded(tensor_dataset(xtr, ytr), tensor_dataset(xte, yte), standardise=None if norm == "paper" else (0, 2))
 
 
 class NoisePad:
@@ -180,8 +171,7 @@ class NoisePad:
 @register_dataset(
     "npcifar10",
     description="noise-padded CIFAR-10: 32 rows of 96 features, then Gaussian noise steps to 1000 (causal)",
-    dim=1,
-    shape="96 x 1000",
+    shape=(96, 1000),
     classes=10,
     source="download",
     paper_name="npCIFAR10",
@@ -206,10 +196,9 @@ def npcifar10(*, seed, data_root, norm: str = "paper", shared_noise: bool = Fals
         shared = torch.randn(96, NPCIFAR_LENGTH - 32, generator=gen)
     train = ArrayDataset(rows[0], ytr, NoisePad(NPCIFAR_LENGTH, seed, NOISE_SALTS["train"], shared))
     test = ArrayDataset(rows[1], yte, NoisePad(NPCIFAR_LENGTH, seed, NOISE_SALTS["test"], shared))
-    task = TaskSpec(dim=1, in_channels=96, num_classes=10, size=NPCIFAR_LENGTH, causal=True)
     info = {"noise": "per-sample" if shared is None else "shared", "noise_seed": seed}
     fit = None if norm == "paper" else lambda splits, statistics=None: _fit_rows(rows, splits, statistics)
-    return Loaded(train, test, task, info=info, fit_normalisation=fit)
+    return Loaded(train, test, info=info, fit_normalisation=fit)
 
 
 def _fit_rows(rows: list[torch.Tensor], splits, statistics=None):

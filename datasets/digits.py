@@ -5,12 +5,11 @@ from __future__ import annotations
 from datasets import register_dataset
 from datasets.base import Loaded
 from datasets.tensors import fixed_split, tensor_dataset
-from methods.task import TaskSpec
 
 
 def digit_images():
     """(train_x, train_y, test_x, test_y) as (N, 1, 8, 8) tensors in [0, 1]; get_dataset standardises them."""
-    from sklearn.datasets import load_digits
+    from sklearn.datasets import load_digits  # lazy: scikit-learn adds 1 s to `run_all.py list`
 
     bunch = load_digits()
     x = bunch.images[:, None].astype("float32") / 16.0
@@ -23,26 +22,22 @@ def digit_images():
 @register_dataset(
     "digits",
     description="scikit-learn 8x8 digits as images (1,797 samples, bundled)",
-    dim=2,
-    shape="1 x 8 x 8",
+    shape=(1, 8, 8),
     classes=10,
 )
 def digits(*, seed, data_root):
     xtr, ytr, xte, yte = digit_images()
-    task = TaskSpec(dim=2, in_channels=1, num_classes=10, size=(8, 8))
-    return Loaded(tensor_dataset(xtr, ytr), tensor_dataset(xte, yte), task, standardise=(0, 1, 2, 3))
+    return Loaded(tensor_dataset(xtr, ytr), tensor_dataset(xte, yte), standardise=(0, 1, 2, 3))
 
 
 @register_dataset(
     "sdigits",
     description="sequential digits: the 8x8 digits read pixel by pixel (64 steps, causal)",
-    dim=1,
-    shape="1 x 64",
+    shape=(1, 64),
     classes=10,
     causal=True,
 )
 def sdigits(*, seed, data_root):
     xtr, ytr, xte, yte = digit_images()
-    task = TaskSpec(dim=1, in_channels=1, num_classes=10, size=64, causal=True)
     flat = [t.reshape(len(t), 1, 64) for t in (xtr, xte)]
-    return Loaded(tensor_dataset(flat[0], ytr), tensor_dataset(flat[1], yte), task, standardise=(0, 1, 2))
+    return Loaded(tensor_dataset(flat[0], ytr), tensor_dataset(flat[1], yte), standardise=(0, 1, 2))

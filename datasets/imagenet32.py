@@ -60,8 +60,7 @@ def read_npz(name: str, paths: list[Path], hint: str) -> tuple[torch.Tensor, tor
 @register_dataset(
     "imagenet32",
     description="downsampled ImageNet 32x32 (1.28M/50k, 1000 classes; manual download, see its docstring)",
-    dim=2,
-    shape="3 x 32 x 32 (resolution)",
+    shape=(3, 32, 32),
     classes=1000,
     source="manual",
     paper_name="ImageNet-32",
@@ -82,6 +81,6 @@ def imagenet32(*, seed, data_root, resolution: int = 32, augment: bool = True, n
     train = read_npz("imagenet32", [found[n] for n in TRAIN_FILES], hint)
     test = read_npz("imagenet32", [found[TEST_FILE]], hint)
     return image_loaded(
-        "imagenet32", train, test, classes=1000, paper_stats=(IMAGENET_MEAN, IMAGENET_STD), norm=norm,
+        "imagenet32", train, test, paper_stats=(IMAGENET_MEAN, IMAGENET_STD), norm=norm,
         resolution=resolution, augment=augment, lazy=True,
     )  # fmt: skip

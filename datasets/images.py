@@ -20,7 +20,6 @@ from datasets.augment import CropFlip
 from datasets.base import Loaded
 from datasets.real import flag
 from datasets.tensors import tensor_dataset
-from methods.task import TaskSpec
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -81,7 +80,6 @@ def image_loaded(
     train: tuple[torch.Tensor, torch.Tensor],
     test: tuple[torch.Tensor, torch.Tensor],
     *,
-    classes: int,
     paper_stats: tuple[Sequence[float], Sequence[float]] | None,
     norm: str = "paper",
     resolution: int | None = None,
@@ -99,7 +97,6 @@ def image_loaded(
     native = train[0].shape[-1]
     size = native if resolution is None else resolution
     pad = max(1, round(4 * size / 32))
-    task = TaskSpec(dim=2, in_channels=train[0].shape[1], num_classes=classes, size=(size, size))
     details = {"native_resolution": native, "resolution": size, **(info or {})}
     if norm == "paper" and paper_stats is not None:  # the papers' constants: known before any split
         mean, std = paper_stats
@@ -111,7 +108,7 @@ def image_loaded(
         crop_flip = CropFlip(pad, [-m / s for m, s in zip(mean, std)]) if augment else None  # black, normalised
         details.update(norm_mean=[round(m, 6) for m in mean], norm_std=[round(s, 6) for s in std])
         details["augment"] = repr(crop_flip) if augment else None
-        return Loaded(train_ds, test_ds, task, augment=crop_flip, info=details)
+        return Loaded(train_ds, test_ds, augment=crop_flip, info=details)
     # training statistics: fitted by get_dataset on the training part, after the validation carve
     channels = train[0].shape[1]
     to_float = ToFloat([0.0] * channels, [1.0] * channels, size)
@@ -133,7 +130,7 @@ def image_loaded(
             splits = tuple(tensor_dataset(to_float.all(x), y) for x, y in map(uint8_of, splits))
         return splits, statistics
 
-    return Loaded(train_ds, test_ds, task, augment=crop_flip, info=details, fit_normalisation=fit)
+    return Loaded(train_ds, test_ds, augment=crop_flip, info=details, fit_normalisation=fit)
 
 
 def uint8_of(dataset) -> tuple[torch.Tensor, torch.Tensor]:

@@ -18,6 +18,7 @@ interpolates; that suits a continuous-time model, not a convolution.)
 from __future__ import annotations
 
 import torch
+from torch.utils.data import TensorDataset
 
 from bench.base import UserError
 
@@ -82,8 +83,6 @@ def fit_observed(splits, statistics: dict | None = None, mark_dropped: bool = Fa
     """Loaded.fit_normalisation for TensorDatasets holding NaN where nothing was measured: standardise each
     channel with the training part's observed steps (or the given statistics), then NaN -> 0; with
     `mark_dropped`, a step missing from every channel is marked in an appended mask channel."""
-    from torch.utils.data import TensorDataset
-
     stats = statistics or observed_statistics(splits[0].tensors[0])
     out = []
     for s in splits:

@@ -17,7 +17,6 @@ from datasets.images import check_options, image_loaded
 from datasets.real import reading, require_files
 from datasets.splits import seeded_permutation
 from datasets.tensors import tensor_dataset
-from methods.task import TaskSpec
 
 MEAN, STD = 0.1307, 0.3081
 FILES = ["train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"]
@@ -26,7 +25,7 @@ PMNIST_SALT = 784  # keeps the permutation's random stream apart from the valida
 
 def mnist_arrays(name: str, data_root: Path, download: bool):
     """((train images, labels), (test images, labels)): (N, 1, 28, 28) uint8 and int64."""
-    from torchvision.datasets import MNIST
+    from torchvision.datasets import MNIST  # lazy: +1.2 s, only to download (`run_all.py list` imports this module)
 
     folder = Path(data_root) / "MNIST" / "raw"
     for f in FILES:  # torchvision reads the unzipped files; unzip .gz copies placed by hand
@@ -63,8 +62,7 @@ def sequences(name: str, data_root: Path, download: bool):
 @register_dataset(
     "mnist",
     description="MNIST digits as 2D images (60k/10k; option resolution resizes, bilinear)",
-    dim=2,
-    shape="1 x 28 x 28 (resolution)",
+    shape=(1, 28, 28),
     classes=10,
     source="download",
     paper_name="MNIST",
@@ -72,14 +70,13 @@ def sequences(name: str, data_root: Path, download: bool):
 def mnist(*, seed, data_root, resolution: int = 28, download: bool = True):
     check_options("mnist", resolution=resolution)
     train, test = mnist_arrays("mnist", data_root, download)
-    return image_loaded("mnist", train, test, classes=10, paper_stats=([MEAN], [STD]), resolution=resolution)
+    return image_loaded("mnist", train, test, paper_stats=([MEAN], [STD]), resolution=resolution)
 
 
 @register_dataset(
     "smnist",
     description="sequential MNIST: pixels in row-major order, 784 steps (causal)",
-    dim=1,
-    shape="1 x 784",
+    shape=(1, 784),
     classes=10,
     source="download",
     paper_name="sMNIST",
@@ -87,15 +84,13 @@ def mnist(*, seed, data_root, resolution: int = 28, download: bool = True):
 )
 def smnist(*, seed, data_root, download: bool = True):
     (xtr, ytr), (xte, yte) = sequences("smnist", data_root, download)
-    task = TaskSpec(dim=1, in_channels=1, num_classes=10, size=784, causal=True)
-    return Loaded(tensor_dataset(xtr, ytr), tensor_dataset(xte, yte), task)
+    return Loaded(tensor_dataset(xtr, ytr), tensor_dataset(xte, yte))
 
 
 @register_dataset(
     "pmnist",
     description="permuted MNIST: sMNIST with one fixed pixel permutation from the run seed (causal)",
-    dim=1,
-    shape="1 x 784",
+    shape=(1, 784),
     classes=10,
     source="download",
     paper_name="pMNIST",
@@ -105,6 +100,5 @@ def pmnist(*, seed, data_root, download: bool = True):
     """The same permutation for train, val and test (the reference code redraws it for its final test)."""
     (xtr, ytr), (xte, yte) = sequences("pmnist", data_root, download)
     perm = seeded_permutation(784, seed, salt=PMNIST_SALT)
-    task = TaskSpec(dim=1, in_channels=1, num_classes=10, size=784, causal=True)
     info = {"permutation_seed": seed, "permutation": perm.tolist()}
-    return Loaded(tensor_dataset(xtr[..., perm], ytr), tensor_dataset(xte[..., perm], yte), task, info=info)
+    return Loaded(tensor_dataset(xtr[..., perm], ytr), tensor_dataset(xte[..., perm], yte), info=info)

@@ -24,14 +24,13 @@ from datasets import register_dataset
 from datasets.base import Loaded
 from datasets.missing import DROP_SEED, check_rate, dropped_count, fit_marked, with_nans
 from datasets.tensors import tensor_dataset
-from methods.task import TaskSpec
 
 DATA_SEED = 42  # the paper's dataset
 SHUFFLE_SEED = 0  # the one permutation of mnist1d_shuffled
 
 
 def _generate(length: int, num_samples: int, data_seed: int) -> dict[str, np.ndarray]:
-    from mnist1d.data import get_dataset_args, make_dataset
+    from mnist1d.data import get_dataset_args, make_dataset  # lazy: +0.8 s (matplotlib), only to generate
 
     args = get_dataset_args()
     args.final_seq_length = length
@@ -111,20 +110,17 @@ def load(length: int, num_samples: int, data_root, permutation: np.ndarray | Non
     train, test = tensor_dataset(x, d["y"]), tensor_dataset(xt, d["y_test"])
     info = dict(info or {})
     if not drop_rate:
-        task = TaskSpec(dim=1, in_channels=1, num_classes=10, size=length, causal=False)
-        return Loaded(train, test, task, info=info, standardise=(0, 2))
+        return Loaded(train, test, info=info, standardise=(0, 2))
     train = TensorDataset(with_nans(train.tensors[0], "train", drop_rate, drop_seed), train.tensors[1])
     test = TensorDataset(with_nans(test.tensors[0], "test", drop_rate, drop_seed), test.tensors[1])
     info.update(drop_rate=drop_rate, drop_seed=drop_seed, dropped_steps=dropped_count(length, drop_rate))
-    task = TaskSpec(dim=1, in_channels=2, num_classes=10, size=length, causal=False)
-    return Loaded(train, test, task, info=info, fit_normalisation=fit_marked)
+    return Loaded(train, test, info=info, fit_normalisation=fit_marked)
 
 
 @register_dataset(
     "mnist1d",
     description="MNIST-1D: 10-class 1D signals from the mnist1d generator (no download)",
-    dim=1,
-    shape="1 x 40 (option length)",
+    shape=(1, 40),
     classes=10,
     paper_name="MNIST-1D",
 )
@@ -138,8 +134,7 @@ def mnist1d(*, seed, data_root, length: int = 40, num_samples: int = 5000, drop_
     "mnist1d_missing",
     description="MNIST-1D with half of each signal's steps dropped (CKConv's drop_rate; zeros plus a mask "
     "channel; option drop_rate)",
-    dim=1,
-    shape="2 x 40 (option length)",
+    shape=(2, 40),
     classes=10,
     paper_name="MNIST-1D (missing steps)",
 )
@@ -158,8 +153,7 @@ def mnist1d_missing(*, seed, data_root, length: int = 40, num_samples: int = 500
 @register_dataset(
     "mnist1d_shuffled",
     description="MNIST-1D with its positions permuted once (the paper's shuffle row; no locality left)",
-    dim=1,
-    shape="1 x 40 (option length)",
+    shape=(1, 40),
     classes=10,
     paper_name="MNIST-1D (shuffled)",
 )

@@ -11,7 +11,6 @@ from datasets.base import Loaded
 from datasets.digits import digit_images
 from datasets.splits import seeded_permutation
 from datasets.tensors import tensor_dataset
-from methods.task import TaskSpec
 
 PERMUTATION_SALT = 64  # keeps the permutation's random stream apart from the validation carving's
 
@@ -19,8 +18,7 @@ PERMUTATION_SALT = 64  # keeps the permutation's random stream apart from the va
 @register_dataset(
     "pdigits",
     description="permuted sequential digits: sdigits with one fixed pixel permutation from the run seed (causal)",
-    dim=1,
-    shape="1 x 64",
+    shape=(1, 64),
     classes=10,
     causal=True,
 )
@@ -28,6 +26,5 @@ def pdigits(*, seed, data_root):
     xtr, ytr, xte, yte = digit_images()
     perm = seeded_permutation(64, seed, salt=PERMUTATION_SALT)
     xtr, xte = (x.reshape(len(x), 1, 64)[..., perm] for x in (xtr, xte))
-    task = TaskSpec(dim=1, in_channels=1, num_classes=10, size=64, causal=True)
     info = {"permutation_seed": seed, "permutation": perm.tolist()}
-    return Loaded(tensor_dataset(xtr, ytr), tensor_dataset(xte, yte), task, info=info, standardise=(0, 1, 2))
+    return Loaded(tensor_dataset(xtr, ytr), tensor_dataset(xte, yte), info=info, standardise=(0, 1, 2))

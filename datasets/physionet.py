@@ -44,7 +44,6 @@ from datasets.base import Loaded
 from datasets.missing import fit_observed
 from datasets.real import reading
 from datasets.uea import resplit
-from methods.task import TaskSpec
 
 FOLDER = "physionet2019"
 URL = "https://physionet.org/content/challenge-2019/1.0.0/"
@@ -148,8 +147,7 @@ def inputs(values: np.ndarray, statics: np.ndarray) -> torch.Tensor:
     "physionet2019",
     description="PhysioNet 2019 sepsis: 75 channels x 72 hourly steps, missing values, binary label, test AUC "
     "(70/15/15 stratified; manual download)",
-    dim=1,
-    shape="75 x 72",
+    shape=(CHANNELS, HOURS),
     classes=2,
     source="manual",
     paper_name="PhysioNet",
@@ -161,5 +159,4 @@ def physionet2019(*, seed, data_root):
     x, y = inputs(values, statics), torch.from_numpy(labels)
     train, val, test = (TensorDataset(x[idx], y[idx]) for idx in resplit(labels, "physionet2019"))
     info = {"stays": len(labels), "positive": int(labels.sum()), "sizes": [len(train), len(val), len(test)]}
-    task = TaskSpec(dim=1, in_channels=CHANNELS, num_classes=2, size=HOURS, causal=True, metric="auc")
-    return Loaded(train, test, task, val=val, info=info, fit_normalisation=fit_observed)
+    return Loaded(train, test, val=val, info=info, fit_normalisation=fit_observed)

@@ -23,7 +23,6 @@ from bench.base import UserError
 from datasets import register_dataset
 from datasets.base import Loaded
 from datasets.tensors import tensor_dataset
-from methods.task import TaskSpec
 
 CLASSES = ("circle", "square", "triangle", "cross", "ring", "star")
 POINTS_PER_CHUNK = 2**20  # scene samples evaluated at once (keeps the work in cache-sized pieces)
@@ -102,8 +101,7 @@ def make_split(split: str, n: int, resolution: int, noise: float, data_seed: int
 @register_dataset(
     "shapes",
     description="procedural shapes (6 classes, random pose and colours) drawn at any resolution (no download)",
-    dim=2,
-    shape="3 x 32 x 32 (resolution)",
+    shape=(3, 32, 32),
     classes=len(CLASSES),
 )
 def shapes(
@@ -118,6 +116,5 @@ def shapes(
     (xtr, ytr), (xte, yte) = (
         make_split(s, n, resolution, noise, data_seed) for s, n in (("train", n_train), ("test", n_test))
     )
-    task = TaskSpec(dim=2, in_channels=3, num_classes=len(CLASSES), size=(resolution, resolution))
     info = {"data_seed": data_seed, "resolution": resolution, "classes": list(CLASSES)}
-    return Loaded(tensor_dataset(xtr, ytr), tensor_dataset(xte, yte), task, info=info, standardise=(0, 2, 3))
+    return Loaded(tensor_dataset(xtr, ytr), tensor_dataset(xte, yte), info=info, standardise=(0, 2, 3))

@@ -31,7 +31,6 @@ from datasets.base import Loaded
 from datasets.missing import DROP_SEED, check_rate, dropped_count, mark, observed_mask
 from datasets.real import reading, require_files
 from datasets.tensors import standardise, tensor_dataset
-from methods.task import TaskSpec
 
 KEYWORDS = ("yes", "no", "up", "down", "left", "right", "on", "off", "stop", "go")
 SAMPLE_RATE = 16_000
@@ -48,7 +47,7 @@ def folder_of(data_root: Path) -> Path:
 
 def read_clips(name: str, data_root: Path, split: str, download: bool):
     """int16 clips (N, 1, 16000), labels (N,), and relative paths "keyword/file.wav", in sorted order."""
-    import soundfile
+    import soundfile  # lazy: needs the system's libsndfile, which `run_all.py list` must not
 
     folder = folder_of(data_root)
     hint = (
@@ -58,7 +57,7 @@ def read_clips(name: str, data_root: Path, split: str, download: bool):
     )
 
     def fetch():
-        from torchaudio.datasets import SPEECHCOMMANDS
+        from torchaudio.datasets import SPEECHCOMMANDS  # lazy: torchaudio is needed by Speech Commands alone
 
         SPEECHCOMMANDS(str(data_root), download=True)
 
@@ -86,7 +85,7 @@ def read_clips(name: str, data_root: Path, split: str, download: bool):
 def split_indices(name: str, data_root: Path, split: str, labels: torch.Tensor, kept: list[str]):
     """(train, val, test) index arrays."""
     if split == "stratified":
-        from sklearn.model_selection import train_test_split
+        from sklearn.model_selection import train_test_split  # lazy: scikit-learn adds 1 s to `run_all.py list`
 
         y = labels.numpy()
         everything = np.arange(len(y))
@@ -160,8 +159,7 @@ def raw_stats(clips: torch.Tensor, drop_rate: float = 0.0) -> tuple[float, float
 @register_dataset(
     "sc_raw",
     description="Speech Commands, 10 keywords, raw 1 s audio at 16 kHz (70/15/15; options split, sr; causal)",
-    dim=1,
-    shape="1 x 16000 (option sr)",
+    shape=(1, 16000),
     classes=10,
     source="download",
     paper_name="SC_raw",
@@ -179,16 +177,15 @@ def sc_raw(*, seed, data_root, split: str = "stratified", sr: int = 1, download:
     names = ("train", "val", "test")
     train, val, test = (ArrayDataset(clips, y, MarkDropped(to_float, part, rate) if rate else to_float)
                         for (clips, y), part in zip(parts, names))  # fmt: skip
-    task = TaskSpec(dim=1, in_channels=2 if rate else 1, num_classes=10, size=parts[0][0].shape[-1], causal=True)
     info = {"split": split, "sr": sr, "sizes": [len(train), len(val), len(test)]}
     if rate:
         info.update(drop_rate=rate, drop_seed=DROP_SEED, dropped_steps=dropped_count(parts[0][0].shape[-1], rate))
-    return Loaded(train, test, task, val=val, info=info)
+    return Loaded(train, test, val=val, info=info)
 
 
 def mfcc(clips: torch.Tensor) -> torch.Tensor:
     """(N, 1, 16000) int16 -> (N, 20, 161) float32, by chunks."""
-    import torchaudio
+    import torchaudio  # lazy: needed by Speech Commands alone, and `run_all.py list` imports this module
 
     with warnings.catch_warnings():  # n_mels 64 over 101 frequency bins leaves empty filters: the papers' setting
         warnings.filterwarnings("ignore", message="At least one mel filterbank has all zero values")
@@ -204,8 +201,7 @@ def mfcc(clips: torch.Tensor) -> torch.Tensor:
 @register_dataset(
     "sc_mfcc",
     description="Speech Commands, 10 keywords, 20 MFCCs x 161 frames (70/15/15; options split, sr; causal)",
-    dim=1,
-    shape="20 x 161 (option sr)",
+    shape=(20, 161),
     classes=10,
     source="download",
     paper_name="SC (MFCC)",
@@ -215,6 +211,5 @@ def sc_mfcc(*, seed, data_root, split: str = "stratified", sr: int = 1, download
     parts = [(mfcc(clips)[..., ::sr].contiguous(), y) for clips, y in load("sc_mfcc", data_root, split, sr, download)]
     xs = standardise(*(x for x, _ in parts), dims=(0, 2))  # per coefficient, training statistics
     train, val, test = (tensor_dataset(x, y) for x, (_, y) in zip(xs, parts))
-    task = TaskSpec(dim=1, in_channels=20, num_classes=10, size=xs[0].shape[-1], causal=True)
     info = {"split": split, "sr": sr, "sizes": [len(train), len(val), len(test)]}
-    return Loaded(train, test, task, val=val, info=info)
+    return Loaded(train, test, val=val, info=info)

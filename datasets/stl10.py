@@ -25,7 +25,7 @@ FILES = ["train_X.bin", "train_y.bin", "test_X.bin", "test_y.bin"]
 
 
 def stl10_arrays(name: str, data_root: Path, download: bool):
-    from torchvision.datasets import STL10
+    from torchvision.datasets import STL10  # lazy: +1.2 s, only to download (`run_all.py list` imports this module)
 
     folder = Path(data_root) / "stl10_binary"
     hint = (
@@ -55,8 +55,7 @@ def stl10_arrays(name: str, data_root: Path, download: bool):
 @register_dataset(
     "stl10",
     description="STL-10 labelled images (5k/8k); option resolution (bilinear), augment (crop + flip)",
-    dim=2,
-    shape="3 x 96 x 96 (resolution)",
+    shape=(3, 96, 96),
     classes=10,
     source="download",
     paper_name="STL-10",
@@ -65,5 +64,5 @@ def stl10(*, seed, data_root, resolution: int = 96, augment: bool = False, norm:
     check_options("stl10", norm=norm, resolution=resolution, augment=augment)
     train, test = stl10_arrays("stl10", data_root, download)
     return image_loaded(
-        "stl10", train, test, classes=10, paper_stats=None, norm=norm, resolution=resolution, augment=augment, lazy=True
+        "stl10", train, test, paper_stats=None, norm=norm, resolution=resolution, augment=augment, lazy=True
     )

@@ -39,7 +39,6 @@ from datasets.base import Loaded
 from datasets.missing import DROP_SEED, check_rate, dropped_count, fit_marked, with_nans
 from datasets.real import reading, require_files
 from datasets.tensors import tensor_dataset
-from methods.task import TaskSpec
 
 CT = "CharacterTrajectories"
 URL = "http://www.timeseriesclassification.com/Downloads/Archives/Multivariate2018_ts.zip"
@@ -97,7 +96,7 @@ def pad_last(series: list[np.ndarray], length: int) -> np.ndarray:
 
 def resplit(labels: np.ndarray, name: str) -> list[np.ndarray]:
     """The papers' 70/15/15 stratified split: (train, val, test) indices, fixed (random_state 0, then 1)."""
-    from sklearn.model_selection import train_test_split
+    from sklearn.model_selection import train_test_split  # lazy: scikit-learn adds 1 s to `run_all.py list`
 
     everything = np.arange(len(labels))
     try:
@@ -138,8 +137,7 @@ def load_uea(name: str, problem: str, data_root: Path):
     "char_trajectories",
     description="CharacterTrajectories (UEA): 20 pen-trajectory letters, 3 channels, padded to 182 steps "
     "(70/15/15 stratified re-split; options sr, drop_rate; manual download)",
-    dim=1,
-    shape="3 x 182 (option sr)",
+    shape=(3, 182),
     classes=20,
     source="manual",
     paper_name="CharacterTrajectories",
@@ -153,14 +151,12 @@ def char_trajectories(*, seed, data_root, sr: int = 1, drop_rate: float = 0.0):
     x, y, classes = load_uea("char_trajectories", CT, data_root)
     x = torch.from_numpy(x[..., ::sr].copy())
     parts = [(x[idx], torch.from_numpy(y[idx])) for idx in resplit(y, "char_trajectories")]
-    channels, length = x.shape[1], x.shape[-1]
+    length = x.shape[-1]
     info = {"sr": sr, "sizes": [len(p[1]) for p in parts], "classes": classes}
     if not rate:
         train, val, test = (tensor_dataset(px, py) for px, py in parts)
-        task = TaskSpec(dim=1, in_channels=channels, num_classes=len(classes), size=length, causal=True)
-        return Loaded(train, test, task, val=val, info=info, standardise=(0, 2))
+        return Loaded(train, test, val=val, info=info, standardise=(0, 2))
     train, val, test = (TensorDataset(with_nans(px, split, rate), py)
                         for (px, py), split in zip(parts, ("train", "val", "test")))  # fmt: skip
     info.update(drop_rate=rate, drop_seed=DROP_SEED, dropped_steps=dropped_count(length, rate))
-    task = TaskSpec(dim=1, in_channels=channels + 1, num_classes=len(classes), size=length, causal=True)
-    return Loaded(train, test, task, val=val, info=info, fit_normalisation=fit_marked)
+    return Loaded(train, test, val=val, info=info, fit_normalisation=fit_marked)

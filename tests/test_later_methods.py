@@ -36,9 +36,7 @@ def n_params(model: nn.Module) -> int:
 
 def card_task(dataset: str) -> TaskSpec:
     """The dataset's task from its card ("3 x 1024"), without loading (or downloading) it."""
-    card = datasets.get_entry(dataset).card
-    channels, *size = (int(n) for n in card.shape.split(" (")[0].split(" x "))  # without "(option sr)"
-    return TaskSpec(card.dim, channels, card.classes, size[0] if card.dim == 1 else tuple(size), card.causal)
+    return datasets.get_entry(dataset).card.task_for({})
 
 
 def suite_param_counts(suite: str) -> dict[str, int]:

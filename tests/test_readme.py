@@ -20,3 +20,22 @@ def test_readme_plugin_example_runs_as_written(tmp_path):
     assert proc.returncode == 0, proc.stderr
     records, _ = store.load_runs(tmp_path / "out")
     assert {(r["method"], r["status"]) for r in records} == {("my_sepconv", "ok"), ("conv", "ok")}
+
+
+def test_readme_dataset_example_runs_as_written(tmp_path):
+    readme = (REPO / "README.md").read_text()
+    block = re.search(
+        r"<!-- dataset-example:start -->\n```python\n(.*?)```\n<!-- dataset-example:end -->", readme, re.S
+    )
+    assert block, "the README lost its dataset example"
+    assert len(block.group(1).strip().splitlines()) <= 15
+    plugin = tmp_path / "my_dataset.py"
+    plugin.write_text(block.group(1))
+    command = re.search(r"python run_all.py --plugin my_dataset.py (.*)\n", readme).group(1).split()
+    out = tmp_path / "out"
+    proc = run_cli("--plugin", str(plugin), *command, "--suite", "smoke", "--seeds", "0", "--out", str(out), "--quiet")
+    assert proc.returncode == 0, proc.stderr
+    records, _ = store.load_runs(out)
+    assert {(r["dataset"], r["method"], r["status"]) for r in records} == {("my_sines", "conv", "ok"),
+                                                                            ("my_sines", "flexconv", "ok")}  # fmt: skip
+    assert {r["task"]["size"] for r in records} == {64} and {r["task"]["num_classes"] for r in records} == {4}

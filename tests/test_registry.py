@@ -3,9 +3,14 @@ import sys
 import textwrap
 
 import pytest
+import torch
 
+import datasets
 import methods
 from bench.base import Registry, UserError
+from datasets import Loaded
+from datasets.tensors import tensor_dataset
+from methods.task import TaskSpec
 
 from conftest import REPO
 
@@ -71,3 +76,66 @@ def test_entry_point_plugin_is_discovered(tmp_path):
     out = subprocess.run([sys.executable, "-c", code], cwd=REPO, env=env, capture_output=True, text=True)
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "True from an entry point"
+
+
+@pytest.fixture
+def plugin_datasets():
+    """Register test loaders; unregister them afterwards."""
+    names = []
+
+    def add(name, loader, **card):
+        datasets.register_dataset(name, **card)(loader)
+        names.append(name)
+
+    yield add
+    for name in names:
+        datasets.DATASETS.unregister(name)
+
+
+def sequences(length: int, given_task=None):
+    x, y = torch.randn(40, 2, length, generator=torch.Generator().manual_seed(0)), torch.arange(40) % 3
+    return Loaded(tensor_dataset(x, y), tensor_dataset(x[:10], y[:10]), given_task)
+
+
+def test_the_task_comes_from_the_card_and_the_data(plugin_datasets):
+    def loader(*, seed, data_root, length: int = 12):
+        return sequences(length)
+
+    plugin_datasets("t_card", loader, shape=(2, 12), classes=3, causal=True)
+    assert datasets.get_dataset("t_card").task == TaskSpec(1, 2, 3, 12, causal=True)
+    assert datasets.get_dataset("t_card", length=7).task == TaskSpec(1, 2, 3, 7, causal=True)  # the data's size
+    assert datasets.get_entry("t_card").card.task_for({"length": 7}) == TaskSpec(1, 2, 3, 7, causal=True)
+    assert datasets.shape_text("t_card") == "2 x 12 (option length)"
+
+
+@pytest.mark.parametrize(
+    "task, shape",
+    [(TaskSpec(1, 2, 5, 12, causal=True), (2, 12)), (TaskSpec(1, 2, 3, 12), (2, 12)), (TaskSpec(2, 2, 3, 12), (2, 12)),
+     (None, (2, 12, 12))],
+    ids=["classes", "causal", "dim", "samples"],
+)  # fmt: skip
+def test_a_loader_that_disagrees_with_its_card_is_refused(plugin_datasets, task, shape):
+    causal = len(shape) == 2
+    plugin_datasets("t_wrong", lambda *, seed, data_root: sequences(12, task), shape=shape, classes=3, causal=causal)
+    with pytest.raises(ValueError, match="t_wrong.*disagrees with its card"):
+        datasets.get_dataset("t_wrong")
+
+
+@pytest.mark.parametrize("card", [{"shape": "2 x 12"}, {"shape": (2,)}, {"shape": (2, 0)}, {"classes": 3}])
+def test_a_card_without_a_shape_tuple_is_refused(card):
+    with pytest.raises(ValueError, match="shape"):
+        datasets.register_dataset("t_bad_shape", **card)
+
+
+def test_loader_options_is_what_the_grid_and_get_dataset_accept(plugin_datasets):
+    def loader(*, seed, data_root, sr: int = 1, mode="a", **more):
+        return sequences(12)
+
+    plugin_datasets("t_opts", loader, shape=(2, 12), classes=3)
+    accepts = datasets.loader_options("t_opts")
+    assert accepts.defaults == {"sr": 1, "mode": "a"} and accepts.annotations == {"sr": "int"}
+    assert accepts.any_option and accepts.takes("anything") and datasets.shape_text("t_opts") == "2 x 12 (option sr)"
+    strict = datasets.loader_options("mnist1d")
+    assert strict.defaults == {"length": 40, "num_samples": 5000, "drop_rate": 0.0} and not strict.takes("sr")
+    assert [datasets.shape_text(n) for n in ("cifar10", "digits", "sc_raw")] == [
+        "3 x 32 x 32 (resolution)", "1 x 8 x 8", "1 x 16000 (option sr)"]  # fmt: skip

@@ -54,16 +54,15 @@ import torch
 from datasets import register_dataset
 from datasets.base import Loaded
 from datasets.tensors import tensor_dataset
-from methods.task import TaskSpec
 
 
-@register_dataset("cifar10_generated", description="random CIFAR-shaped images (gpu_validate)", dim=2,
-                  shape="3 x 32 x 32", classes=10)
+@register_dataset("cifar10_generated", description="random CIFAR-shaped images (gpu_validate)", shape=(3, 32, 32),
+                  classes=10)
 def cifar10_generated(*, seed, data_root, n_train: int = {FAKE_TRAIN}, n_test: int = {FAKE_TEST}):
     g = torch.Generator().manual_seed(seed)
     def split(n):
         return tensor_dataset(torch.randn(n, 3, 32, 32, generator=g), torch.randint(0, 10, (n,), generator=g))
-    return Loaded(split(n_train), split(n_test), TaskSpec(2, 3, 10, (32, 32)))
+    return Loaded(split(n_train), split(n_test))
 """
 
 

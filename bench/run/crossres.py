@@ -17,7 +17,6 @@ test at 80 or 20; the ratio target/source is what `change_resolution` is told).
 
 from __future__ import annotations
 
-import inspect
 from dataclasses import replace
 from typing import Any
 
@@ -51,11 +50,10 @@ def size_option(cfg: RunConfig) -> str:
     (steps: mnist1d's generator draws the same signals at another length) or, for a loader without it, `sr`
     (keep every sr-th step: sc_raw, char_trajectories, CKConv's sampling-rate experiments). Either gives the
     sampling-rate protocol: train at one rate, test zero-shot at another."""
-    entry = datasets.get_entry(cfg.dataset)
-    if entry.card.dim != 1:
+    if datasets.get_entry(cfg.dataset).card.dim != 1:
         return "resolution"
-    params = inspect.signature(entry.obj).parameters
-    return "sr" if "sr" in params and "length" not in params else "length"
+    takes = datasets.loader_options(cfg.dataset).defaults
+    return "sr" if "sr" in takes and "length" not in takes else "length"
 
 
 def source_resolution(cfg: RunConfig, data) -> int:

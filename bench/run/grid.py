@@ -73,24 +73,9 @@ def _apply_user(section: str, user: dict[str, Any], targets: list[str], accepts,
     return applied
 
 
-def _loader_annotations(name: str) -> dict[str, str]:
-    import inspect
-
-    params = inspect.signature(datasets.get_entry(name).obj).parameters.items()
-    return {k: p.annotation if isinstance(p.annotation, str) else p.annotation.__name__ for k, p in params
-            if p.annotation is not inspect.Parameter.empty}  # fmt: skip
-
-
 def _method_takes(name: str, key: str) -> bool:
     accepted = methods.accepted_hparams(name)
     return accepted is None or key in accepted
-
-
-def _dataset_takes(name: str, key: str) -> bool:
-    import inspect
-
-    params = inspect.signature(datasets.get_entry(name).obj).parameters
-    return key in params and key not in ("seed", "data_root")
 
 
 def check_models(grid: Grid, overrides: dict[str, dict[str, Any]] | None = None) -> None:
@@ -145,14 +130,15 @@ def build_grid(
         raise UserError(f"the grid would have {size:,} runs (more than {MAX_RUNS:,}); choose fewer methods, "
                         "datasets or seeds")  # fmt: skip
     user_model = _apply_user("model", overrides["model"], method_names, _method_takes, methods.hparam_annotations)
-    user_data = _apply_user("data", overrides["data"], dataset_names, _dataset_takes, _loader_annotations)
+    user_data = _apply_user("data", overrides["data"], dataset_names, lambda d, k: datasets.loader_options(d).takes(k),
+                            lambda d: datasets.loader_options(d).annotations)  # fmt: skip
     base_train = with_train(TrainConfig(), **suite.train)
     tags = tuple(suite.tags) + (("budget",) if budget < 1 else ())
 
     grid = Grid()
     for dname in dataset_names:
         card = datasets.get_entry(dname).card
-        stub = card.task_stub()
+        stub = card.task_for({})
         data = {**suite.data.get(dname, {}), **user_data[dname]}
         for seed in seeds or suite.seeds:
             for mname in method_names:
@@ -199,9 +185,10 @@ def trials_of(base: RunConfig, space: dict[str, list]) -> list[RunConfig]:
                 cfg = replace(cfg, model={**cfg.model, name: coerce_annotated(label, value, annotation) if annotation
                                           else value})  # fmt: skip
             else:
-                if not _dataset_takes(cfg.dataset, name):
+                accepts = datasets.loader_options(cfg.dataset)
+                if not accepts.takes(name):
                     raise UserError(f"{label}: dataset {cfg.dataset!r} has no option {name!r}")
-                annotation = _loader_annotations(cfg.dataset).get(name)
+                annotation = accepts.annotations.get(name)
                 cfg = replace(cfg, data={**cfg.data, name: coerce_annotated(label, value, annotation) if annotation
                                          else value})  # fmt: skip
         out.append(replace(cfg, search={k: list(v) for k, v in space.items()}))
