@@ -98,7 +98,7 @@ def _split(text: str | None) -> list[str] | None:
 def cmd_list() -> None:
     import datasets
     import methods
-    from bench.run.suite import all_suites
+    from bench.papers import all_suites
 
     print("Methods:")
     for name in methods.list_methods():
@@ -128,11 +128,11 @@ def cmd_list() -> None:
 
 def cmd_run(args, signals: list) -> int:
     from bench.launchers import LAUNCHERS, LaunchContext, launch
-    from bench.report.tuning import trial_value
+    from bench.papers import get_suite
+    from bench.report.trials import trial_value
     from bench.run.config import parse_overrides, parse_tune
     from bench.run.env import resolve_device
     from bench.run.grid import build_grid, check_models, parse_seeds
-    from bench.run.suite import get_suite
 
     LAUNCHERS.get(args.launcher)  # an unknown name fails before anything runs
     if args.launcher == "local":
@@ -217,8 +217,8 @@ def fmt_duration(seconds: float) -> str:
 def cmd_fetch(args) -> None:
     """Download (or check) the datasets of a suite or a --datasets list, e.g. on a login node before SLURM."""
     import datasets
+    from bench.papers import get_suite
     from bench.run.grid import expand_datasets
-    from bench.run.suite import get_suite
 
     suite = get_suite(args.suite)
     for name in expand_datasets(_split(args.datasets) or list(suite.datasets)):
@@ -248,7 +248,7 @@ def writable_folder(path: str, flag: str) -> str:
 
 
 def cmd_report(args) -> None:
-    from bench.report import build_report
+    from bench.report.build import build_report
 
     if not os.path.isdir(args.out):
         raise UserError(f"--out {args.out}: no such folder (the results folder to read runs from)")

@@ -8,11 +8,11 @@ import pandas as pd
 import pytest
 
 from bench.base import UserError
-from bench.report import build_report
-from bench.report.paper_tables import TABLES, marks, row_of
+from bench.papers import all_tables, get_suite
+from bench.report.build import build_report
+from bench.report.paper_tables import marks, row_of
 from bench.report.reference import COLUMNS, load_reference, read_csv
 from bench.run.grid import build_grid
-from bench.run.suite import get_suite
 
 FIXTURE = Path(__file__).parent / "fixtures" / "runs"
 
@@ -156,7 +156,7 @@ def test_reference_duplicate_row_is_an_error(tmp_path):
         load_reference(tmp_path)
 
 
-@pytest.mark.parametrize("table", [t for t in TABLES if t.rows], ids=lambda t: t.key)
+@pytest.mark.parametrize("table", [t for t in all_tables() if t.rows], ids=lambda t: t.key)
 def test_every_paper_suite_run_lands_on_a_paper_row_unmarked(table):
     suite = get_suite(table.suite)
     grid = build_grid(suite, datasets_sel=[d for d in table.columns if d in suite.datasets] or list(table.columns))
@@ -182,7 +182,7 @@ VARIANTS = [  # the README's commands for the variant rows: (suite, --set model.
 
 @pytest.mark.parametrize("suite, model, key, label", VARIANTS)
 def test_variant_rows_of_one_method_are_reached_with_set(suite, model, key, label):
-    table = next(t for t in TABLES if t.key == key)
+    table = next(t for t in all_tables() if t.key == key)
     method = "ckconv" if suite == "ckconv-seq" else "flexconv"
     grid = build_grid(get_suite(suite), methods_sel=[method], datasets_sel=[next(iter(table.columns))], seeds=(0,),
                       overrides={"train": {}, "model": model, "data": {}})  # fmt: skip

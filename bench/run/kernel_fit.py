@@ -375,14 +375,13 @@ def table_markdown(rows: list[dict], cfg: dict, seconds: float | None = None) ->
 
 def plot_curves(curve_rows: list[dict], path: Path) -> Path:
     """MSE over iterations, mean over seeds: one panel per (dim, target), one line per net."""
-    from bench.report.plots import _legend, _plt, _save
+    from bench.report.style import legend, pyplot, save
 
-    plt = _plt()
     panels = list(dict.fromkeys((r["dim"], r["target"]) for r in curve_rows))
     nets = list(dict.fromkeys(r["net"] for r in curve_rows))
     cols = min(7, len(panels))
     nrows = math.ceil(len(panels) / cols)
-    fig, axes = plt.subplots(nrows, cols, figsize=(2.6 * cols, 2.3 * nrows), squeeze=False)
+    fig, axes = pyplot.subplots(nrows, cols, figsize=(2.6 * cols, 2.3 * nrows), squeeze=False)
     handles = {}
     for ax, (dim, name) in zip(axes.flat, panels):
         for net in nets:
@@ -400,8 +399,8 @@ def plot_curves(curve_rows: list[dict], path: Path) -> Path:
     for ax in list(axes.flat)[len(panels) :]:
         ax.axis("off")
     axes[0, 0].set_ylabel("MSE (mean over seeds)", fontsize=8)
-    _legend(fig, handles)
-    return _save(fig, path)
+    legend(fig, handles)
+    return save(fig, path)
 
 
 def main(args) -> int:
