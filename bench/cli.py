@@ -103,7 +103,7 @@ def cmd_list() -> None:
     # lazy: a command loads only what it uses (torch takes seconds; --help and bad flags answer at once)
     import datasets
     import methods
-    from bench.run.suite import all_suites
+    from bench.papers import all_suites
 
     print("Methods:")
     for name in methods.list_methods():
@@ -134,11 +134,11 @@ def cmd_list() -> None:
 def cmd_run(args, signals: list) -> int:
     # lazy: a command loads only what it uses (torch takes seconds; --help and bad flags answer at once)
     from bench.launchers import LAUNCHERS, LaunchContext, launch
-    from bench.report.tuning import trial_value
+    from bench.papers import get_suite
+    from bench.report.trials import trial_value
     from bench.run.config import parse_overrides, parse_tune
     from bench.run.env import resolve_device
     from bench.run.grid import build_grid, check_models, parse_seeds
-    from bench.run.suite import get_suite
 
     LAUNCHERS.get(args.launcher)  # an unknown name fails before anything runs
     if args.launcher == "local":
@@ -222,8 +222,8 @@ def cmd_fetch(args) -> None:
     """Download (or check) the datasets of a suite or a --datasets list, e.g. on a login node before SLURM."""
     # lazy: a command loads only what it uses (torch takes seconds; --help and bad flags answer at once)
     import datasets
+    from bench.papers import get_suite
     from bench.run.grid import expand_datasets
-    from bench.run.suite import get_suite
 
     suite = get_suite(args.suite)
     for name in expand_datasets(_split(args.datasets) or list(suite.datasets)):
@@ -251,7 +251,7 @@ def writable_folder(path: str, flag: str) -> str:
 
 
 def cmd_report(args) -> None:
-    from bench.report import build_report  # lazy, as above
+    from bench.report.build import build_report  # lazy, as above
 
     if not os.path.isdir(args.out):
         raise UserError(f"--out {args.out}: no such folder (the results folder to read runs from)")

@@ -65,8 +65,8 @@ def test_ckcnn_with_the_ckconv_repos_kernel_net():
 def test_the_ckcnn_rows_use_the_ckconv_repos_kernel_net_and_the_flexnet_ablation_does_not():
     """The CKCNN of the CKConv paper (and of FlexConv Tables 1-2, which cite its numbers) is the CKConv repo's
     model; FlexNet-7's "CKCNN" ablation (Table 3) is the FlexConv repo's SIREN."""
+    from bench.papers import get_suite
     from bench.run.grid import build_grid
-    from bench.run.suite import get_suite
 
     ckconv_runs = build_grid(get_suite("ckconv-seq"), seeds=(0,)).runs
     seq_runs = [cfg for s in ("flexconv-seq", "flexconv-sc")

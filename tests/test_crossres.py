@@ -11,6 +11,7 @@ from torch import nn
 import datasets
 import methods
 from bench.base import UserError
+from bench.papers import get_suite
 from bench.report.paper_tables import build_paper_tables
 from bench.run import store
 from bench.run.config import RunConfig, TrainConfig
@@ -18,7 +19,6 @@ from bench.run.crossres import add_cross_resolution, check_settings
 from bench.run.grid import build_grid
 from bench.run.protocol import evaluate, train_run
 from bench.run.runner import DataCache, execute
-from bench.run.suite import get_suite
 
 from conftest import run_cli
 

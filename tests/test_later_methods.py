@@ -15,9 +15,9 @@ from torch import nn
 import datasets
 import methods
 from bench.base import UserError
+from bench.papers import get_suite
 from bench.report.reference import load_reference
 from bench.run.grid import build_grid
-from bench.run.suite import get_suite
 from methods import TaskSpec, hooks
 from methods.smpconv import SMPConv
 

@@ -2,9 +2,9 @@
 
 import pytest
 
+from bench.papers import get_suite
 from bench.run.grid import build_grid
 from bench.run.runner import DataCache, execute
-from bench.run.suite import get_suite
 
 
 def _cpu_run(method: str, dataset: str = "mnist1d") -> tuple:

@@ -6,9 +6,9 @@ import pytest
 
 import datasets
 from bench.base import UserError
+from bench.papers import get_suite
 from bench.run.grid import build_grid
 from bench.run.match import apply_match, measure, parse_match
-from bench.run.suite import get_suite
 
 
 def grid(methods):

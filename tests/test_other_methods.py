@@ -305,8 +305,8 @@ def test_tcn_levels_cover_the_sequence():
 
 
 def test_tcn_in_the_paper_suites_is_bai_et_al_s_model():
+    from bench.papers import get_suite
     from bench.run.grid import build_grid
-    from bench.run.suite import get_suite
 
     grid = build_grid(get_suite("flexconv-seq"), methods_sel=["tcn"])
     by_dataset = {cfg.dataset: cfg.model for cfg in grid.runs if cfg.seed == 0}

@@ -15,13 +15,13 @@ import bench.run.protocol as protocol
 import methods
 from bench.base import UserError
 from bench.cli import main
-from bench.report.paper_tables import TABLES, build, marks, notes, row_of
+from bench.papers import all_tables, get_suite
+from bench.papers.ckconv import plateau
+from bench.report.paper_tables import build, marks, notes, row_of
 from bench.report.reference import load_reference
 from bench.run import store
 from bench.run.config import PROTOCOL_VERSION, RunConfig, TrainConfig, parse_overrides
 from bench.run.grid import build_grid
-from bench.run.paper_suites import plateau
-from bench.run.suite import get_suite
 from datasets import get_dataset
 from methods.task import TaskSpec
 
@@ -173,7 +173,7 @@ def _record(cfg: RunConfig, test: float) -> dict:
 
 
 def test_paper_protocol_rows_stand_beside_ours_marked_and_the_caption_says_which_is_which():
-    table = next(t for t in TABLES if t.key == "flexconv-t3")
+    table = next(t for t in all_tables() if t.key == "flexconv-t3")
     (cfg,) = build_grid(get_suite("flexconv-cifar"), methods_sel=["flexconv"], seeds=(0,)).runs
     paper = replace(cfg, train=replace(cfg.train, selection="paper"))
     rec_val, rec_paper = _record(cfg, 91.0), _record(paper, 92.5)
@@ -192,7 +192,7 @@ def test_preset_runs_stand_in_their_papers_tables_unmarked():
     """The 1M CKCNN and FlexTCN-4 presets land on their paper rows, checked against their own suite's settings."""
     for suite, key, label in (("ckcnn-1m", "ckconv-seq", "CKCNN (1M)"), ("flextcn4", "flexconv-t1", "FlexTCN-4"),
                               ("flextcn4", "flexconv-t2", "FlexTCN-4")):  # fmt: skip
-        table = next(t for t in TABLES if t.key == key)
+        table = next(t for t in all_tables() if t.key == key)
         cfgs = [c for c in build_grid(get_suite(suite), seeds=(0,)).runs if c.dataset in table.columns]
         assert cfgs
         records = [_record(c, 90.0) for c in cfgs]
@@ -249,7 +249,7 @@ def test_weight_dropout_drops_sampled_kernel_entries_in_training(monkeypatch):
 
 def test_a_1m_ckcnn_made_by_width_alone_is_marked_where_it_differs_from_the_preset():
     """`--suite ckconv-seq --set model.width=100` keeps the 100k model's dropout and omega_0: not the paper's 1M."""
-    table = next(t for t in TABLES if t.key == "ckconv-seq")
+    table = next(t for t in all_tables() if t.key == "ckconv-seq")
     (cfg,) = build_grid(get_suite("ckconv-seq"), datasets_sel=["smnist"], seeds=(0,),
                         overrides={"train": {}, "model": {"width": 100}, "data": {}}).runs  # fmt: skip
     built = build(table, [_record(cfg, 99.0)], load_reference())

@@ -22,9 +22,9 @@ import math
 import pytest
 
 import methods
+from bench.papers import get_suite
 from bench.report.paper_tables import method_defaults
 from bench.run.grid import build_grid
-from bench.run.suite import get_suite
 from methods.backbones import build_backbone
 
 ABSENT = "(the method has no such setting)"

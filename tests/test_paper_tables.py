@@ -2,17 +2,20 @@
 
 import re
 import shutil
+import sys
 from pathlib import Path
 
 import pandas as pd
 import pytest
 
+import bench.papers
 from bench.base import UserError
-from bench.report import build_report
-from bench.report.paper_tables import TABLES, marks, row_of
+from bench.papers import all_suites, all_tables, get_suite, papers
+from bench.report.build import build_report
+from bench.report.paper_tables import marks, row_of
 from bench.report.reference import COLUMNS, load_reference, read_csv
+from bench.report.tables import tex
 from bench.run.grid import build_grid
-from bench.run.suite import get_suite
 
 FIXTURE = Path(__file__).parent / "fixtures" / "runs"
 
@@ -156,7 +159,7 @@ def test_reference_duplicate_row_is_an_error(tmp_path):
         load_reference(tmp_path)
 
 
-@pytest.mark.parametrize("table", [t for t in TABLES if t.rows], ids=lambda t: t.key)
+@pytest.mark.parametrize("table", [t for t in all_tables() if t.rows], ids=lambda t: t.key)
 def test_every_paper_suite_run_lands_on_a_paper_row_unmarked(table):
     suite = get_suite(table.suite)
     grid = build_grid(suite, datasets_sel=[d for d in table.columns if d in suite.datasets] or list(table.columns))
@@ -182,7 +185,7 @@ VARIANTS = [  # the README's commands for the variant rows: (suite, --set model.
 
 @pytest.mark.parametrize("suite, model, key, label", VARIANTS)
 def test_variant_rows_of_one_method_are_reached_with_set(suite, model, key, label):
-    table = next(t for t in TABLES if t.key == key)
+    table = next(t for t in all_tables() if t.key == key)
     method = "ckconv" if suite == "ckconv-seq" else "flexconv"
     grid = build_grid(get_suite(suite), methods_sel=[method], datasets_sel=[next(iter(table.columns))], seeds=(0,),
                       overrides={"train": {}, "model": model, "data": {}})  # fmt: skip
@@ -190,3 +193,43 @@ def test_variant_rows_of_one_method_are_reached_with_set(suite, model, key, labe
     rec = {"config": cfg.to_dict(), "method": method, "dataset": cfg.dataset, "seed": 0, "tags": list(cfg.tags)}
     row = row_of(table, rec)
     assert row is not None and row.label == label and marks(rec, row, row.suite or suite) == []
+
+
+def test_a_paper_is_one_file_that_the_catalogue_finds(tmp_path, monkeypatch):
+    """A module dropped into bench/papers/ (here: a folder added to the package's path) brings its suite and its
+    table, with nothing else to edit; a suite name that exists already is refused."""
+    (tmp_path / "toy_paper.py").write_text(
+        "from bench.papers import PaperTable, Row\nfrom bench.run.suite import Suite\n"
+        "SUITES = (Suite(name='toy-paper', description='a toy', methods=('conv',), datasets=('digits',),"
+        " tags=('suite:toy-paper',)),)\n"
+        "TABLES = (PaperTable('toy-t1', 'Toy Table 1', 'toy-paper', {'digits': 'Digits'}, (Row('Conv', 'conv'),)),)\n"
+    )
+    monkeypatch.setattr(bench.papers, "__path__", [*bench.papers.__path__, str(tmp_path)])
+    monkeypatch.delitem(sys.modules, "bench.papers.toy_paper", raising=False)
+    try:
+        assert get_suite("toy-paper").methods == ("conv",)
+        assert [t.key for t in all_tables()][-1] == "toy-t1"  # its folder is the last on the path
+        assert {"flexconv-cifar", "cpu"} <= set(all_suites())
+        (tmp_path / "toy_paper.py").write_text("from bench.run.suites import SUITES\n")  # cpu's names again
+        sys.modules.pop("bench.papers.toy_paper")
+        with pytest.raises(ValueError, match="suite 'cpu' already exists"):
+            all_suites()
+    finally:
+        sys.modules.pop("bench.papers.toy_paper", None)
+
+
+def test_each_papers_published_numbers_are_in_the_file_named_after_it():
+    """results/reference/<paper>.csv holds the published numbers of bench/papers/<paper>.py's tables, and only it."""
+    folder = Path(__file__).parents[1] / "results" / "reference"
+    for paper in papers():
+        keys = {t.references or t.key for t in getattr(paper, "TABLES", ())}
+        shown = {ref.table for path in folder.glob("*.csv") for ref in read_csv(path)} & keys
+        own = {ref.table for ref in read_csv(folder / f"{paper.__name__.rsplit('.', 1)[1]}.csv")} if shown else set()
+        assert shown <= own, f"{paper.__name__}: published numbers of {shown - own} are not in its own file"
+
+
+def test_one_latex_escape_for_every_table():
+    """tables.tex sets the summary's ≈ and the paper tables' symbols alike, after escaping LaTeX's specials."""
+    assert tex("a_b ± 1 ≈ 2 → 3, Δ σ † – − × `x` 50%") == (
+        r"a\_b $\pm$ 1 $\approx$ 2 $\to$ 3, $\Delta$ $\sigma$ $^\dagger$ -- - $\times$ x 50\%"
+    )

@@ -2,7 +2,7 @@
 
 import pandas as pd
 
-from bench.report import build_report
+from bench.report.build import build_report
 from bench.run import store
 from bench.run.config import RunConfig, TrainConfig
 

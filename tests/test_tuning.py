@@ -8,11 +8,11 @@ import torch
 
 from bench.base import UserError
 from bench.cli import main
-from bench.report import build_report
+from bench.papers import get_suite
+from bench.report.build import build_report
 from bench.run import store
 from bench.run.config import RunConfig, TrainConfig, parse_tune
 from bench.run.grid import build_grid
-from bench.run.suite import get_suite
 
 
 def test_tune_expands_every_run_into_its_trials():

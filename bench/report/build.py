@@ -2,7 +2,8 @@
 
 Reads <out>/runs/*.json and writes <dest>/tables and <dest>/plots: the summary and cost tables
 (summary.py), the tuning tables and sensitivity plots (tuning.py), the paper tables
-(paper_tables.py), the plots (plots.py), and last the index that embeds them (index.py).
+(paper_tables.py, declared in bench/papers/), the plots (plots.py), and last the index that embeds them
+(index.py). Tables are written by tables.py, plots styled by style.py.
 """
 
 from __future__ import annotations
@@ -16,10 +17,10 @@ from bench.report.summary import (
     aggregate,
     cost_table,
     runs_frame,
-    to_latex,
-    to_markdown,
     wide_table,
 )
+from bench.report.tables import marked_latex, marked_markdown
+from bench.report.trials import selected_runs
 from bench.run import store
 
 
@@ -35,7 +36,7 @@ def build_report(out: str | Path, dest: str | Path | None = None, include_refere
         return [*lines, f"no runs in {store.runs_dir(out)}: nothing to report"]
     df = runs_frame(records)
     # the summary of a folder with searches holds the selected trials only, never every trial (tables/trials.md)
-    shown = [r for r in records if not (r.get("config") or {}).get("search")] + tuning.selected_runs(records)
+    shown = [r for r in records if not (r.get("config") or {}).get("search")] + selected_runs(records)
     main = runs_frame(shown) if len(shown) < len(records) else df
     tables_dir, plots_dir = dest / "tables", dest / "plots"
     tables_dir.mkdir(parents=True, exist_ok=True)
@@ -46,16 +47,16 @@ def build_report(out: str | Path, dest: str | Path | None = None, include_refere
     cells, marks = wide_table(agg, include_reference)
     written = [tables_dir / "runs.csv", tables_dir / "summary.csv"]
     if not cells.empty:
-        (tables_dir / "summary.md").write_text(to_markdown(cells, marks) + "\n\n" + CAPTION + "\n")
-        (tables_dir / "summary.tex").write_text(to_latex(cells, marks, CAPTION))
+        (tables_dir / "summary.md").write_text(marked_markdown(cells, marks) + "\n\n" + CAPTION + "\n")
+        (tables_dir / "summary.tex").write_text(marked_latex(cells, marks, CAPTION))
         written += [tables_dir / "summary.md", tables_dir / "summary.tex", *cost_table(agg, tables_dir)]
         written += conclusions.write(agg, tables_dir, include_reference)
     styles = plots.method_styles(r["method"] for r in records)  # one look per method in every plot
     written += tuning.build_tuning(records, tables_dir, plots_dir, styles)
     untuned = [r for r in records if not (r.get("config") or {}).get("search")]
     written += paper_tables.build_paper_tables(untuned, tables_dir)
-    written += paper_tables.build_paper_tables(tuning.selected_runs(records), tables_dir, tuned=True)
-    written += plots.build_plots(records, agg, plots_dir, styles)
+    written += paper_tables.build_paper_tables(selected_runs(records), tables_dir, tuned=True)
+    written += plots.build_plots(records, agg, plots_dir, styles, paper_tables.accuracy_vs_params)
     failed = df[df["status"] != "ok"]
     unfinished = [f"{r['status']}: {r['method']} on {r['dataset']} (seed {r['seed']}): {r['error']}"
                   for _, r in failed.iterrows()]  # fmt: skip

@@ -9,12 +9,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from bench.papers import all_tables
+
 
 def write_index(out: str | Path, n_runs: int, written: list[Path], problems: list[str] = (), source: str = "") -> Path:
     """Embed the tables (.md) and plots (.png) in `written`, the files this report pass wrote (none stale),
     after a list of the runs that failed, diverged or ran out of memory, and of unreadable run files."""
-    from bench.report.paper_tables import TABLES
-
     out = Path(out)
     written = [Path(p) for p in written]
     lines = ["# LKSBench report", "",
@@ -23,7 +23,7 @@ def write_index(out: str | Path, n_runs: int, written: list[Path], problems: lis
     if problems:
         lines += [f"## Runs that did not finish ({len(problems)})", "", *(f"- {p}" for p in problems), ""]
     tables = {p.stem: p for p in written if p.suffix == ".md"}
-    paper = [tables.pop(t.key) for t in TABLES if t.key in tables]
+    paper = [tables.pop(t.key) for t in all_tables() if t.key in tables]
     if paper:
         lines += ["## Paper tables", ""]
         for md in paper:

@@ -9,9 +9,9 @@ import time
 from pathlib import Path
 
 from bench.base import UserError
-from bench.report.plots import _legend, _plt, _save
 from bench.report.reference import read_csv
 from bench.report.stats import mean_ci
+from bench.report.style import legend, pyplot, save
 from bench.run.grid import parse_seeds
 from bench.run.kernel_fit import DEFAULTS, NETS, TARGETS, run
 
@@ -84,7 +84,7 @@ def table_markdown(rows: list[dict], cfg: dict, seconds: float | None = None) ->
 
 def plot_curves(curve_rows: list[dict], path: Path) -> Path:
     """MSE over iterations, mean over seeds: one panel per (dim, target), one line per net."""
-    plt = _plt()
+    plt = pyplot
     panels = list(dict.fromkeys((r["dim"], r["target"]) for r in curve_rows))
     nets = list(dict.fromkeys(r["net"] for r in curve_rows))
     cols = min(7, len(panels))
@@ -107,8 +107,8 @@ def plot_curves(curve_rows: list[dict], path: Path) -> Path:
     for ax in list(axes.flat)[len(panels) :]:
         ax.axis("off")
     axes[0, 0].set_ylabel("MSE (mean over seeds)", fontsize=8)
-    _legend(fig, handles)
-    return _save(fig, path)
+    legend(fig, handles)
+    return save(fig, path)
 
 
 def main(args) -> int:

@@ -1,6 +1,6 @@
-"""Paper-style tables: each table of the FlexConv, CKConv, SMPConv and CCNN papers, laid out like it, ours beside theirs.
+"""Paper-style tables: each paper's tables (declared in bench/papers/), laid out like the paper's, ours beside theirs.
 
-A table draws on the runs of one suite (tag "suite:<name>", bench/run/paper_suites.py): rows are
+A table draws on the runs of one suite (tag "suite:<name>", declared beside it in bench/papers/): rows are
 models, columns datasets (or, for the cross-resolution tables, source / out-of-the-box / delta /
 fine-tuned per dataset). Each cell is ours as mean ± std (n seeds) beside the published number
 (results/reference/*.csv) and the difference ours - paper. A run is put on a paper row when its
@@ -25,151 +25,18 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+import methods
+from bench.base import UserError
+from bench.papers import CROSSRES_METRICS, PaperTable, Row, all_tables, get_suite
 from bench.report.reference import Reference, load_reference
+from bench.report.style import legend, method_styles, point_style, pyplot, save
+from bench.report.tables import fmt_params, grouped_header, latex_table, markdown_table, tex, write_table
+from bench.report.trials import trial_label
+from bench.run.grid import build_grid
 
-
-@dataclass(frozen=True)
-class Row:
-    label: str  # the paper's row name, also the reference CSV's `model`
-    method: str
-    model: dict[str, Any] = field(default_factory=dict)  # hparams a run must have (absent: the method's default)
-    # the suite (a named preset) whose settings this row's runs must have, whichever suite ran them: a 1M CKCNN
-    # made with `--set model.width=100` is marked wherever it differs from the ckcnn-1m preset
-    suite: str = ""
-
-
-@dataclass(frozen=True)
-class PaperTable:
-    key: str  # file name, and the reference CSV's `table`
-    title: str
-    suite: str
-    columns: dict[str, str]  # our dataset -> the paper's column name (the reference CSV's `dataset`)
-    rows: tuple[Row, ...] = ()
-    metrics: tuple[str, ...] = ("accuracy",)
-    references: str = ""  # the reference CSV's `table` whose numbers it shows (default: its own key)
-    others: bool = False  # the suite runs methods beyond the rows on purpose: each is a row of its own
-    also: tuple[str, ...] = ()  # other suites whose runs stand in this table (named presets: the 1M CKCNN)
-
-    @property
-    def suites(self) -> tuple[str, ...]:
-        return (self.suite, *self.also)
-
-    @property
-    def crossres(self) -> bool:
-        return self.metrics == CROSSRES_METRICS
-
-
-CROSSRES_METRICS = ("source", "ootb", "delta", "finetuned")
 METRIC_NAMES = {"accuracy": "acc. (%)", "top5": "top-5 (%)", "source": "Source", "ootb": "OOTB", "delta": "Δ",
                 "finetuned": "Fine-tuned", "mse": "MSE"}  # fmt: skip
 LOWER_IS_BETTER = {"mse"}
-
-
-def _variants(method: str, label: str, model: dict, archs: dict[str, str]) -> tuple[Row, ...]:
-    return tuple(Row(f"{arch_label}{label}", method, {**model, "arch": arch}) for arch, arch_label in archs.items())
-
-
-F7 = {"arch": "flexnet7", "width": 24}
-F5 = {"arch": "flexnet5", "width": 22}
-TCN_ARCHS = {"flextcn2": "FlexTCN-2", "flextcn4": "FlexTCN-4", "flextcn6": "FlexTCN-6"}
-# FlexTCN-4's runs are the flextcn4 preset's (the model of Table 1's pMNIST and Table 2's SC-MFCC numbers)
-SEQ_ROWS = (*(replace(r, suite="flextcn4") if r.label == "FlexTCN-4" else r
-              for r in _variants("flexconv", "", {"width": 30}, TCN_ARCHS)),
-            Row("CKCNN", "ckconv", {"arch": "ckcnn", "width": 30}),
-            Row("TCN", "tcn"), Row("FlexTCN-6 with S4D", "s4d", {"arch": "flextcn6", "width": 30}))  # fmt: skip
-
-CCNN_4_140 = {"blocks": 4, "width": 140, "kernel_hidden": 32}
-CCNN_6_380 = {"blocks": 6, "width": 380, "kernel_hidden": 64}
-CCNN_COLUMNS = {"smnist": "sMNIST", "pmnist": "pMNIST", "scifar10": "sCIFAR10", "sc_mfcc": "SC MFCC",
-                "sc_raw": "SC raw", "cifar10": "CIFAR-10", "cifar100": "CIFAR-100", "stl10": "STL-10"}  # fmt: skip
-
-MNIST1D_COLUMNS = {"mnist1d": "MNIST-1D", "mnist1d_shuffled": "MNIST-1D (shuffled)"}
-MNIST1D_ROWS = (Row("Logistic regression", "logreg"), Row("MLP", "mlp"), Row("CNN", "cnn1d_mnist1d"), Row("GRU", "gru"))
-
-TABLES: tuple[PaperTable, ...] = (
-    PaperTable("flexconv-t1", "FlexConv Table 1: sequential image classification", "flexconv-seq",
-               {"smnist": "sMNIST", "pmnist": "pMNIST", "scifar10": "sCIFAR10", "npcifar10": "npCIFAR10"}, SEQ_ROWS,
-               also=("flextcn4",)),
-    PaperTable("flexconv-t2", "FlexConv Table 2: Speech Commands", "flexconv-sc",
-               {"sc_raw": "SC raw", "sc_mfcc": "SC MFCC"}, SEQ_ROWS, also=("flextcn4",)),
-    PaperTable("flexconv-t3", "FlexConv Table 3: CIFAR-10", "flexconv-cifar", {"cifar10": "CIFAR-10"}, (
-        Row("FlexNet-3", "flexconv", {"arch": "flexnet3", "width": 24, "kernel_wd": 0.0}),
-        Row("FlexNet-5", "flexconv", {**F5, "kernel_wd": 0.0}),
-        Row("FlexNet-7", "flexconv", {**F7, "kernel_wd": 0.0}),
-        Row("FlexNet-3 (wd 1e-5)", "flexconv", {"arch": "flexnet3", "width": 24, "kernel_wd": 1e-5}),
-        Row("FlexNet-5 (wd 1e-5)", "flexconv", {**F5, "kernel_wd": 1e-5}),
-        Row("FlexNet-7 (wd 1e-5)", "flexconv", {**F7, "kernel_wd": 1e-5}),
-        Row("FlexNet-7 with Conv k=3", "conv", {**F7, "kernel_size": 3}),
-        Row("FlexNet-7 with Conv k=33", "conv33", F7),
-        Row("FlexNet-7 with N-Jet", "njet", {**F7, "width": 38}),
-        Row("CKCNN (SIREN, no mask)", "ckconv", F7),
-        Row("CKCNN-MAGNet", "ckconv_magnet", F7),
-        Row("FlexNet-SIREN", "flexconv_siren", F7),
-        Row("MFN-Gabor", "flexconv_gabor", F7),
-        Row("MFN-Fourier", "flexconv_fourier", F7),
-        Row("DCN-σ", "dcn_sigma", F7),
-        Row("FlexNet-7 with DCLS", "dcls", F7),
-        Row("FlexNet-7 with deformable conv", "deformable", F7),
-        Row("FlexNet-7 with Shelhamer blur + conv", "srf_gauss", F7),
-        Row("FlexNet-7 with RFNN (fixed Gaussian-derivative basis)", "rfnn", F7),
-        Row("FlexNet-7 with DAU", "dau", F7),
-        Row("FlexNet-7 with dilated conv", "dilated", F7),
-        Row("FlexNet-7 with SMPConv", "smpconv", F7),
-        Row("FlexNet-7 with separable FlexConv (CCNN)", "flexconv_sep", F7),
-        Row("FlexNet-7 with S4D (per-axis, S4ND)", "s4d", F7),
-        *(Row(f"CIFARResNet-{d}", f"resnet{d}", {"width": 16}) for d in (20, 32, 44, 56, 110)),
-    )),
-    PaperTable("flexconv-t4", "FlexConv Table 4: CIFAR-10, train at 16 px, test and fine-tune at 32 px",
-               "flexconv-crossres", {"cifar10": "CIFAR-10"}, (
-        Row("FlexNet-7 (no regularisation)", "flexconv", {**F7, "antialias": 0.0}),
-        Row("FlexNet-7 (gabor)", "flexconv", {**F7, "antialias": 0.1, "antialias_mask": False}),
-        Row("FlexNet-7 (gabor+mask)", "flexconv", {**F7, "antialias": 0.1, "antialias_mask": True}),
-        Row("FlexNet-7 with Conv k=3", "conv", {**F7, "kernel_size": 3}),
-        Row("FlexNet-7 with Conv k=33", "conv33", F7),
-        Row("FlexNet-7 with N-Jet", "njet", {**F7, "width": 38}),
-        Row("CIFARResNet-32", "resnet32", {"width": 16}),
-        Row("CIFARResNet-44", "resnet44", {"width": 16}),
-        Row("FlexNet-7 (FlexConv SIREN)", "flexconv_siren", F7),
-        Row("FlexNet-7 (CKCNN SIREN)", "ckconv", F7),
-    ), CROSSRES_METRICS),
-    PaperTable("flexconv-t6", "FlexConv Table 6: ImageNet-32", "flexconv-other", {"imagenet32": "ImageNet-32"},
-               (Row("FlexNet-5", "flexconv", F5),), ("accuracy", "top5")),
-    PaperTable("flexconv-t7", "FlexConv Table 7: ImageNet-k, train at 16 px, test and fine-tune at 32 px",
-               "flexconv-crossres", {"imagenet32": "ImageNet-k"}, (
-        Row("FlexNet-5 (gabor)", "flexconv", {**F5, "antialias": 0.1, "antialias_mask": False}),
-        Row("ResNet-32", "resnet32", {"width": 16}),
-        Row("FlexNet-5 with N-Jet", "njet", {"arch": "flexnet5", "width": 32}),
-    ), CROSSRES_METRICS),
-    PaperTable("flexconv-t8", "FlexConv Table 8: MNIST (2D)", "flexconv-other", {"mnist": "MNIST"},
-               (Row("FlexNet-7", "flexconv", F7),)),
-    PaperTable("flexconv-t9", "FlexConv Table 9: STL-10", "flexconv-other", {"stl10": "STL-10"},
-               (Row("FlexNet-7", "flexconv", F7), Row("ResNet-18", "resnet18"), Row("ResNet-10", "resnet10"))),
-    PaperTable("ckconv-seq", "CKConv: sequential image classification and Speech Commands", "ckconv-seq",
-               {"smnist": "sMNIST", "pmnist": "pMNIST", "scifar10": "sCIFAR10", "sc_mfcc": "SC MFCC",
-                "sc_raw": "SC raw"},
-               (Row("CKCNN (100k)", "ckconv", {"arch": "ckcnn", "width": 30, "weight_norm": True}),
-                Row("CKCNN (1M)", "ckconv", {"arch": "ckcnn", "width": 100, "weight_norm": True}, suite="ckcnn-1m")),
-               also=("ckcnn-1m",)),
-    PaperTable("smpconv", "SMPConv (repository README): sequential and image classification", "smpconv",
-               {"smnist": "sMNIST", "pmnist": "pMNIST", "scifar10": "sCIFAR10", "sc_mfcc": "SC MFCC",
-                "sc_raw": "SC raw", "cifar10": "CIFAR-10"}, (Row("SMPConv", "smpconv"),)),
-    *(PaperTable(key, f"CCNN Table 1, {label} (published numbers not yet verified here)", suite, CCNN_COLUMNS,
-                 (Row(label, "ccnn", size),))
-      for key, label, suite, size in (("ccnn-t1", "CCNN-4,140", "ccnn", CCNN_4_140),
-                                      ("ccnn-t1-6380", "CCNN-6,380", "ccnn-6380", CCNN_6_380))),
-    PaperTable("ccnn-pr1", "CCNN-4,140 on CIFAR-10 as in david-knigge/ccnn PR #1 (Table 1's command)", "ccnn",
-               {"cifar10": "CIFAR-10"}, (Row("CCNN-4,140", "ccnn", CCNN_4_140),)),
-    *(PaperTable(key, f"MNIST-1D (Greydanus & Kobak, ICML 2024): {what}", suite, MNIST1D_COLUMNS, MNIST1D_ROWS,
-                 references="mnist1d", others=True)
-      for key, suite, what in (
-          ("mnist1d", "cpu", "the paper's models and every method under the cpu suite's protocol"),
-          ("mnist1d-full", "cpu-full", "every method under the cpu suite's protocol, shuffled signals too"),
-          ("mnist1d-paper", "mnist1d-paper", "the paper's models under the paper's own protocol"))),
-    PaperTable("crossres-shapes", "Cross-resolution protocol on procedural shapes (offline; no published numbers)",
-               "crossres-shapes", {"shapes": "shapes"}, (), CROSSRES_METRICS),
-    PaperTable("crossrate-mnist1d", "Sampling-rate protocol on MNIST-1D: trained at 40 steps, tested zero-shot at 80 "
-               "(offline; no published numbers)", "crossrate-mnist1d", {"mnist1d": "MNIST-1D"}, (), CROSSRES_METRICS),
-)  # fmt: skip
 
 
 # -- which runs, which rows ----------------------------------------------------------------------
@@ -177,8 +44,6 @@ TABLES: tuple[PaperTable, ...] = (
 
 def method_defaults(method: str) -> dict[str, Any] | None:
     """The hparams a method uses when a run does not set them, or None when the method is not loaded."""
-    import methods
-
     try:
         entry = methods.get_method(method)
     except Exception:  # a plugin method the report was not given with --plugin
@@ -203,10 +68,6 @@ def _differences(expected: dict, actual: dict, prefix: str, skip=()) -> list[str
 
 def deviations(record: dict, row: Row | None, suite_name: str) -> list[str]:
     """The run's settings that differ from what the suite runs now for its method, dataset and seed."""
-    from bench.base import UserError
-    from bench.run.grid import build_grid
-    from bench.run.suite import get_suite
-
     cfg = record["config"]
     try:
         grid = build_grid(get_suite(suite_name), methods_sel=[record["method"]], datasets_sel=[record["dataset"]],
@@ -232,8 +93,6 @@ def deviations(record: dict, row: Row | None, suite_name: str) -> list[str]:
 
 
 def marks(record: dict, row: Row | None, suite_name: str) -> list[str]:
-    from bench.report.tuning import trial_label
-
     budget = record["config"].get("budget", 1.0)
     out = ["smoke"] if "smoke" in record.get("tags", []) else []
     out += [f"budget {budget:g}"] if budget < 1 else []
@@ -302,7 +161,7 @@ def value_of(record: dict, metric: str) -> float | None:
     return math.nan if value is not None or "error" in source else None
 
 
-def column_label(table: PaperTable, record: dict) -> str:
+def column_of(table: PaperTable, record: dict) -> str:
     label = table.columns[record["dataset"]]
     if table.crossres:
         cr = record["crossres"]
@@ -330,7 +189,7 @@ def build(table: PaperTable, records: list[dict], refs: dict) -> Built:
         base[label] = row.label if row else ""
         if not row:
             extra.add(label)
-        col = column_label(table, rec)
+        col = column_of(table, rec)
         for metric in table.metrics:
             columns.add((col, metric))
             value = value_of(rec, metric)
@@ -370,13 +229,6 @@ def fmt_paper(ref: Reference | None) -> str:
     return "–" if ref is None else ref.text + ("" if ref.verified else " †")
 
 
-def fmt_params(values: list[int] | None) -> str:
-    if not values:
-        return "–"
-    lo, hi = min(values), max(values)
-    return f"{lo:,}" if lo == hi else f"{lo:,}–{hi:,}"
-
-
 def fmt_paper_params(built: Built, row: str) -> str:
     counts = [r.params for (m, _, _), r in built.refs.items() if m == built.base.get(row, "") and r.params]
     if not counts or built.base.get(row) != row:
@@ -408,7 +260,7 @@ def frame(built: Built) -> tuple[pd.DataFrame, pd.DataFrame]:
     text = pd.DataFrame("", index=built.rows, columns=idx)
     bold = pd.DataFrame(False, index=built.rows, columns=idx)
     for row in built.rows:
-        text.loc[row, ("", "", "Params")] = fmt_params(built.params.get(row))
+        text.loc[row, ("", "", "Params")] = fmt_params(min(n), max(n)) if (n := built.params.get(row)) else "–"
         if paper_params:
             text.loc[row, ("", "", "Paper params")] = fmt_paper_params(built, row)
     for col, metric in built.columns:
@@ -466,60 +318,16 @@ def notes(built: Built) -> list[str]:
 
 def to_markdown(built: Built, text: pd.DataFrame, bold: pd.DataFrame) -> str:
     heads = ["Model"] + [" ".join(p for p in c if p) for c in text.columns]
-    lines = [f"### {built.table.title}", "", "| " + " | ".join(heads) + " |",
-             "|" + "---|" + "---:|" * (len(heads) - 1)]  # fmt: skip
-    for r in built.rows:
-        cells = [f"**{v}**" if b else v for v, b in zip(text.loc[r], bold.loc[r])]
-        lines.append("| " + " | ".join([r.replace("|", "\\|"), *cells]) + " |")
-    return "\n".join(lines + [""] + [f"{n}  " for n in notes(built)]) + "\n"
-
-
-LATEX_SPECIALS = {"\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#", "_": r"\_",
-                  "{": r"\{", "}": r"\}", "~": r"\textasciitilde{}", "^": r"\textasciicircum{}"}  # fmt: skip
-LATEX_UNICODE = {"±": r"$\pm$", "→": r"$\to$", "Δ": r"$\Delta$", "σ": r"$\sigma$", "†": r"$^\dagger$", "–": "--",
-                 "−": "-", "×": r"$\times$", "`": ""}  # fmt: skip
-
-
-def tex(text: str) -> str:
-    return "".join(LATEX_UNICODE.get(ch, LATEX_SPECIALS.get(ch, ch)) for ch in str(text))
-
-
-def _header_rows(columns: list[tuple[str, str, str]]) -> list[str]:
-    """Grouped header lines with \\multicolumn and \\cmidrule, for column levels group > metric > part."""
-    lines = []
-    for level in (0, 1):
-        spans, start = [], 0
-        for i in range(1, len(columns) + 1):
-            if i == len(columns) or columns[i][: level + 1] != columns[start][: level + 1]:
-                spans.append((start, i, columns[start][level]))
-                start = i
-        if all(label == "" for _, _, label in spans):
-            continue
-        cells, rules = [""], []
-        for s, e, label in spans:
-            cells.append(rf"\multicolumn{{{e - s}}}{{c}}{{{tex(label)}}}" if label else " & ".join([""] * (e - s)))
-            if label:
-                rules.append(rf"\cmidrule(lr){{{s + 2}-{e + 1}}}")
-        lines.append(" & ".join(cells) + r" \\")
-        lines.append(" ".join(rules))
-    lines.append(" & ".join(["Model", *(tex(c[2]) for c in columns)]) + r" \\")
-    return lines
+    body = [[r, *(f"**{v}**" if b else v for v, b in zip(text.loc[r], bold.loc[r]))] for r in built.rows]
+    lines = [f"### {built.table.title}", "", *markdown_table(heads, body), ""]
+    return "\n".join(lines + [f"{n}  " for n in notes(built)]) + "\n"
 
 
 def to_latex(built: Built, text: pd.DataFrame, bold: pd.DataFrame) -> str:
-    """A booktabs table; compiles with \\usepackage{booktabs} (no other package)."""
-    columns = list(text.columns)
-    body = []
-    for r in built.rows:
-        cells = [rf"\textbf{{{tex(v)}}}" if b else tex(v) for v, b in zip(text.loc[r], bold.loc[r])]
-        body.append(" & ".join([tex(r), *cells]) + r" \\")
+    body = [[tex(r), *(rf"\textbf{{{tex(v)}}}" if b else tex(v) for v, b in zip(text.loc[r], bold.loc[r]))]
+            for r in built.rows]  # fmt: skip
     caption = tex(built.table.title + ". " + " ".join(notes(built)))
-    return "\n".join([
-        r"% generated by `python run_all.py report`; needs \usepackage{booktabs}",
-        r"\begin{table}[ht]", r"\centering", r"\scriptsize", rf"\caption{{{caption}}}",
-        r"\begin{tabular}{l" + "r" * len(columns) + "}", r"\toprule", *_header_rows(columns), r"\midrule", *body,
-        r"\bottomrule", r"\end{tabular}", r"\end{table}", "",
-    ])  # fmt: skip
+    return latex_table(grouped_header(list(text.columns)), body, caption, small=True)
 
 
 def to_csv_frame(built: Built) -> pd.DataFrame:
@@ -564,7 +372,7 @@ def build_paper_tables(
     tables_dir = Path(tables_dir)
     refs = load_reference(reference_dir)
     written = []
-    for table in TABLES:
+    for table in all_tables():
         if tuned:
             mine = [r for r in records if {f"suite:{s}" for s in table.suites} & set(r.get("tags", []))]
             if not mine:
@@ -575,10 +383,46 @@ def build_paper_tables(
             continue
         text, bold = frame(built)
         tables_dir.mkdir(parents=True, exist_ok=True)
-        for ext, content in (("md", to_markdown(built, text, bold)), ("tex", to_latex(built, text, bold))):
-            (tables_dir / f"{table.key}.{ext}").write_text(content)
-            written.append(tables_dir / f"{table.key}.{ext}")
         numbers = to_csv_frame(built).astype({"params": "Int64", "paper_n": "Int64", "paper_params": "Int64"})
-        numbers.to_csv(tables_dir / f"{table.key}.csv", index=False)
-        written.append(tables_dir / f"{table.key}.csv")
+        written += write_table(tables_dir, table.key, to_markdown(built, text, bold), to_latex(built, text, bold),
+                               numbers)  # fmt: skip
+    return written
+
+
+def accuracy_vs_params(records: list[dict], plots: Path) -> list[Path]:
+    """Per paper table: each row's mean ± std over seeds against its parameters, in the row's own colour and
+    marker (legend), and its published point as a grey square joined to ours by a thin line."""
+    refs, written = load_reference(), []
+    for table in all_tables():
+        built = build(table, records, refs)
+        if not built.cells or table.crossres:
+            continue
+        cols = list(dict.fromkeys(c for c, _ in built.columns))
+        paper = {r.label: r.method for r in table.rows}
+        method_of = {row: paper.get(built.base.get(row) or "", row.split(" [")[0]) for row in built.rows}
+        styles = method_styles(built.rows, method_of)  # one look per row: rows are often one method's variants
+        fig, axes = pyplot.subplots(1, len(cols), figsize=(5.0 * len(cols), 4.2), squeeze=False)
+        handles = {}
+        for ax, col in zip(axes[0], cols):
+            for row in built.rows:
+                cell, params = built.cells.get((row, col, "accuracy")), built.params.get(row)
+                ref = built.ref(row, col, "accuracy")
+                ref = ref if ref and ref.params and built.base.get(row) == row else None
+                if not (cell and cell.values and params):
+                    continue
+                x = float(np.median(params))
+                handles[row] = ax.errorbar(x, cell.mean, yerr=0 if math.isnan(cell.std) else cell.std,
+                                           **point_style(styles[row]), capsize=2)  # fmt: skip
+                if ref:
+                    ax.plot([ref.params, x], [ref.value, cell.mean], color=styles[row]["color"], lw=0.6, alpha=0.6)
+                    ax.plot(ref.params, ref.value, "s", mfc="none", color="0.35", ms=5)
+            ax.set_xscale("log")
+            ax.set_xlabel("trainable parameters")
+            ax.set_ylabel("test accuracy (%)")
+            ax.set_title(col)
+            ax.grid(alpha=0.3)
+        handles["published (joined to ours)"] = axes[0][0].plot([], [], "s", mfc="none", color="0.35")[0]
+        legend(fig, handles)
+        fig.suptitle(table.title, fontsize=9)
+        written.append(save(fig, plots / f"{table.key}_accuracy_vs_params.png"))
     return written

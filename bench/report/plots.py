@@ -1,13 +1,10 @@
 """The report's plots, from the stored runs only (<out>/plots/*.png).
 
-Every method has one colour and marker in every plot of a report (`method_styles`): filled
-markers and solid lines for methods that learn their kernel size, hollow markers and dashed
-lines for fixed-size baselines and whole-model references. Points are named by a legend, never
-by labels on the points (which overlap).
+One look per method in every plot, and one legend per figure (bench/report/style.py):
 
 - the test metric per dataset: every seed as a dot, the mean with its 95 % interval, chance;
 - test metric vs parameters, vs forward FLOPs and vs training time per dataset;
-- accuracy vs parameters per paper table, our rows beside the published points;
+- accuracy vs parameters per paper table, our rows beside the published points (paper_tables.py, passed in);
 - learned kernel size per layer over training, for every method that learns its size;
 - the learned continuous kernels and masks (bench/run/kernels.py snapshots) as images;
 - the cross-resolution drop per method (source, out of the box, fine-tuned);
@@ -17,71 +14,15 @@ by labels on the points (which overlap).
 from __future__ import annotations
 
 import math
-import re
-import warnings
 from collections import defaultdict
 from pathlib import Path
 
 import numpy as np
 
-
-def _plt():
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
-
-
-def _tight(fig) -> None:
-    with warnings.catch_warnings():  # a crowded figure keeps matplotlib's layout: no need to say so
-        warnings.simplefilter("ignore", UserWarning)
-        fig.tight_layout()
-
-
-def _save(fig, path: Path) -> Path:
-    if not fig.legends:  # a figure legend was placed after its own tight_layout (_legend)
-        _tight(fig)
-    fig.savefig(path, dpi=110, bbox_inches="tight")  # "tight": a legend right of the panels stays in
-    _plt().close(fig)
-    return path
-
-
-MARKERS = ("o", "s", "^", "D", "v", "P", "X", "*", "<", ">")
-
-
-def method_styles(names, method_of: dict[str, str] | None = None) -> dict[str, dict]:
-    """{name: matplotlib style} for the methods (or rows, with `method_of` naming each row's method) of one
-    report: a colour and marker each (distinct for up to 20, distinct pairs beyond), filled markers and solid
-    lines when the method learns its size."""
-    import matplotlib
-
-    import methods
-
-    palette = matplotlib.colormaps["tab20"].colors
-    out = {}
-    for i, name in enumerate(sorted(set(names))):
-        try:
-            learned = methods.card_of((method_of or {}).get(name, name)).learned_size
-        except Exception:  # a plugin method this report was not given
-            learned = True
-        colour = palette[(i * 7) % len(palette)]  # a stride through the palette keeps neighbours apart
-        marker = MARKERS[(i + i // len(palette)) % len(MARKERS)]
-        out[name] = {"color": colour, "marker": marker, "mfc": colour if learned else "white",
-                     "ls": "-" if learned else "--"}  # fmt: skip
-    return out
-
-
-def _point_style(style: dict) -> dict:
-    return {"color": style["color"], "marker": style["marker"], "mfc": style["mfc"], "ms": 5, "ls": "none"}
-
-
-def _legend(fig, handles: dict) -> None:
-    """One legend for the figure, right of the panels (laid out first: tight_layout cannot make room for it)."""
-    _tight(fig)
-    fig.legend(list(handles.values()), list(handles), loc="center left", bbox_to_anchor=(1.0, 0.5), fontsize=7,
-               frameon=False)  # fmt: skip
+from bench.report import stats
+from bench.report.style import learns_size, legend, method_styles, point_style, pyplot, save, slug
+from bench.report.summary import REFERENCE_METHODS, row_label
+from bench.run.kernels import decode
 
 
 def _metric_label(metric: str) -> str:
@@ -113,14 +54,11 @@ def _chance_or_note(ax, part, vertical: bool) -> None:
 
 def seeds_per_dataset(agg, plots: Path, styles: dict) -> list[Path]:
     """Per dataset: each row's seeds as dots, its mean and 95 % interval as a bar, chance as a line."""
-    from bench.report.summary import row_label
-
     if agg.empty:
         return []
     datasets = sorted(agg["dataset"].unique())
     rows = max(agg.groupby("dataset").size())
-    plt = _plt()
-    fig, axes = plt.subplots(1, len(datasets), figsize=(4.2 * len(datasets), 0.24 * rows + 1.6), squeeze=False)
+    fig, axes = pyplot.subplots(1, len(datasets), figsize=(4.2 * len(datasets), 0.24 * rows + 1.6), squeeze=False)
     for ax, ds in zip(axes[0], datasets):
         part = agg[agg["dataset"] == ds]
         higher = part["metric"].iloc[0] != "mse"
@@ -129,7 +67,7 @@ def seeds_per_dataset(agg, plots: Path, styles: dict) -> list[Path]:
             st = styles[r["method"]]
             jitter = np.linspace(-0.15, 0.15, len(r["values"])) if len(r["values"]) > 1 else [0.0]
             ax.plot(r["values"], y + np.asarray(jitter), ".", color=st["color"], ms=3, alpha=0.7)
-            ax.errorbar(r["mean"], y, xerr=0 if np.isnan(r["ci"]) else r["ci"], **_point_style(st), capsize=2)
+            ax.errorbar(r["mean"], y, xerr=0 if np.isnan(r["ci"]) else r["ci"], **point_style(st), capsize=2)
         ax.set_yticks(range(len(part)), [row_label(m, v) for m, v in zip(part["method"], part["variant"])],
                       fontsize=7)  # fmt: skip
         _chance_or_note(ax, part, vertical=True)
@@ -137,25 +75,22 @@ def seeds_per_dataset(agg, plots: Path, styles: dict) -> list[Path]:
         ax.set_title(ds, fontsize=9)
         ax.grid(axis="x", alpha=0.3)
     fig.suptitle("test metric per seed (dots) and mean with 95 % interval (bar)", fontsize=9)
-    return [_save(fig, plots / "accuracy_per_dataset.png")]
+    return [save(fig, plots / "accuracy_per_dataset.png")]
 
 
 def metric_against(agg, column: str, label: str, name: str, plots: Path, styles: dict) -> list[Path]:
     """Test metric (mean, 95 % interval) against `column` (log scale), one panel per dataset, one legend."""
-    from bench.report.summary import row_label
-
     agg = agg[agg[column].notna() & (agg[column] > 0)] if len(agg) else agg
     if agg.empty:
         return []
     datasets = sorted(agg["dataset"].unique())
-    plt = _plt()
-    fig, axes = plt.subplots(1, len(datasets), figsize=(3.8 * len(datasets), 3.4), squeeze=False)
+    fig, axes = pyplot.subplots(1, len(datasets), figsize=(3.8 * len(datasets), 3.4), squeeze=False)
     handles = {}
     for ax, ds in zip(axes[0], datasets):
         part = agg[agg["dataset"] == ds]
         for _, r in part.iterrows():
             h = ax.errorbar(r[column], r["mean"], yerr=0 if np.isnan(r["ci"]) else r["ci"],
-                            **_point_style(styles[r["method"]]), capsize=2)  # fmt: skip
+                            **point_style(styles[r["method"]]), capsize=2)  # fmt: skip
             handles.setdefault(row_label(r["method"], r["variant"]), h)
         _chance_or_note(ax, part, vertical=False)
         ax.set_xscale("log")
@@ -163,12 +98,8 @@ def metric_against(agg, column: str, label: str, name: str, plots: Path, styles:
         ax.set_ylabel(_metric_label(part["metric"].iloc[0]), fontsize=8)
         ax.set_title(ds, fontsize=9)
         ax.grid(alpha=0.3)
-    _legend(fig, handles)
-    return [_save(fig, plots / name)]
-
-
-def slug(text: str) -> str:
-    return re.sub(r"[^A-Za-z0-9_.-]+", "_", text).strip("_")
+    legend(fig, handles)
+    return [save(fig, plots / name)]
 
 
 def run_label(record: dict) -> str:
@@ -184,58 +115,12 @@ def first_runs(records: list[dict]) -> dict[tuple[str, str], dict]:
     return out
 
 
-def accuracy_vs_params(records: list[dict], plots: Path) -> list[Path]:
-    """Per paper table: each row's mean ± std over seeds against its parameters, in the row's own colour and
-    marker (legend), and its published point as a grey square joined to ours by a thin line."""
-    from bench.report.paper_tables import TABLES, build
-    from bench.report.reference import load_reference
-
-    refs, written = load_reference(), []
-    for table in TABLES:
-        built = build(table, records, refs)
-        if not built.cells or table.crossres:
-            continue
-        cols = list(dict.fromkeys(c for c, _ in built.columns))
-        paper = {r.label: r.method for r in table.rows}
-        method_of = {row: paper.get(built.base.get(row) or "", row.split(" [")[0]) for row in built.rows}
-        styles = method_styles(built.rows, method_of)  # one look per row: rows are often one method's variants
-        plt = _plt()
-        fig, axes = plt.subplots(1, len(cols), figsize=(5.0 * len(cols), 4.2), squeeze=False)
-        handles = {}
-        for ax, col in zip(axes[0], cols):
-            for row in built.rows:
-                cell, params = built.cells.get((row, col, "accuracy")), built.params.get(row)
-                ref = built.ref(row, col, "accuracy")
-                ref = ref if ref and ref.params and built.base.get(row) == row else None
-                if not (cell and cell.values and params):
-                    continue
-                x = float(np.median(params))
-                handles[row] = ax.errorbar(x, cell.mean, yerr=0 if math.isnan(cell.std) else cell.std,
-                                           **_point_style(styles[row]), capsize=2)  # fmt: skip
-                if ref:
-                    ax.plot([ref.params, x], [ref.value, cell.mean], color=styles[row]["color"], lw=0.6, alpha=0.6)
-                    ax.plot(ref.params, ref.value, "s", mfc="none", color="0.35", ms=5)
-            ax.set_xscale("log")
-            ax.set_xlabel("trainable parameters")
-            ax.set_ylabel("test accuracy (%)")
-            ax.set_title(col)
-            ax.grid(alpha=0.3)
-        handles["published (joined to ours)"] = axes[0][0].plot([], [], "s", mfc="none", color="0.35")[0]
-        _legend(fig, handles)
-        fig.suptitle(table.title, fontsize=9)
-        written.append(_save(fig, plots / f"{table.key}_accuracy_vs_params.png"))
-    return written
-
-
 def _learns_size(method: str, runs: list[dict]) -> bool:
     """The method card's learned_size; for a method the report cannot load, whether any logged size changed."""
-    import methods
-
-    try:
-        return methods.card_of(method).learned_size
-    except Exception:
-        sizes = [json_sizes(h) for r in runs for h in r.get("history", [])]
-        return len({tuple(sorted(s.items())) for s in sizes}) > 1
+    if (known := learns_size(method)) is not None:
+        return known
+    sizes = [json_sizes(h) for r in runs for h in r.get("history", [])]
+    return len({tuple(sorted(s.items())) for s in sizes}) > 1
 
 
 def json_sizes(epoch: dict) -> dict[str, float]:
@@ -253,27 +138,20 @@ def kernel_size_curves(records: list[dict], plots: Path) -> list[Path]:
         if not _learns_size(runs[0]["method"], runs):
             continue
         runs = sorted(runs, key=lambda r: r["dataset"])
-        plt = _plt()
-        fig, axes = plt.subplots(1, len(runs), figsize=(4.2 * len(runs), 3.4), squeeze=False)
+        fig, axes = pyplot.subplots(1, len(runs), figsize=(4.2 * len(runs), 3.4), squeeze=False)
         for ax, r in zip(axes[0], runs):
             epochs = [h["epoch"] + 1 for h in r["history"]]
             layers = list(json_sizes(r["history"][0]))
             for layer in layers:
-                ax.plot(
-                    epochs,
-                    [json_sizes(h).get(layer, np.nan) for h in r["history"]],
-                    lw=1,
-                    marker="o",
-                    ms=2,
-                    label=layer,
-                )
+                ax.plot(epochs, [json_sizes(h).get(layer, np.nan) for h in r["history"]], lw=1, marker="o", ms=2,
+                        label=layer)  # fmt: skip
             ax.set_xlabel("epoch")
             ax.set_ylabel("kernel size (mean over dims)")
             ax.set_title(f"{r['dataset']} (seed {r['seed']})", fontsize=8)
             if len(layers) <= 16:
                 ax.legend(fontsize=5, ncol=2)
         fig.suptitle(f"learned kernel size per layer: {label}", fontsize=9)
-        written.append(_save(fig, plots / f"kernel_sizes_{slug(label)}.png"))
+        written.append(save(fig, plots / f"kernel_sizes_{slug(label)}.png"))
     return written
 
 
@@ -305,8 +183,6 @@ def mosaic(arrays: list[np.ndarray], causal: bool) -> tuple[np.ndarray, list[flo
 
 def kernel_images(records: list[dict], plots: Path) -> list[Path]:
     """Per method, per dataset: every layer's learned kernel (first channel pair) and its mask, as mosaics."""
-    from bench.run.kernels import decode
-
     by_label: dict[str, list[dict]] = defaultdict(list)
     for (label, _), r in sorted(first_runs(records).items()):
         if r.get("kernel_snapshot"):
@@ -320,8 +196,7 @@ def kernel_images(records: list[dict], plots: Path) -> list[Path]:
                 names = [k for k in shots if part in shots[k]]
                 if names:
                     panels.append((r, part, names, [decode(shots[k][part]) for k in names]))
-        plt = _plt()
-        fig, axes = plt.subplots(len(panels), 1, figsize=(9, 1.9 * len(panels) + 0.5), squeeze=False)
+        fig, axes = pyplot.subplots(len(panels), 1, figsize=(9, 1.9 * len(panels) + 0.5), squeeze=False)
         for ax, (r, part, names, arrays) in zip(axes[:, 0], panels):
             causal = bool(r["kernel_snapshot"][names[0]].get("causal"))
             image, ticks = mosaic(arrays, causal)
@@ -340,7 +215,7 @@ def kernel_images(records: list[dict], plots: Path) -> list[Path]:
             ax.set_title(f"{r['dataset']} (seed {r['seed']}): {part}s per layer, each scaled to max |value| 1",
                          fontsize=7)  # fmt: skip
         fig.suptitle(f"learned kernels and masks: {label}", fontsize=8)
-        written.append(_save(fig, plots / f"kernels_{slug(label)}.png"))
+        written.append(save(fig, plots / f"kernels_{slug(label)}.png"))
     return written
 
 
@@ -357,9 +232,8 @@ def crossres_drop(records: list[dict], plots: Path) -> list[Path]:
                 groups[panel][run_label(r)][part].append(cr[part])
     if not groups:
         return []
-    plt = _plt()
-    fig, axes = plt.subplots(1, len(groups), figsize=(max(4.5, 1.1 * max(map(len, groups.values())) + 2) * len(groups),
-                                                      3.8), squeeze=False)  # fmt: skip
+    fig, axes = pyplot.subplots(1, len(groups), figsize=(max(4.5, 1.1 * max(map(len, groups.values())) + 2) * len(groups),
+                                3.8), squeeze=False)  # fmt: skip
     parts = {"source": "source", "ootb": "out of the box", "finetuned": "fine-tuned"}
     for ax, (panel, by_label) in zip(axes[0], sorted(groups.items())):
         labels = sorted(by_label)
@@ -372,7 +246,7 @@ def crossres_drop(records: list[dict], plots: Path) -> list[Path]:
         ax.set_ylabel("test accuracy (%)")
         ax.set_title(panel)
         ax.legend(fontsize=7)
-    return [_save(fig, plots / "crossres_drop.png")]
+    return [save(fig, plots / "crossres_drop.png")]
 
 
 def training_curves(records: list[dict], plots: Path, styles: dict) -> list[Path]:
@@ -386,8 +260,7 @@ def training_curves(records: list[dict], plots: Path, styles: dict) -> list[Path
             methods_of[run_label(r)] = r["method"]
     written = []
     for dataset, by_label in sorted(curves.items()):
-        plt = _plt()
-        fig, (left, right) = plt.subplots(1, 2, figsize=(9, 3.6))
+        fig, (left, right) = pyplot.subplots(1, 2, figsize=(9, 3.6))
         handles = {}
         for label, histories in sorted(by_label.items()):
             st = styles[methods_of[label]]
@@ -405,9 +278,9 @@ def training_curves(records: list[dict], plots: Path, styles: dict) -> list[Path
         for ax in (left, right):
             ax.set_xlabel("epoch")
             ax.grid(alpha=0.3)
-        _legend(fig, handles)
+        legend(fig, handles)
         fig.suptitle(f"training curves: {dataset}", fontsize=9)
-        written.append(_save(fig, plots / f"training_curves_{slug(dataset)}.png"))
+        written.append(save(fig, plots / f"training_curves_{slug(dataset)}.png"))
     return written
 
 
@@ -418,7 +291,10 @@ def cost_plots(agg, plots: Path, styles: dict) -> list[Path]:
                                 styles)  # fmt: skip
 
 
-def build_plots(records: list[dict], agg, plots: str | Path, styles: dict | None = None) -> list[Path]:
+def build_plots(
+    records: list[dict], agg, plots: str | Path, styles: dict | None = None, paper_plots=None
+) -> list[Path]:
+    """Every plot; `paper_plots(records, plots)` draws the paper tables' (bench/report/paper_tables.py)."""
     plots = Path(plots)
     plots.mkdir(parents=True, exist_ok=True)
     styles = styles or method_styles(r["method"] for r in records)  # one look per method in every plot
@@ -427,7 +303,7 @@ def build_plots(records: list[dict], agg, plots: str | Path, styles: dict | None
         *paired_differences(agg, plots, styles),
         *metric_against(agg, "params", "trainable parameters", "accuracy_vs_params.png", plots, styles),
         *cost_plots(agg, plots, styles),
-        *accuracy_vs_params(records, plots),
+        *(paper_plots(records, plots) if paper_plots else ()),
         *kernel_size_curves(records, plots),
         *kernel_images(records, plots),
         *crossres_drop(records, plots),
@@ -449,9 +325,6 @@ def paired_differences(agg, plots: Path, styles: dict, baseline: str = "conv") -
     bootstrap interval (over seeds, and over test examples where the runs hold them), a line at 0: the
     differences that matter, on their own scale rather than squeezed between chance and 100 %. The reference models
     (summary.REFERENCE_METHODS) are left out: far below, they would squeeze the scale again."""
-    from bench.report import stats
-    from bench.report.summary import REFERENCE_METHODS, row_label
-
     if agg.empty or baseline not in set(agg["method"]):
         return []
     datasets = sorted(set(agg.loc[agg["method"] == baseline, "dataset"]))
@@ -480,9 +353,8 @@ def paired_differences(agg, plots: Path, styles: dict, baseline: str = "conv") -
             panels.append((ds, b["metric"], sorted(rows)))
     if not panels:
         return []
-    plt = _plt()
     height = 0.24 * max(len(p[2]) for p in panels) + 1.6
-    fig, axes = plt.subplots(1, len(panels), figsize=(4.4 * len(panels), height), squeeze=False)
+    fig, axes = pyplot.subplots(1, len(panels), figsize=(4.4 * len(panels), height), squeeze=False)
     for ax, (ds, metric, rows) in zip(axes[0], panels):
         lim = difference_scale(rows)
         for y, (mean, lo, hi, diffs, _label, method) in enumerate(rows):
@@ -500,7 +372,7 @@ def paired_differences(agg, plots: Path, styles: dict, baseline: str = "conv") -
                 continue
             jitter = np.linspace(-0.15, 0.15, len(diffs)) if len(diffs) > 1 else [0.0]
             ax.plot(diffs, y + np.asarray(jitter), ".", color=st["color"], ms=3, alpha=0.7)
-            ax.errorbar(mean, y, xerr=[[mean - lo], [hi - mean]], **_point_style(st), capsize=2)
+            ax.errorbar(mean, y, xerr=[[mean - lo], [hi - mean]], **point_style(st), capsize=2)
         ax.set_xlim(-lim, lim)
         ax.axvline(0, color="0.4", lw=1)
         ax.set_yticks(range(len(rows)), [r[4] for r in rows], fontsize=7)
@@ -510,4 +382,4 @@ def paired_differences(agg, plots: Path, styles: dict, baseline: str = "conv") -
         ax.grid(axis="x", alpha=0.3)
     fig.suptitle(f"paired differences to {baseline}: per seed (dots), mean and 95 % paired bootstrap interval",
                  fontsize=9)  # fmt: skip
-    return [_save(fig, plots / "paired_differences.png")]
+    return [save(fig, plots / "paired_differences.png")]

@@ -27,91 +27,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-
-def trial_value(config, key: str):
-    """The value a run (a RunConfig or its dict) has for a searched `section.name` key."""
-    section, _, name = key.partition(".")
-    part = config.get(section, {}) if isinstance(config, dict) else getattr(config, section)
-    if isinstance(part, dict):
-        return part.get(name)
-    return getattr(part, name)
-
-
-def identity(r: dict) -> dict | None:
-    """A finished trial's search group, space and searched values; None for a run that is no trial."""
-    space = (r.get("config") or {}).get("search")
-    if not space:
-        return None
-    values = {k: trial_value(r["config"], k) for k in space}
-    rest = {k: v for k, v in r["config"].items() if k not in ("seed", "search")}
-    for key in space:  # the group is everything but the seed and the searched values
-        section, _, name = key.partition(".")
-        rest[section] = {k: v for k, v in rest.get(section, {}).items() if k != name}
-    return {"method": r["method"], "dataset": r["dataset"], "group": json.dumps(rest, sort_keys=True, default=str),
-            "space": json.dumps(space, sort_keys=True), "trial": json.dumps(values, sort_keys=True),
-            "order": _order(space, values)}  # fmt: skip
-
-
-def trials_frame(records: list[dict]) -> pd.DataFrame:
-    """One row per finished trial run: its group, its searched values, val and test metrics."""
-    rows = []
-    for r in records:
-        ident = identity(r)
-        if ident is not None:
-            m = r.get("metric", "accuracy")
-            ok = r["status"] == "ok"
-            rows.append({**ident, "metric": m, "seed": r["seed"], "ok": ok, "val": r.get(f"val_{m}") if ok else None,
-                         "test": r.get(f"test_{m}") if ok else None})  # fmt: skip
-    return pd.DataFrame(rows)
-
-
-def _order(space: dict, values: dict) -> tuple:
-    """The trial's place in the space as listed: ties in validation go to the first."""
-    return tuple(space[k].index(values[k]) if values[k] in space[k] else math.inf for k in space)
-
-
-def select(trials: pd.DataFrame) -> pd.DataFrame:
-    """Per search group: every trial's mean validation metric and n, and which trial is selected."""
-    if trials.empty:
-        return pd.DataFrame()
-    trials = trials.assign(failed=~trials["ok"].astype(bool))
-    stats = (trials.groupby(["method", "dataset", "metric", "group", "space", "trial", "order"], dropna=False)
-             .agg(val_mean=("val", "mean"), n=("val", "count"), failed=("failed", "sum"), test_mean=("test", "mean"))
-             .reset_index())  # fmt: skip
-    stats["selected"] = False
-    for _, part in stats.groupby(["method", "dataset", "group", "space"]):
-        higher = part["metric"].iloc[0] != "mse"
-        eligible = part[(part["failed"] == 0) & (part["n"] > 0)]  # a failed or diverged seed rules a trial out
-        if eligible.empty:
-            continue
-        best = eligible.sort_values("order").sort_values("val_mean", ascending=not higher, kind="stable").index[0]
-        stats.loc[best, "selected"] = True
-    return stats
-
-
-def selected_runs(records: list[dict]) -> list[dict]:
-    """The run records of the selected trials (every seed of each), for tables built from the selection."""
-    chosen = select(trials_frame(records))
-    if chosen.empty:
-        return []
-    keep = {(r.method, r.dataset, r.group, r.trial) for r in chosen[chosen["selected"]].itertuples()}
-    out = []
-    for rec in records:
-        ident = identity(rec)
-        if ident and (ident["method"], ident["dataset"], ident["group"], ident["trial"]) in keep:
-            out.append(rec)
-    return out
-
-
-def trial_label(record: dict) -> str:
-    """'lr=0.001' for a trial run, '' for any other."""
-    space = (record.get("config") or {}).get("search")
-    return _label(json.dumps({k: trial_value(record["config"], k) for k in space})) if space else ""
-
-
-def _label(trial_json: str) -> str:
-    return ", ".join(f"{k.split('.', 1)[1]}={v:g}" if isinstance(v, float) else f"{k.split('.', 1)[1]}={v}"
-                     for k, v in json.loads(trial_json).items())  # fmt: skip
+from bench.report import summary as report
+from bench.report.style import legend, pyplot, save, slug
+from bench.report.tables import marked_latex, marked_markdown, write_table
+from bench.report.trials import select, selected_runs, trial_text, trials_frame
 
 
 def tuning_table(chosen: pd.DataFrame) -> pd.DataFrame:
@@ -124,7 +43,7 @@ def tuning_table(chosen: pd.DataFrame) -> pd.DataFrame:
         rows.append({"method": method, "dataset": dataset, "trials": len(part),
                      "searched": ", ".join(f"{k} ∈ {{{', '.join(f'{v:g}' if isinstance(v, float) else str(v) for v in vs)}}}"
                                            for k, vs in json.loads(space).items()),
-                     "selected": _label(best["trial"]) if best is not None else "none (every trial had a failed seed)",
+                     "selected": trial_text(best["trial"]) if best is not None else "none (every trial had a failed seed)",
                      "val (selected)": round(best["val_mean"], 2) if best is not None else math.nan,
                      "val spread": round(part["val_mean"].max() - part["val_mean"].min(), 2),
                      "seeds per trial": int(part["n"].min()),
@@ -134,13 +53,10 @@ def tuning_table(chosen: pd.DataFrame) -> pd.DataFrame:
 
 def sensitivity_plots(chosen: pd.DataFrame, plots: Path, styles: dict) -> list[Path]:
     """Per dataset and searched key: mean validation metric against the key's value, one line per method."""
-    from bench.report.plots import _legend, _plt, _save, slug
-
     written = []
     for dataset, part in chosen.groupby("dataset"):
         keys = sorted({k for space in part["space"] for k in json.loads(space)})
-        plt = _plt()
-        fig, axes = plt.subplots(1, len(keys), figsize=(4.4 * len(keys), 3.4), squeeze=False)
+        fig, axes = pyplot.subplots(1, len(keys), figsize=(4.4 * len(keys), 3.4), squeeze=False)
         handles = {}
         for ax, key in zip(axes[0], keys):
             for method, m in part.groupby("method"):
@@ -160,15 +76,13 @@ def sensitivity_plots(chosen: pd.DataFrame, plots: Path, styles: dict) -> list[P
             ax.grid(alpha=0.3)
         handles["selected (circled)"] = axes[0][0].plot([], [], "o", ms=9, mfc="none", color="0.3")[0]
         fig.suptitle(f"sensitivity to the searched settings: {dataset}", fontsize=9)  # before the layout makes room
-        _legend(fig, handles)
-        written.append(_save(fig, plots / f"sensitivity_{slug(dataset)}.png"))
+        legend(fig, handles)
+        written.append(save(fig, plots / f"sensitivity_{slug(dataset)}.png"))
     return written
 
 
 def build_tuning(records: list[dict], tables: Path, plots: Path, styles: dict) -> list[Path]:
     """tuned.* and tuning.* tables and the sensitivity plots, when the runs hold searches; else nothing."""
-    from bench.report import summary as report
-
     chosen = select(trials_frame(records))
     if chosen.empty:
         return []
@@ -181,12 +95,10 @@ def build_tuning(records: list[dict], tables: Path, plots: Path, styles: dict) -
     df = report.runs_frame(selected_runs(records))
     df["variant"] = [""] * len(df)  # one selected configuration per method and dataset: no labels
     agg = report.aggregate(df)
-    agg.drop(columns=report.IN_MEMORY).to_csv(tables / "tuned.csv", index=False)
     cells, marks = report.wide_table(agg)
     caption = "Tuned: " + RULE + " " + report.CAPTION
-    (tables / "tuned.md").write_text(report.to_markdown(cells, marks) + "\n\n" + caption + "\n")
-    (tables / "tuned.tex").write_text(report.to_latex(cells, marks, caption))
-    written += [tables / "tuned.md", tables / "tuned.tex", tables / "tuned.csv"]
+    written += write_table(tables, "tuned", marked_markdown(cells, marks) + "\n\n" + caption + "\n",
+                           marked_latex(cells, marks, caption), agg.drop(columns=report.IN_MEMORY))  # fmt: skip
     return written + sensitivity_plots(chosen, plots, styles)
 
 
@@ -194,7 +106,7 @@ def trials_table(chosen: pd.DataFrame, tables: Path) -> Path:
     """tables/trials.md: every trial, for inspection only: the mean validation metric that selects, the seeds that
     failed, and the mean test metric shown plainly (nothing bolded or marked by it: it is not a result)."""
     shown = pd.DataFrame({
-        "method": chosen["method"], "dataset": chosen["dataset"], "trial": [_label(t) for t in chosen["trial"]],
+        "method": chosen["method"], "dataset": chosen["dataset"], "trial": [trial_text(t) for t in chosen["trial"]],
         "seeds ok": chosen["n"].astype(int), "seeds failed": chosen["failed"].astype(int),
         "val mean (selects)": chosen["val_mean"].round(2), "test mean (not a result)": chosen["test_mean"].round(2),
         "selected on validation": ["yes" if s else "" for s in chosen["selected"]],

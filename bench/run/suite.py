@@ -1,24 +1,18 @@
-"""A suite: which methods, datasets and seeds to run, and with which settings; and the suites' registry.
+"""A suite: which methods, datasets and seeds to run, and with which settings; and the suites plugins add.
 
 A suite is data, not code: the grid (bench/run/grid.py) turns a suite plus the command-line
 selection into RunConfigs. Model hparams are given per task dim ({1: ..., 2: ...}) and
 per method; suite-level hparams a method does not take are dropped for that method,
 while the user's own `--set model.x=...` must be accepted by every chosen method.
 
-The built-in suites live in the modules of BUILTIN_SUITES (bench/run/suites.py: the CPU suites;
-bench/run/paper_suites.py: the papers'), which register themselves with `add_suite` and are
-imported when a suite is first asked for; a plugin may add its own the same way.
+The built-in suites are data: bench/run/suites.py (the CPU suites) and bench/papers/ (one file per paper),
+whose catalogue (bench.papers.all_suites, get_suite) also lists the suites a plugin adds with `add_suite`.
 """
 
 from __future__ import annotations
 
-import importlib
 from dataclasses import dataclass, field
 from typing import Any
-
-from bench.base import UserError
-
-BUILTIN_SUITES = ("bench.run.suites", "bench.run.paper_suites")
 
 
 @dataclass(frozen=True)
@@ -45,29 +39,12 @@ class Suite:
     tune: dict[str, dict[str, tuple]] = field(default_factory=dict)
 
 
-SUITES: dict[str, Suite] = {}
+SUITES: dict[str, Suite] = {}  # the suites plugins add; bench/papers/ is the catalogue of all
 
 
 def add_suite(suite: Suite) -> Suite:
+    """A plugin's own suite (bench/run/plugins.py loads the plugin); its name must be new."""
     if suite.name in SUITES:
         raise ValueError(f"suite {suite.name!r} already exists")
     SUITES[suite.name] = suite
     return suite
-
-
-def all_suites() -> dict[str, Suite]:
-    """Every suite: the built-in ones (imported now, once) and any a plugin added."""
-    for module in BUILTIN_SUITES:
-        importlib.import_module(module)
-    return SUITES
-
-
-def get_suite(name: str) -> Suite:
-    suites = all_suites()
-    if name not in suites:
-        import difflib
-
-        close = difflib.get_close_matches(name, suites, n=2)
-        hint = f" Did you mean {', '.join(close)}?" if close else ""
-        raise UserError(f"unknown suite {name!r}.{hint} Known: {', '.join(suites)}")
-    return suites[name]

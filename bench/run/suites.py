@@ -1,8 +1,8 @@
-"""The CPU suites on embedded data: `cpu` (the default), `cpu-full`, `cpu-tune`, `mnist1d-paper`, `smoke`."""
+"""The CPU suites on embedded data: `cpu` (the default), `cpu-full`, `cpu-tune`, `smoke` (the papers' suites: bench/papers/)."""
 
 from __future__ import annotations
 
-from bench.run.suite import Suite, add_suite
+from bench.run.suite import Suite
 
 # -- the CPU benchmark: converged training, 10 seeds, on embedded data ------------------------
 # One protocol for every method: AdamW at lr 3e-2 (near the MNIST-1D paper's 1e-2 at batch 100, and the
@@ -21,14 +21,13 @@ CPU_BY_DATASET = {"digits": dict(mask_init=0.3)}
 CPU_SEEDS = tuple(range(10))  # enough to rank: at 3 seeds a 1-sd difference is found in a few % of tables
 CPU_FAMILIES = ("conv", "conv33", "dilated", "ckconv", "flexconv", "njet", "dcn_sigma", "dcls", "deformable",
                 "srf_gauss", "tcn", "resnet20")  # fmt: skip
-MNIST1D_MODELS = ("logreg", "mlp", "cnn1d_mnist1d", "gru")
 # The default: MNIST-1D only (it separates the methods; 8x8 digits is saturated and moved to cpu-full, with the
 # 2D-only ResNet-20), the three cheap reference models as anchors (the GRU, a fifth of the rest's cost, is in
 # mnist1d-paper and cpu-full), 10 seeds. NOTE of issue 19: about 10 min on 2 quiet cores, estimated from runs
 # measured side by side; the README's figure is a measurement.
 CPU_DEFAULT_REFERENCES = ("logreg", "mlp", "cnn1d_mnist1d")
 
-add_suite(
+SUITES = (
     Suite(
         name="cpu",
         description="default: one method of every family and three of the MNIST-1D paper's models on MNIST-1D, "
@@ -41,10 +40,7 @@ add_suite(
         model_by_dim=CPU_MODELS,
         model_by_dataset=CPU_BY_DATASET,
         tags=("suite:cpu",),
-    )
-)
-
-add_suite(
+    ),
     Suite(
         name="cpu-full",
         description="the cpu suite's protocol for every method (ablations, ResNet depths, later methods) on MNIST-1D, "
@@ -60,10 +56,7 @@ add_suite(
         model_by_method={"resnet56": dict(width=4), "resnet110": dict(width=4)},
         data={"shapes": dict(resolution=16, n_train=1500, n_test=500)},
         tags=("suite:cpu-full",),
-    )
-)
-
-add_suite(
+    ),
     Suite(
         name="cpu-tune",
         description="the cpu suite's families with an equal search: 4 learning rates each, selected on validation "
@@ -76,26 +69,7 @@ add_suite(
         model_by_dataset=CPU_BY_DATASET,
         tune={"*": {"train.lr": (1e-3, 3e-3, 1e-2, 3e-2)}},  # the same 4 trials for every method, SIREN nets too
         tags=("suite:cpu-tune",),
-    )
-)
-
-# The MNIST-1D paper's own protocol for its four models (greydanus/mnist1d notebooks/train.py): Adam at a flat
-# lr 1e-2, batch 100, 8000 steps (222 epochs of our 3,600 training signals), no early stopping. Our one
-# difference: the validation split and the best-validation checkpoint, as in every suite.
-add_suite(
-    Suite(
-        name="mnist1d-paper",
-        description="the MNIST-1D paper's models under its own protocol (Adam 1e-2, batch 100, 8000 steps), 3 seeds "
-        "(CPU, about 10 min on 2 cores)",
-        methods=MNIST1D_MODELS,
-        datasets=("mnist1d", "mnist1d_shuffled"),
-        seeds=(0, 1, 2),
-        train=dict(epochs=222, batch_size=100, lr=1e-2, warmup_epochs=0, min_lr_factor=1.0),
-        tags=("suite:mnist1d-paper",),
-    )
-)
-
-add_suite(
+    ),
     Suite(
         name="smoke",
         description="every method on digits and sdigits, a few steps of a tiny model (< 60 s; used by the tests)",
@@ -103,5 +77,5 @@ add_suite(
         train=dict(epochs=1, batch_size=32, max_steps_per_epoch=3, eval_batch_size=512),
         model_by_dim={1: dict(arch="flextcn2", width=4, dropout=0.0), 2: dict(arch="flexnet3", width=4, dropout=0.0)},
         tags=("smoke",),
-    )
+    ),
 )
