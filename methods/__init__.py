@@ -125,8 +125,8 @@ def _declared(obj: Callable, skip: tuple[str, ...] = ()) -> dict[str, Hparam] | 
     obj = inspect.unwrap(obj)
     chain = [c for c in obj.__mro__ if "__init__" in vars(c)] if isinstance(obj, type) else [obj]
     out: dict[str, Hparam] = {}
+    docs = {k: v for c in reversed(getattr(obj, "__mro__", chain)) for k, v in _docs(c).items()}  # a subclass's wins
     for fn in chain:
-        docs = _docs(fn)
         params = inspect.signature(fn.__init__ if isinstance(fn, type) else fn).parameters
         for p in params.values():
             if p.default is not inspect.Parameter.empty and p.name not in skip and p.name not in out:

@@ -53,7 +53,7 @@ class DepthwiseFlexConv(FlexConv):
         if omega_0 <= 0:
             raise UserError(f"omega_0 must be > 0, got {omega_0}")
         # a (channels, 1, ...) kernel: conv_with_kernel convolves each channel with its own
-        super().__init__(1, channels, dim=dim, causal=causal, size=size, kernel_net="magnet", mask_init=mask_init, **kw)
+        super().__init__(1, channels, dim=dim, causal=causal, size=size, mask_init=mask_init, **kw)  # MAGNet
         if not learn_mean:
             mean = self.mask_mean.detach().clone()
             del self.mask_mean

@@ -268,8 +268,6 @@ class RFNNConv(NJetConv):
     scales (sigma, 2 sigma, ...) per layer; here one scale per layer, as its MNIST net.
 
     Args:
-        order: highest derivative order N of the basis
-        k: the support's half-width is ceil(k sigma + 0.5)
         sigma: the fixed scale
     """
 
