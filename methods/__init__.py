@@ -120,14 +120,14 @@ def _docs(obj: Any) -> dict[str, str]:
 
 
 def _declared(obj: Callable, skip: tuple[str, ...] = ()) -> dict[str, Hparam] | None:
-    """The keyword parameters with a default of a factory, or of a class's __init__ and, where that passes
-    **kwargs on, its parents' (first declaration wins); None when they end in **kwargs (it takes any)."""
-    obj = inspect.unwrap(obj)
-    chain = [c for c in obj.__mro__ if "__init__" in vars(c)] if isinstance(obj, type) else [obj]
-    out: dict[str, Hparam] = {}
-    docs = {k: v for c in reversed(getattr(obj, "__mro__", chain)) for k, v in _docs(c).items()}  # a subclass's wins
-    for fn in chain:
-        params = inspect.signature(fn.__init__ if isinstance(fn, type) else fn).parameters
+    """The keyword parameters with a default of a factory or a class's __init__ (first declaration wins). A class
+    whose __init__ takes **kwargs passes them to its parent's __init__, or to the class its `passes_kwargs_to`
+    names: their parameters are added. None when a factory takes **kwargs (it takes any)."""
+    obj, out = inspect.unwrap(obj), {}
+    while True:
+        cls = next((c for c in obj.__mro__ if "__init__" in vars(c)), None) if isinstance(obj, type) else None
+        docs = {k: v for c in reversed(getattr(obj, "__mro__", [obj])) for k, v in _docs(c).items()}  # subclass's
+        params = inspect.signature(cls.__init__ if cls else obj).parameters
         for p in params.values():
             if p.default is not inspect.Parameter.empty and p.name not in skip and p.name not in out:
                 annotation = "" if p.annotation is inspect.Parameter.empty else p.annotation
@@ -135,7 +135,9 @@ def _declared(obj: Callable, skip: tuple[str, ...] = ()) -> dict[str, Hparam] | 
                 out[p.name] = Hparam(p.name, annotation, p.default, docs.get(p.name, ""))
         if not any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values()):
             return out
-    return None
+        if cls is None or cls is object:
+            return None
+        obj = vars(cls).get("passes_kwargs_to") or cls.__mro__[1]
 
 
 def hparams_of(name: str, backbone: bool = True) -> dict[str, Hparam] | None:
