@@ -61,25 +61,11 @@ def horizon(size, dim: int, causal: bool, kernel_size: int | None) -> tuple[int,
 
 class CKConv(nn.Module):
     def __init__(
-        self,
-        cin: int,
-        cout: int,
-        *,
-        dim: int,
-        causal: bool,
-        size,
-        kernel_net: str = "siren",
-        kernel_size: int | None = None,
-        kernel_hidden: int = 32,
-        kernel_layers: int = 3,
-        omega_0: float = 30.0,
-        input_scale: float | None = None,
-        init_spatial: float = 1.0,
-        antialias: float = 0.0,
-        kernel_wd: float = 0.0,
-        weight_norm: bool = False,
-        weight_dropout: float = 0.0,
-    ):
+        self, cin: int, cout: int, *, dim: int, causal: bool, size, kernel_net: str = "siren",
+        kernel_size: int | None = None, kernel_hidden: int = 32, kernel_layers: int = 3, omega_0: float = 30.0,
+        input_scale: float | None = None, init_spatial: float = 1.0, antialias: float = 0.0, kernel_wd: float = 0.0,
+        weight_norm: bool = False, weight_dropout: float = 0.0,
+    ):  # fmt: skip
         super().__init__()
         if causal and dim != 1:
             raise UserError("a causal continuous-kernel convolution is 1D only")

@@ -68,19 +68,9 @@ class DAUConv(nn.Module):
     """
 
     def __init__(
-        self,
-        cin: int,
-        cout: int,
-        *,
-        dim: int,
-        causal: bool = False,
-        size=None,
-        units: int | None = None,
-        max_kernel_size: int = 9,
-        sigma: float = 0.5,
-        learn_sigma: bool = False,
-        mu_lr_factor: float = 1.0,
-    ):
+        self, cin: int, cout: int, *, dim: int, causal: bool = False, size=None, units: int | None = None,
+        max_kernel_size: int = 9, sigma: float = 0.5, learn_sigma: bool = False, mu_lr_factor: float = 1.0,
+    ):  # fmt: skip
         super().__init__()
         units = 4 if units is None else units
         if units < 1 or max_kernel_size < 3 or max_kernel_size % 2 == 0 or sigma <= 0:

@@ -48,17 +48,9 @@ class DclsConv(nn.Module):
     """
 
     def __init__(
-        self,
-        cin: int,
-        cout: int,
-        *,
-        dim: int,
-        causal: bool,
-        size=None,
-        kernel_count: int | None = None,
-        dilated_size: int = 7,
-        position_lr_factor: float = 1.0,
-    ):
+        self, cin: int, cout: int, *, dim: int, causal: bool, size=None, kernel_count: int | None = None,
+        dilated_size: int = 7, position_lr_factor: float = 1.0,
+    ):  # fmt: skip
         super().__init__()
         m = 3**dim if kernel_count is None else kernel_count
         if m < 1 or dilated_size < 1 or (not causal and dilated_size % 2 == 0):

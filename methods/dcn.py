@@ -40,17 +40,9 @@ class DCNSigmaConv(nn.Module):
     """
 
     def __init__(
-        self,
-        cin: int,
-        cout: int,
-        *,
-        dim: int,
-        causal: bool,
-        size=None,
-        order: int = 2,
-        support: int = 7,
+        self, cin: int, cout: int, *, dim: int, causal: bool, size=None, order: int = 2, support: int = 7,
         sigma_lr_factor: float = 1.0,
-    ):
+    ):  # fmt: skip
         super().__init__()
         if support < 1 or support % 2 == 0 or order < 0:
             raise ValueError(f"dcn_sigma needs an odd support >= 1 and order >= 0; got {support}, {order}")

@@ -96,19 +96,9 @@ class NJetConv(nn.Module):
     learn_sigma = True  # False: the scale is a (saved) buffer, the basis fixed: RFNN (Jacobsen et al. 2016)
 
     def __init__(
-        self,
-        cin: int,
-        cout: int,
-        *,
-        dim: int,
-        causal: bool,
-        size=None,
-        order: int = 4,
-        k: float = 2.0,
-        init_sigma: float = 1.0,
-        sigma_lr_factor: float = 0.1,
-        sigma_reg: float = 0.0,
-    ):
+        self, cin: int, cout: int, *, dim: int, causal: bool, size=None, order: int = 4, k: float = 2.0,
+        init_sigma: float = 1.0, sigma_lr_factor: float = 0.1, sigma_reg: float = 0.0,
+    ):  # fmt: skip
         super().__init__()
         if order < 0 or k <= 0 or init_sigma <= 0:
             raise ValueError(f"N-Jet needs order >= 0, k > 0 and init_sigma > 0; got {order}, {k}, {init_sigma}")

@@ -58,19 +58,9 @@ from methods.functional import conv_with_kernel
 )
 class S4DConv(nn.Module):
     def __init__(
-        self,
-        cin: int,
-        cout: int,
-        *,
-        dim: int,
-        causal: bool,
-        size,
-        state_size: int = 64,
-        dt_min: float = 0.001,
-        dt_max: float = 0.1,
-        ssm_lr: float = 1e-3,
-        kernel_size: int | None = None,
-    ):
+        self, cin: int, cout: int, *, dim: int, causal: bool, size, state_size: int = 64, dt_min: float = 0.001,
+        dt_max: float = 0.1, ssm_lr: float = 1e-3, kernel_size: int | None = None,
+    ):  # fmt: skip
         super().__init__()
         if causal and dim != 1:
             raise UserError("a causal S4D is 1D only")

@@ -61,19 +61,9 @@ class GaussianBlurConv(nn.Module):
     variable_shape = True  # its support follows sigma (bench/cost/fastpath.py: not compiled by default)
 
     def __init__(
-        self,
-        cin: int,
-        cout: int,
-        *,
-        dim: int,
-        causal: bool,
-        size=None,
-        kernel_size: int = 3,
-        init_sigma: float = 1.0,
-        sigma_lr_factor: float = 0.1,
-        covariance: str = "spherical",
-        max_half_width: int = 4,
-    ):
+        self, cin: int, cout: int, *, dim: int, causal: bool, size=None, kernel_size: int = 3,
+        init_sigma: float = 1.0, sigma_lr_factor: float = 0.1, covariance: str = "spherical", max_half_width: int = 4,
+    ):  # fmt: skip
         super().__init__()
         if init_sigma <= 0:
             raise ValueError(f"init_sigma must be > 0, got {init_sigma}")
