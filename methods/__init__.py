@@ -131,7 +131,7 @@ def _declared(obj: Callable, skip: tuple[str, ...] = ()) -> dict[str, Hparam] | 
         for p in params.values():
             if p.default is not inspect.Parameter.empty and p.name not in skip and p.name not in out:
                 annotation = "" if p.annotation is inspect.Parameter.empty else p.annotation
-                annotation = annotation if isinstance(annotation, str) else annotation.__name__
+                annotation = annotation if isinstance(annotation, str) else inspect.formatannotation(annotation)
                 out[p.name] = Hparam(p.name, annotation, p.default, docs.get(p.name, ""))
         if not any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values()):
             return out

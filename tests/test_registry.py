@@ -71,3 +71,67 @@ def test_entry_point_plugin_is_discovered(tmp_path):
     out = subprocess.run([sys.executable, "-c", code], cwd=REPO, env=env, capture_output=True, text=True)
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "True from an entry point"
+
+
+def test_hparams_of_reads_a_registered_class_its_docstring_and_the_kwargs_it_passes_on():
+    """One declaration: a layer class's __init__ gives names, annotations and defaults, its Args: section the docs;
+    a subclass that passes **kwargs on adds its parent's; a plain factory still works."""
+    from torch import nn
+
+    class Base(nn.Module):
+        """A toy layer.
+
+        Args:
+            k: taps per side
+            scale: a factor
+                that goes on
+        """
+
+        def __init__(self, cin, cout, *, dim, causal, size, k: int = 3, scale: float | None = None):
+            super().__init__()
+            self.conv = nn.Conv1d(cin, cout, k, padding=k // 2)
+
+        def forward(self, x):
+            return self.conv(x)
+
+    class Wider(Base):
+        """Wider.
+
+        Args:
+            k: wider
+        """
+
+        def __init__(self, cin, cout, *, k: int = 5, **kw):
+            super().__init__(cin, cout, k=k, **kw)
+
+    try:
+        assert methods.register_method("t_base", dims=(1,))(Base) is Base  # the class itself comes back
+        methods.register_method("t_wider", dims=(1,))(Wider)
+        methods.register_method("t_any", dims=(1,))(lambda cin, cout, *, dim, causal, size, **hp: Base(cin, cout,
+                                dim=dim, causal=causal, size=size, **hp))  # fmt: skip
+        base = methods.hparams_of("t_base", backbone=False)
+        assert base == {"k": methods.Hparam("k", "int", 3, "taps per side"),
+                        "scale": methods.Hparam("scale", "float | None", None, "a factor that goes on")}  # fmt: skip
+        wider = methods.hparams_of("t_wider")
+        assert (wider["k"].default, wider["k"].doc, wider["scale"].doc) == (5, "wider", "a factor that goes on")
+        assert methods.accepted_hparams("t_wider") == {"k", "scale", "arch", "width", "depth", "dropout", "dropout_in"}
+        assert methods.hparams_of("t_any") is None and methods.accepted_hparams("t_any") is None
+        model = methods.build_model("t_wider", methods.TaskSpec(1, 2, 3, 16), width=4)
+        assert any(isinstance(m, Wider) and m.conv.kernel_size == (5,) for m in model.modules())
+        with pytest.raises(UserError, match="does not take hyperparameter"):
+            methods.build_model("t_base", methods.TaskSpec(1, 2, 3, 16), sigma=1.0)
+    finally:
+        for name in ("t_base", "t_wider", "t_any"):
+            methods.METHODS.unregister(name)
+
+
+def test_builtin_hparams_are_declared_with_docs():
+    """FlexConv's variants: each declares its own set (SIREN: no input scale), Fourier its own default; ccnn's
+    layer hparams come from the layer that declares them."""
+    siren, fourier = methods.hparams_of("flexconv_siren"), methods.hparams_of("flexconv_fourier")
+    assert "omega_0" in siren and "input_scale" not in siren and "antialias" not in siren
+    assert fourier["input_scale"].default == 256.0 and methods.hparams_of("flexconv")["input_scale"].default == 25.6
+    ccnn = methods.hparams_of("ccnn")
+    assert ccnn["mask_lr_factor"].default == 1.0 and ccnn["blocks"].default == 4 and "CCNN" in ccnn["learn_mean"].doc
+    assert "arch" not in ccnn  # a model method: no backbone
+    assert methods.hparams_of("dcls")["dilated_size"].doc.startswith("side S of the grid")
