@@ -54,10 +54,14 @@ class ChannelLayerNorm(nn.LayerNorm):
         return super().forward(x.transpose(1, -1)).transpose(1, -1)
 
 
+def batch_norm(dim: int, channels: int) -> nn.Module:
+    return nn.BatchNorm2d(channels) if dim == 2 else nn.BatchNorm1d(channels)
+
+
 def _norm(kind: str, dim: int, channels: int) -> nn.Module:
     if kind == "layer":  # CKCNN's LayerNorm, made causal (see ChannelLayerNorm)
         return ChannelLayerNorm(channels)
-    return nn.BatchNorm2d(channels) if dim == 2 else nn.BatchNorm1d(channels)
+    return batch_norm(dim, channels)
 
 
 def _layer_and_norm(make_layer: Callable, cin: int, cout: int, norm: str, dim: int) -> list[nn.Module]:

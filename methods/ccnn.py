@@ -36,6 +36,7 @@ from torch import nn
 
 from bench.base import UserError
 from methods import register_method
+from methods.backbones import batch_norm
 from methods.dropout import Dropout
 from methods.flexconv import FlexConv
 from methods.kernelnets import ccnn_init_
@@ -110,10 +111,6 @@ class SeparableFlexConv(nn.Module):
         return self.pointwise(self.depthwise(x))
 
 
-def _batch_norm(dim: int, channels: int) -> nn.Module:
-    return nn.BatchNorm2d(channels) if dim == 2 else nn.BatchNorm1d(channels)
-
-
 def _linear(dim: int, cin: int, cout: int) -> nn.Module:
     lin = (nn.Conv2d if dim == 2 else nn.Conv1d)(cin, cout, 1)
     nn.init.kaiming_normal_(lin.weight)
@@ -127,7 +124,7 @@ class CCNNBlock(nn.Module):
     def __init__(self, conv: nn.Module, width: int, dim: int, dropout: float):
         super().__init__()
         drop = nn.Dropout2d(dropout) if dim == 2 else nn.Dropout1d(dropout)
-        self.body = nn.Sequential(_batch_norm(dim, width), conv, nn.GELU(), drop, _linear(dim, width, width), nn.GELU())
+        self.body = nn.Sequential(batch_norm(dim, width), conv, nn.GELU(), drop, _linear(dim, width, width), nn.GELU())
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return x + self.body(x)
@@ -167,9 +164,9 @@ class CCNN(nn.Module):
             return SeparableFlexConv(cin, cout, dim=dim, causal=task.causal, size=task.size, **layer_hp)
 
         self.dropout_in = Dropout(dropout_in)
-        self.stem = nn.Sequential(conv(task.in_channels, width), _batch_norm(dim, width), nn.GELU())
+        self.stem = nn.Sequential(conv(task.in_channels, width), batch_norm(dim, width), nn.GELU())
         self.blocks = nn.Sequential(*(CCNNBlock(conv(width, width), width, dim, dropout) for _ in range(blocks)))
-        self.out_norm = _batch_norm(dim, width)
+        self.out_norm = batch_norm(dim, width)
         self.head = nn.Linear(width, task.num_classes)
         nn.init.kaiming_normal_(self.head.weight)
         nn.init.zeros_(self.head.bias)

@@ -49,7 +49,7 @@ class BasicBlock(nn.Module):
 
 
 class CifarResNet(nn.Module):
-    def __init__(self, task: TaskSpec, depth: int, width: int = 16):
+    def __init__(self, task: TaskSpec, depth: int, width: int):  # width's default: the registered build()
         super().__init__()
         if (depth - 2) % 6 or depth < 8:
             raise ValueError(f"a CIFAR ResNet has 6n + 2 layers, got depth {depth}")

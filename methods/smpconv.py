@@ -43,6 +43,7 @@ from torch import nn
 
 from bench.base import UserError
 from methods import kernelbank, register_method
+from methods.backbones import batch_norm
 from methods.ckconv import horizon
 from methods.functional import conv_with_kernel
 
@@ -51,10 +52,6 @@ DEFAULTS = {  # per task dim: points, position std, small kernel
     1: {"n_points": 30, "coord_std": 0.1, "small_kernel_size": 5},
     2: {"n_points": 16, "coord_std": 0.05, "small_kernel_size": 3},
 }
-
-
-def _batch_norm(dim: int, channels: int) -> nn.Module:
-    return nn.BatchNorm2d(channels) if dim == 2 else nn.BatchNorm1d(channels)
 
 
 @register_method(
@@ -117,7 +114,7 @@ class SMPConv(nn.Module):
         if small_kernel_size:
             small = torch.randn(cout, cin, *(small_kernel_size,) * dim) * 0.02
             self.small_weight = nn.Parameter(small)
-            self.norm, self.small_norm = _batch_norm(dim, cout), _batch_norm(dim, cout)
+            self.norm, self.small_norm = batch_norm(dim, cout), batch_norm(dim, cout)
         self.normalises_output = self.small_weight is not None
 
     def _axes(self) -> list[torch.Tensor]:
