@@ -105,14 +105,14 @@ def _docs(obj: Any) -> dict[str, str]:
     """The entries of the "Args:" section of `obj`'s docstring: `name: text`, continued on deeper-indented lines."""
     lines = inspect.cleandoc(obj.__doc__ or "").splitlines()
     docs: dict[str, str] = {}
-    if "Args:" not in lines:
-        return docs
-    name = ""
-    for line in lines[lines.index("Args:") + 1 :]:
-        if not line.startswith("    "):
+    name, indent = "", None
+    for line in lines[lines.index("Args:") + 1 :] if "Args:" in lines else []:
+        depth = len(line) - len(line.lstrip())
+        indent = depth if indent is None else indent
+        if not line.strip() or depth < indent:
             break
         key, colon, text = line.strip().partition(":")
-        if not line.startswith("     ") and colon and key.isidentifier():
+        if depth == indent and colon and key.isidentifier():
             name, docs[key] = key, text.strip()
         elif name:
             docs[name] += " " + line.strip()

@@ -66,6 +66,13 @@ class TemporalBlock(nn.Module):
     kernel_size_unit="fixed 7 taps, dilated",
 )
 class TCN(nn.Module):
+    """Args:
+    width: channels of every level
+    levels: residual levels, dilation 2^i; None: enough to cover the sequence
+    kernel_size: taps of each dilated conv
+    dropout: dropout after each conv
+    """
+
     def __init__(
         self, task: TaskSpec, width: int = 25, levels: int | None = None, kernel_size: int = 7, dropout: float = 0.05
     ):
