@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import functools
 import inspect
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from types import SimpleNamespace
@@ -98,24 +99,22 @@ class Hparam:
     name: str
     annotation: str  # as written, e.g. "int" or "float | None"; "" when not annotated
     default: Any
-    doc: str = ""  # from the declaring docstring's "Args:" section
+    doc: str = ""  # the comment that ends its line in the signature
 
 
-def _docs(obj: Any) -> dict[str, str]:
-    """The entries of the "Args:" section of `obj`'s docstring: `name: text`, continued on deeper-indented lines."""
-    lines = inspect.cleandoc(obj.__doc__ or "").splitlines()
+def _docs(fn: Callable) -> dict[str, str]:
+    """The comment that ends each parameter's line in `fn`'s signature: `dilated_size: int = 7,  # doc`."""
+    try:
+        lines, _ = inspect.getsourcelines(fn)
+    except (OSError, TypeError):  # no source (e.g. typed at a prompt): no docs
+        return {}
     docs: dict[str, str] = {}
-    name, indent = "", None
-    for line in lines[lines.index("Args:") + 1 :] if "Args:" in lines else []:
-        depth = len(line) - len(line.lstrip())
-        indent = depth if indent is None else indent
-        if not line.strip() or depth < indent:
+    for line in lines:
+        found = re.match(r"\s*(\w+)\s*(?::[^=#]*)?(?:=[^#]*)?,\s*#\s*(.*\S)", line)
+        if found:
+            docs[found[1]] = found[2]
+        if re.match(r"\s*\)[^#]*:", line):  # the signature's end
             break
-        key, colon, text = line.strip().partition(":")
-        if depth == indent and colon and key.isidentifier():
-            name, docs[key] = key, text.strip()
-        elif name:
-            docs[name] += " " + line.strip()
     return docs
 
 
@@ -126,7 +125,8 @@ def _declared(obj: Callable, skip: tuple[str, ...] = ()) -> dict[str, Hparam] | 
     obj, out = inspect.unwrap(obj), {}
     while True:
         cls = next((c for c in obj.__mro__ if "__init__" in vars(c)), None) if isinstance(obj, type) else None
-        docs = {k: v for c in reversed(getattr(obj, "__mro__", [obj])) for k, v in _docs(c).items()}  # subclass's
+        inits = [vars(c)["__init__"] for c in reversed(obj.__mro__[:-1]) if "__init__" in vars(c)] if cls else [obj]
+        docs = {k: v for fn in inits for k, v in _docs(fn).items()}  # a subclass's wins
         params = inspect.signature(cls.__init__ if cls else obj).parameters
         for p in params.values():
             if p.default is not inspect.Parameter.empty and p.name not in skip and p.name not in out:

@@ -56,17 +56,14 @@ CARD = dict(
 
 
 class DepthwiseFlexConv(FlexConv):
-    """FlexConv with one kernel per channel: a CCNN MAGNet with `channels` outputs, one bias per channel.
-
-    Args:
-        omega_0: the MAGNet's frequency scale (CCNN's initialisation); every CCNN run sets its own
-        mask_lr_factor: learning rate of the mask's width, times the base lr (CCNN's ratio never reaches it)
-        learn_mean: learn the mask's mean too (CCNN keeps it fixed)
-    """
+    """FlexConv with one kernel per channel: a CCNN MAGNet with `channels` outputs, one bias per channel."""
 
     def __init__(
-        self, channels: int, *, dim: int, causal: bool, size, kernel_size: int | None = None, omega_0: float = OMEGA_0,
-        mask_init: float = 0.075, mask_threshold: float = 0.1, mask_lr_factor: float = 1.0, learn_mean: bool = False,
+        self, channels: int, *, dim: int, causal: bool, size, kernel_size: int | None = None,
+        omega_0: float = OMEGA_0,  # the MAGNet's frequency scale (CCNN's initialisation); every CCNN run sets its own
+        mask_init: float = 0.075, mask_threshold: float = 0.1,
+        mask_lr_factor: float = 1.0,  # the mask width's lr, times the base lr (CCNN's ratio never reaches it)
+        learn_mean: bool = False,  # learn the mask's mean too (CCNN keeps it fixed)
         kernel_hidden: int = 32, kernel_layers: int = 3, kernel_wd: float = 0.0,
     ):  # fmt: skip
         if omega_0 <= 0:
@@ -138,19 +135,14 @@ class CCNNBlock(nn.Module):
     **CARD,
 )
 class CCNN(nn.Module):
-    """CCNN: flexconv_sep stem, S4-style residual blocks, mean pooling (the module docstring).
-
-    Args:
-        blocks: residual blocks
-        width: channels
-        dropout: channel dropout in each block
-        dropout_in: dropout on the input
-    """
-
     passes_kwargs_to = SeparableFlexConv  # **layer_hp: the hparams of every flexconv_sep layer
 
     def __init__(
-        self, task: TaskSpec, blocks: int = 4, width: int = 140, dropout: float = 0.0, dropout_in: float = 0.0,
+        self, task: TaskSpec,
+        blocks: int = 4,  # residual blocks
+        width: int = 140,  # channels
+        dropout: float = 0.0,  # channel dropout in each block
+        dropout_in: float = 0.0,  # dropout on the input
         **layer_hp,
     ):  # fmt: skip
         super().__init__()

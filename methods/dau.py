@@ -57,19 +57,13 @@ def tent(x: torch.Tensor) -> torch.Tensor:
     "mean over (out, in) pairs",
 )
 class DAUConv(nn.Module):
-    """Each filter: a few Gaussian units with learned displacements and weights, as one dense kernel.
-
-    Args:
-        units: units per filter; None: 2 x 2 in 2D (every example of the authors), 4 along the line in 1D
-        max_kernel_size: side K of the dense kernel (odd): the units' centres stay within it
-        sigma: the units' Gaussian sigma
-        learn_sigma: learn sigma (per filter) instead of keeping it fixed
-        mu_lr_factor: learning rate of the displacements, times the base lr
-    """
-
     def __init__(
-        self, cin: int, cout: int, *, dim: int, causal: bool = False, size=None, units: int | None = None,
-        max_kernel_size: int = 9, sigma: float = 0.5, learn_sigma: bool = False, mu_lr_factor: float = 1.0,
+        self, cin: int, cout: int, *, dim: int, causal: bool = False, size=None,
+        units: int | None = None,  # units per filter; None: 2 x 2 in 2D (all the authors' examples), 4 in 1D
+        max_kernel_size: int = 9,  # side K of the dense kernel (odd): the units' centres stay within it
+        sigma: float = 0.5,  # the units' Gaussian sigma
+        learn_sigma: bool = False,  # learn sigma (per filter) instead of keeping it fixed
+        mu_lr_factor: float = 1.0,  # learning rate of the displacements, times the base lr
     ):  # fmt: skip
         super().__init__()
         units = 4 if units is None else units

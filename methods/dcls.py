@@ -39,17 +39,11 @@ POSITION_INIT_STD = 0.5
     kernel_size_unit="taps: per dimension, mean over channel pairs of (max - min of the element positions) + 1",
 )
 class DclsConv(nn.Module):
-    """m kernel elements per channel pair at learned positions, spread on a grid of side S.
-
-    Args:
-        kernel_count: kernel elements m per channel pair; None: 3^dim, a 3-tap conv's weights
-        dilated_size: side S of the grid the elements move on (odd when centred): the largest kernel
-        position_lr_factor: learning rate of the positions and widths, times the base lr
-    """
-
     def __init__(
-        self, cin: int, cout: int, *, dim: int, causal: bool, size=None, kernel_count: int | None = None,
-        dilated_size: int = 7, position_lr_factor: float = 1.0,
+        self, cin: int, cout: int, *, dim: int, causal: bool, size=None,
+        kernel_count: int | None = None,  # kernel elements m per channel pair; None: 3^dim, a 3-tap conv's weights
+        dilated_size: int = 7,  # side S of the grid the elements move on (odd when centred): the largest kernel
+        position_lr_factor: float = 1.0,  # learning rate of the positions and widths, times the base lr
     ):  # fmt: skip
         super().__init__()
         m = 3**dim if kernel_count is None else kernel_count

@@ -31,17 +31,11 @@ from methods.njet import _constant, gaussian_derivatives, jet_orders
     kernel_size_unit="taps: mean over channel pairs of min(4*sigma+1, support), the +-2 sigma width inside the fixed window",
 )
 class DCNSigmaConv(nn.Module):
-    """Gaussian derivatives with a learned sigma per channel pair, in a fixed window.
-
-    Args:
-        order: highest derivative order of the basis
-        support: side of the fixed window the kernel is sampled on (odd)
-        sigma_lr_factor: learning rate of sigma, times the base lr
-    """
-
     def __init__(
-        self, cin: int, cout: int, *, dim: int, causal: bool, size=None, order: int = 2, support: int = 7,
-        sigma_lr_factor: float = 1.0,
+        self, cin: int, cout: int, *, dim: int, causal: bool, size=None,
+        order: int = 2,  # highest derivative order of the basis
+        support: int = 7,  # side of the fixed window the kernel is sampled on (odd)
+        sigma_lr_factor: float = 1.0,  # learning rate of sigma, times the base lr
     ):  # fmt: skip
         super().__init__()
         if support < 1 or support % 2 == 0 or order < 0:

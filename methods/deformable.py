@@ -68,16 +68,10 @@ def deform_conv2d_sampled(x, offset, weight, bias, padding: tuple[int, int], mas
     kernel_size_unit="pixels: mean offset length |dp| over taps and positions on the last eval batch (0 = plain conv)",
 )
 class DeformableConv(nn.Module):
-    """A k x k (1 x k) conv whose taps read at offsets predicted from the input.
-
-    Args:
-        kernel_size: taps per side (odd)
-        offset_lr_factor: learning rate of the offset branch, times the base lr
-    """
-
     def __init__(
-        self, cin: int, cout: int, *, dim: int, causal: bool = False, size=None, kernel_size: int = 3,
-        offset_lr_factor: float = 0.1,
+        self, cin: int, cout: int, *, dim: int, causal: bool = False, size=None,
+        kernel_size: int = 3,  # taps per side (odd)
+        offset_lr_factor: float = 0.1,  # learning rate of the offset branch, times the base lr
     ):  # fmt: skip
         super().__init__()
         if kernel_size < 1 or kernel_size % 2 == 0:

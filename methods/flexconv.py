@@ -68,29 +68,23 @@ MAGNET_REFERENCES = (
     **CARD,
 )
 class FlexConv(CKConv):
-    """FlexConv with a MAGNet kernel net; FlexConvGabor, FlexConvFourier and FlexConvSiren: the paper's others.
-
-    Args:
-        kernel_size: side of the grid the kernel is defined on; None: the task's horizon (methods/ckconv.py)
-        mask_init: the mask's width sigma_0 at init
-        mask_threshold: the kernel is cropped where the mask falls below this
-        mask_lr_factor: learning rate of the mask's mean and width, times the base lr
-        input_scale: the MFN kernel net's input scale
-        kernel_hidden: hidden units of the kernel net
-        kernel_layers: layers of the kernel net
-        antialias: weight of the anti-aliasing penalty on the kernel net's frequencies (0: off)
-        antialias_mask: add the mask's frequency to that penalty
-        kernel_wd: weight decay on the sampled kernel (a loss term)
-    """
+    """FlexConv with a MAGNet kernel net; FlexConvGabor, FlexConvFourier and FlexConvSiren: the paper's others."""
 
     variable_shape = True  # the crop follows the mask (bench/cost/fastpath.py); bucket_shapes() bounds it
     kernel_net = "magnet"
 
     def __init__(
         self, cin: int, cout: int, *, dim: int, causal: bool, size,
-        kernel_size: int | None = None, mask_init: float = 0.075, mask_threshold: float = 0.1,
-        mask_lr_factor: float = 0.1, input_scale: float = 25.6, kernel_hidden: int = 32, kernel_layers: int = 3,
-        antialias: float = 0.0, antialias_mask: bool = False, kernel_wd: float = 0.0,
+        kernel_size: int | None = None,  # side of the kernel's grid; None: the task's horizon (methods/ckconv.py)
+        mask_init: float = 0.075,  # the mask's width sigma_0 at init
+        mask_threshold: float = 0.1,  # the kernel is cropped where the mask falls below this
+        mask_lr_factor: float = 0.1,  # learning rate of the mask's mean and width, times the base lr
+        input_scale: float = 25.6,  # the MFN kernel net's input scale
+        kernel_hidden: int = 32,  # hidden units of the kernel net
+        kernel_layers: int = 3,  # layers of the kernel net
+        antialias: float = 0.0,  # weight of the anti-aliasing penalty on the kernel net's frequencies (0: off)
+        antialias_mask: bool = False,  # add the mask's frequency to that penalty
+        kernel_wd: float = 0.0,  # weight decay on the sampled kernel (a loss term)
     ):  # fmt: skip
         if antialias_mask and not antialias:
             raise UserError("antialias_mask adds the mask to the anti-aliasing term: set antialias > 0 too")
@@ -238,15 +232,13 @@ class FlexConvGabor(FlexConv):
 
 @register_method("flexconv_fourier", description="FlexConv with an MFN-Fourier kernel net (paper's ablation)", **CARD)
 class FlexConvFourier(FlexConv):
-    """FlexConv with an MFN-Fourier kernel net.
-
-    Args:
-        input_scale: 256: the FlexConv repo never passes its 25.6 to FourierNet (methods/kernelnets.py)
-    """
-
     kernel_net = "fourier"
 
-    def __init__(self, cin: int, cout: int, *, input_scale: float = 256.0, **kw):
+    def __init__(
+        self, cin: int, cout: int, *,
+        input_scale: float = 256.0,  # the FlexConv repo never passes its 25.6 to FourierNet (methods/kernelnets.py)
+        **kw,
+    ):  # fmt: skip
         super().__init__(cin, cout, input_scale=input_scale, **kw)
 
 
@@ -255,17 +247,12 @@ class FlexConvFourier(FlexConv):
     references=("FlexNet-7 (FlexConv SIREN)",), **CARD,
 )  # fmt: skip
 class FlexConvSiren(FlexConv):
-    """FlexConv with a SIREN kernel net.
-
-    Args:
-        omega_0: the SIREN's first-layer frequency factor
-    """
-
     kernel_net = "siren"
 
     def __init__(
         self, cin: int, cout: int, *, dim: int, causal: bool, size, kernel_size: int | None = None,
-        mask_init: float = 0.075, mask_threshold: float = 0.1, mask_lr_factor: float = 0.1, omega_0: float = 30.0,
+        mask_init: float = 0.075, mask_threshold: float = 0.1, mask_lr_factor: float = 0.1,
+        omega_0: float = 30.0,  # the SIREN's first-layer frequency factor
         kernel_hidden: int = 32, kernel_layers: int = 3, kernel_wd: float = 0.0,
     ):  # fmt: skip
         CKConv.__init__(  # not FlexConv's: a SIREN takes omega_0, no input scale and no anti-aliasing

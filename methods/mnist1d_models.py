@@ -53,7 +53,10 @@ class LogReg(nn.Module):
 
 @register_method("mlp", description="MLP: two hidden layers of 100, the second residual (MNIST-1D paper)", **CARD)
 class MLP(nn.Module):
-    def __init__(self, task: TaskSpec, hidden: int = 100):
+    def __init__(
+        self, task: TaskSpec,
+        hidden: int = 100,  # units of each hidden layer
+    ):  # fmt: skip
         super().__init__()
         positive("mlp", hidden=hidden)
         self.first = nn.Linear(flat_size(task), hidden)
@@ -73,7 +76,10 @@ class MLP(nn.Module):
     **CARD,
 )
 class StridedCNN(nn.Module):
-    def __init__(self, task: TaskSpec, channels: int = 25):
+    def __init__(
+        self, task: TaskSpec,
+        channels: int = 25,  # channels of each conv
+    ):  # fmt: skip
         super().__init__()
         positive("cnn1d_mnist1d", channels=channels)
         cin = task.in_channels
@@ -101,7 +107,10 @@ class StridedCNN(nn.Module):
     **CARD,
 )
 class BiGRU(nn.Module):
-    def __init__(self, task: TaskSpec, hidden: int = 6):
+    def __init__(
+        self, task: TaskSpec,
+        hidden: int = 6,  # the GRU's hidden size per direction
+    ):  # fmt: skip
         super().__init__()
         positive("gru", hidden=hidden)
         self.gru = nn.GRU(task.in_channels, hidden, batch_first=True, bidirectional=True)

@@ -82,22 +82,18 @@ def support_half_width(sigma: float, k: float) -> int:
     kernel_size_unit="taps: support side 2*ceil(k*sigma+0.5)+1 per dimension, capped at the input size",
 )
 class NJetConv(nn.Module):
-    """One N-Jet layer: a learned combination of Gaussian derivatives at one learned scale.
-
-    Args:
-        order: highest derivative order N of the basis
-        k: the support's half-width is ceil(k sigma + 0.5)
-        init_sigma: the scale at init
-        sigma_lr_factor: learning rate of the scale, times the base lr
-        sigma_reg: weight of the penalty on the scale (0: off)
-    """
+    """One N-Jet layer: a learned combination of Gaussian derivatives at one learned scale."""
 
     variable_shape = True  # its support follows sigma (bench/cost/fastpath.py: not compiled by default)
     learn_sigma = True  # False: the scale is a (saved) buffer, the basis fixed: RFNN (Jacobsen et al. 2016)
 
     def __init__(
-        self, cin: int, cout: int, *, dim: int, causal: bool, size=None, order: int = 4, k: float = 2.0,
-        init_sigma: float = 1.0, sigma_lr_factor: float = 0.1, sigma_reg: float = 0.0,
+        self, cin: int, cout: int, *, dim: int, causal: bool, size=None,
+        order: int = 4,  # highest derivative order N of the basis
+        k: float = 2.0,  # the support's half-width is ceil(k sigma + 0.5)
+        init_sigma: float = 1.0,  # the scale at init
+        sigma_lr_factor: float = 0.1,  # learning rate of the scale, times the base lr
+        sigma_reg: float = 0.0,  # weight of the penalty on the scale (0: off)
     ):  # fmt: skip
         super().__init__()
         if order < 0 or k <= 0 or init_sigma <= 0:
@@ -256,12 +252,12 @@ class RFNNConv(NJetConv):
     """N-Jet with the scale frozen. Defaults: the first layer of the paper's MNIST net, order 3 at sigma 1.5
     on 11 x 11 (k = 3 gives the side 2 ceil(3 * 1.5 + 0.5) + 1 = 11). The paper's ImageNet net stacks several
     scales (sigma, 2 sigma, ...) per layer; here one scale per layer, as its MNIST net.
-
-    Args:
-        sigma: the fixed scale
     """
 
     learn_sigma = False
 
-    def __init__(self, cin, cout, *, dim, causal, size=None, order: int = 3, k: float = 3.0, sigma: float = 1.5):
+    def __init__(
+        self, cin, cout, *, dim, causal, size=None, order: int = 3, k: float = 3.0,
+        sigma: float = 1.5,  # the fixed scale
+    ):  # fmt: skip
         super().__init__(cin, cout, dim=dim, causal=causal, order=order, k=k, init_sigma=sigma)

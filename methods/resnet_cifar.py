@@ -73,7 +73,10 @@ class CifarResNet(nn.Module):
 
 
 def _register(depth: int) -> None:
-    def build(task: TaskSpec, width: int = 16) -> CifarResNet:
+    def build(
+        task: TaskSpec,
+        width: int = 16,  # channels of the first stage (then 2x, 4x)
+    ) -> CifarResNet:  # fmt: skip
         return CifarResNet(task, depth, width)
 
     build.__name__ = build.__qualname__ = f"resnet{depth}"

@@ -57,19 +57,13 @@ from methods.functional import conv_with_kernel
     references=("S4D (example.py, 200K)",),
 )
 class S4DConv(nn.Module):
-    """Pointwise mixing, then one diagonal SSM per output channel as an explicit long convolution.
-
-    Args:
-        state_size: N, the state size per SSM (N/2 complex modes and their conjugates)
-        dt_min: the smallest step Delta at init (log-uniform in [dt_min, dt_max])
-        dt_max: the largest step Delta at init
-        ssm_lr: learning rate of Delta and A (the group's lr: min(ssm_lr, lr)), without weight decay
-        kernel_size: side of the grid the kernel is sampled on; None: the task's horizon (methods/ckconv.py)
-    """
-
     def __init__(
-        self, cin: int, cout: int, *, dim: int, causal: bool, size, state_size: int = 64, dt_min: float = 0.001,
-        dt_max: float = 0.1, ssm_lr: float = 1e-3, kernel_size: int | None = None,
+        self, cin: int, cout: int, *, dim: int, causal: bool, size,
+        state_size: int = 64,  # N, the state size per SSM (N/2 complex modes and their conjugates)
+        dt_min: float = 0.001,  # the smallest step Delta at init (log-uniform in [dt_min, dt_max])
+        dt_max: float = 0.1,  # the largest step Delta at init
+        ssm_lr: float = 1e-3,  # learning rate of Delta and A (the group's lr: min(ssm_lr, lr)), without weight decay
+        kernel_size: int | None = None,  # side of the kernel's grid; None: the task's horizon (methods/ckconv.py)
     ):  # fmt: skip
         super().__init__()
         if causal and dim != 1:

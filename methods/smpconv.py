@@ -67,22 +67,15 @@ DEFAULTS = {  # per task dim: points, position std, small kernel
     references=("SMPConv",),
 )
 class SMPConv(nn.Module):
-    """Weights at learned moving points with learned radii, plus a small dense kernel.
-
-    Args:
-        n_points: moving points per output channel; None: the repository's, 30 on sequences, 16 on images
-        radius: the points' radius at init; None: one grid spacing
-        coord_std: std of the points' positions at init; None: 0.1 on sequences, 0.05 on images
-        small_kernel_size: side of the small dense kernel (0: none); None: 5 on sequences, 3 on images
-        radius_lr_factor: learning rate of the radii, times the base lr
-        bias: a bias on the output
-        kernel_size: side of the grid the points are interpolated onto; None: the task's horizon
-    """
-
     def __init__(
-        self, cin: int, cout: int, *, dim: int, causal: bool, size, n_points: int | None = None,
-        radius: float | None = None, coord_std: float | None = None, small_kernel_size: int | None = None,
-        radius_lr_factor: float = 0.1, bias: bool = False, kernel_size: int | None = None,
+        self, cin: int, cout: int, *, dim: int, causal: bool, size,
+        n_points: int | None = None,  # moving points per output channel; None: 30 on sequences, 16 on images
+        radius: float | None = None,  # the points' radius at init; None: one grid spacing
+        coord_std: float | None = None,  # std of the points' positions at init; None: 0.1 on sequences, 0.05 on images
+        small_kernel_size: int | None = None,  # the small dense kernel's side (0: none); None: 5 (sequences), 3 (images)
+        radius_lr_factor: float = 0.1,  # learning rate of the radii, times the base lr
+        bias: bool = False,  # a bias on the output
+        kernel_size: int | None = None,  # side of the grid the points are interpolated onto; None: the task's horizon
     ):  # fmt: skip
         super().__init__()
         own = DEFAULTS[dim]  # None: the repository's value for this dim

@@ -48,21 +48,15 @@ from methods.functional import conv_with_kernel
     kernel_size_unit="taps: per dimension, mean over input channels of the composed support 2*ceil(2*sigma)+1 + k-1",
 )
 class GaussianBlurConv(nn.Module):
-    """A learned per-channel Gaussian blur, then a free-form conv (the module docstring).
-
-    Args:
-        kernel_size: side of the free-form filter
-        init_sigma: the Gaussians' sigma at init
-        sigma_lr_factor: learning rate of the blur's scale parameters, times the base lr
-        covariance: "spherical" (sigma^2 I, a separable blur) or "full" (2D, non-causal only)
-        max_half_width: with covariance="full", the half-width of the blur's fixed grid
-    """
-
     variable_shape = True  # its support follows sigma (bench/cost/fastpath.py: not compiled by default)
 
     def __init__(
-        self, cin: int, cout: int, *, dim: int, causal: bool, size=None, kernel_size: int = 3,
-        init_sigma: float = 1.0, sigma_lr_factor: float = 0.1, covariance: str = "spherical", max_half_width: int = 4,
+        self, cin: int, cout: int, *, dim: int, causal: bool, size=None,
+        kernel_size: int = 3,  # side of the free-form filter
+        init_sigma: float = 1.0,  # the Gaussians' sigma at init
+        sigma_lr_factor: float = 0.1,  # learning rate of the blur's scale parameters, times the base lr
+        covariance: str = "spherical",  # "spherical" (sigma^2 I, a separable blur) or "full" (2D, non-causal only)
+        max_half_width: int = 4,  # with covariance="full", the half-width of the blur's fixed grid
     ):  # fmt: skip
         super().__init__()
         if init_sigma <= 0:

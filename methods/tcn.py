@@ -66,16 +66,13 @@ class TemporalBlock(nn.Module):
     kernel_size_unit="fixed 7 taps, dilated",
 )
 class TCN(nn.Module):
-    """Args:
-    width: channels of every level
-    levels: residual levels, dilation 2^i; None: enough to cover the sequence
-    kernel_size: taps of each dilated conv
-    dropout: dropout after each conv
-    """
-
     def __init__(
-        self, task: TaskSpec, width: int = 25, levels: int | None = None, kernel_size: int = 7, dropout: float = 0.05
-    ):
+        self, task: TaskSpec,
+        width: int = 25,  # channels of every level
+        levels: int | None = None,  # residual levels, dilation 2^i; None: enough to cover the sequence
+        kernel_size: int = 7,  # taps of each dilated conv
+        dropout: float = 0.05,  # dropout after each conv
+    ):  # fmt: skip
         super().__init__()
         levels = levels_to_cover(task.size, kernel_size) if levels is None else levels
         if width < 1 or levels < 1 or kernel_size < 2 or not 0 <= dropout < 1:

@@ -73,21 +73,17 @@ def test_entry_point_plugin_is_discovered(tmp_path):
     assert out.stdout.strip() == "True from an entry point"
 
 
-def test_hparams_of_reads_a_registered_class_its_docstring_and_the_kwargs_it_passes_on():
-    """One declaration: a layer class's __init__ gives names, annotations and defaults, its Args: section the docs;
-    a subclass that passes **kwargs on adds its parent's; a plain factory still works."""
+def test_hparams_of_reads_a_registered_class_its_comments_and_the_kwargs_it_passes_on():
+    """One declaration: a layer class's __init__ gives names, annotations, defaults and (the comment ending the
+    line) docs; a subclass that passes **kwargs on adds its parent's; a plain factory still works."""
     from torch import nn
 
     class Base(nn.Module):
-        """A toy layer.
-
-        Args:
-            k: taps per side
-            scale: a factor
-                that goes on
-        """
-
-        def __init__(self, cin, cout, *, dim, causal, size, k: int = 3, scale: float | None = None):
+        def __init__(
+            self, cin, cout, *, dim, causal, size,
+            k: int = 3,  # taps per side
+            scale: float | None = None,  # a factor
+        ):  # fmt: skip
             super().__init__()
             self.conv = nn.Conv1d(cin, cout, k, padding=k // 2)
 
@@ -95,26 +91,23 @@ def test_hparams_of_reads_a_registered_class_its_docstring_and_the_kwargs_it_pas
             return self.conv(x)
 
     class Wider(Base):
-        """Wider.
-
-        Args:
-            k: wider
-        """
-
-        def __init__(self, cin, cout, *, k: int = 5, **kw):
+        def __init__(self, cin, cout, *, k: int = 5, **kw):  # its k: no comment, Base's doc stands
             super().__init__(cin, cout, k=k, **kw)
+
+    def any_hparams(cin, cout, *, dim, causal, size, **hp):
+        return Base(cin, cout, dim=dim, causal=causal, size=size, **hp)
 
     try:
         assert methods.register_method("t_base", dims=(1,))(Base) is Base  # the class itself comes back
         methods.register_method("t_wider", dims=(1,))(Wider)
-        methods.register_method("t_any", dims=(1,))(lambda cin, cout, *, dim, causal, size, **hp: Base(cin, cout,
-                                dim=dim, causal=causal, size=size, **hp))  # fmt: skip
-        base = methods.hparams_of("t_base", backbone=False)
-        assert base == {"k": methods.Hparam("k", "int", 3, "taps per side"),
-                        "scale": methods.Hparam("scale", "float | None", None, "a factor that goes on")}  # fmt: skip
+        methods.register_method("t_any", dims=(1,))(any_hparams)
+        assert methods.hparams_of("t_base", backbone=False) == {
+            "k": methods.Hparam("k", "int", 3, "taps per side"),
+            "scale": methods.Hparam("scale", "float | None", None, "a factor"),
+        }
         wider = methods.hparams_of("t_wider")
-        assert (wider["k"].default, wider["k"].doc, wider["scale"].doc) == (5, "wider", "a factor that goes on")
-        assert methods.accepted_hparams("t_wider") == {"k", "scale", "arch", "width", "depth", "dropout", "dropout_in"}
+        assert (wider["k"].default, wider["k"].doc, wider["scale"].doc) == (5, "taps per side", "a factor")
+        assert set(wider) == {"k", "scale", "arch", "width", "depth", "dropout", "dropout_in"}
         assert methods.hparams_of("t_any") is None and methods.accepted_hparams("t_any") is None
         model = methods.build_model("t_wider", methods.TaskSpec(1, 2, 3, 16), width=4)
         assert any(isinstance(m, Wider) and m.conv.kernel_size == (5,) for m in model.modules())
@@ -125,13 +118,13 @@ def test_hparams_of_reads_a_registered_class_its_docstring_and_the_kwargs_it_pas
             methods.METHODS.unregister(name)
 
 
-def test_builtin_hparams_are_declared_with_docs():
+def test_builtin_hparams_are_declared_once_with_docs():
     """FlexConv's variants: each declares its own set (SIREN: no input scale), Fourier its own default; ccnn's
-    layer hparams come from the layer that declares them."""
+    layer hparams come from the layer that declares them; every hparam of every method has a doc."""
     siren, fourier = methods.hparams_of("flexconv_siren"), methods.hparams_of("flexconv_fourier")
     assert "omega_0" in siren and "input_scale" not in siren and "antialias" not in siren
     assert fourier["input_scale"].default == 256.0 and methods.hparams_of("flexconv")["input_scale"].default == 25.6
     ccnn = methods.hparams_of("ccnn")
     assert ccnn["mask_lr_factor"].default == 1.0 and ccnn["blocks"].default == 4 and "CCNN" in ccnn["learn_mean"].doc
     assert "arch" not in ccnn  # a model method: no backbone
-    assert methods.hparams_of("dcls")["dilated_size"].doc.startswith("side S of the grid")
+    assert [(n, k) for n in methods.list_methods() for k, h in methods.hparams_of(n).items() if not h.doc] == []
