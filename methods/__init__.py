@@ -113,7 +113,7 @@ def _docs(fn: Callable) -> dict[str, str]:
         found = re.match(r"\s*(\w+)\s*(?::[^=#]*)?(?:=[^#]*)?,\s*#\s*(.*\S)", line)
         if found:
             docs[found[1]] = found[2]
-        if re.match(r"\s*\)[^#]*:", line):  # the signature's end
+        if re.search(r"\)\s*(->[^#]*)?:\s*(#.*)?$", line):  # the signature's end
             break
     return docs
 
