@@ -102,6 +102,7 @@ class Hparam:
     doc: str = ""  # the comment that ends its line in the signature
 
 
+@functools.cache  # read once per function: hparams_of is asked once per run of a grid
 def _docs(fn: Callable) -> dict[str, str]:
     """The comment that ends each parameter's line in `fn`'s signature: `dilated_size: int = 7,  # doc`."""
     try:
