@@ -13,8 +13,12 @@ registered lazily (methods/_builtin.py) and plugins through the entry-point grou
 
 from __future__ import annotations
 
+import functools
 import inspect
+import re
 from collections.abc import Callable
+from dataclasses import dataclass
+from types import SimpleNamespace
 from typing import Any
 
 from bench.base import Entry, Registry, UserError
@@ -23,6 +27,7 @@ from methods.card import MethodCard
 from methods.task import TaskSpec
 
 __all__ = [
+    "Hparam",
     "MethodCard",
     "TaskSpec",
     "accepted_hparams",
@@ -30,6 +35,7 @@ __all__ = [
     "check_hparams",
     "get_method",
     "hparam_annotations",
+    "hparams_of",
     "list_methods",
     "register_method",
     "skip_reason",
@@ -40,24 +46,23 @@ METHODS = Registry("method", "lksbench.methods", BUILTIN_METHODS)
 
 
 def register_method(name: str, kind: str = "layer", **card: Any) -> Callable:
-    """Decorator: register a layer or model factory under `name` with its card.
+    """Decorator: register a layer or model factory, or a class, under `name` with its card.
 
-    The factory is wrapped so that it refuses a task its card does not support (a dim, causal or
-    non-causal), also when it is called directly rather than through `build_model`.
+    Its signature is the one declaration of the method's hparams (`hparams_of`). The registered callable
+    refuses a task its card does not support (a dim, causal or non-causal), also when a decorated function
+    is called directly; a decorated class is returned unchanged (it stays subclassable).
     """
     full = MethodCard.make(kind=kind, **card)  # validates the card's keys and values
 
     def decorator(factory: Callable) -> Callable:
-        return METHODS.register(name, card=full)(_refusing_unsupported(factory, name, full))
+        checked = METHODS.register(name, card=full)(_refusing_unsupported(factory, name, full))
+        return factory if isinstance(factory, type) else checked
 
     return decorator
 
 
 def _refusing_unsupported(factory: Callable, name: str, card: MethodCard) -> Callable:
-    import functools
-    from types import SimpleNamespace
-
-    @functools.wraps(factory)  # keeps the signature: accepted_hparams reads it through __wrapped__
+    @functools.wraps(factory)  # keeps the signature: hparams_of reads it through __wrapped__
     def checked(*args, **kwargs):
         if card.kind == "model":
             task = kwargs["task"] if "task" in kwargs else args[0]
@@ -89,31 +94,75 @@ def skip_reason(name: str, task: TaskSpec) -> str | None:
     return card_of(name).skip_reason(task)
 
 
-def accepted_hparams(name: str) -> set[str] | None:
-    """The hparams `build_model(name, ...)` takes, or None when its factory takes any (**kwargs)."""
-    from methods.backbones import BACKBONE_HPARAMS
+@dataclass(frozen=True)
+class Hparam:
+    name: str
+    annotation: str  # as written, e.g. "int" or "float | None"; "" when not annotated
+    default: Any
+    doc: str = ""  # the comment that ends its line in the signature
+
+
+@functools.cache  # read once per function: hparams_of is asked once per run of a grid
+def _docs(fn: Callable) -> dict[str, str]:
+    """The comment that ends each parameter's line in `fn`'s signature: `dilated_size: int = 7,  # doc`."""
+    try:
+        lines, _ = inspect.getsourcelines(fn)
+    except (OSError, TypeError):  # no source (e.g. typed at a prompt): no docs
+        return {}
+    docs: dict[str, str] = {}
+    for line in lines:
+        found = re.match(r"\s*(\w+)\s*(?::[^=#]*)?(?:=[^#]*)?,\s*#\s*(.*\S)", line)
+        if found:
+            docs[found[1]] = found[2]
+        if re.search(r"\)\s*(->[^#]*)?:\s*(#.*)?$", line):  # the signature's end
+            break
+    return docs
+
+
+def _declared(obj: Callable, skip: tuple[str, ...] = ()) -> dict[str, Hparam] | None:
+    """The keyword parameters with a default of a factory or a class's __init__ (first declaration wins). A class
+    whose __init__ takes **kwargs passes them to its parent's __init__, or to the class its `passes_kwargs_to`
+    names: their parameters are added. None when a factory takes **kwargs (it takes any)."""
+    obj, out = inspect.unwrap(obj), {}
+    while True:
+        cls = next((c for c in obj.__mro__ if "__init__" in vars(c)), None) if isinstance(obj, type) else None
+        inits = [vars(c)["__init__"] for c in reversed(obj.__mro__[:-1]) if "__init__" in vars(c)] if cls else [obj]
+        docs = {k: v for fn in inits for k, v in _docs(fn).items()}  # a subclass's wins
+        params = inspect.signature(cls.__init__ if cls else obj).parameters
+        for p in params.values():
+            if p.default is not inspect.Parameter.empty and p.name not in skip and p.name not in out:
+                annotation = "" if p.annotation is inspect.Parameter.empty else p.annotation
+                annotation = annotation if isinstance(annotation, str) else inspect.formatannotation(annotation)
+                out[p.name] = Hparam(p.name, annotation, p.default, docs.get(p.name, ""))
+        if not any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values()):
+            return out
+        if cls is None or cls is object:
+            return None
+        obj = vars(cls).get("passes_kwargs_to") or cls.__mro__[1]
+
+
+def hparams_of(name: str, backbone: bool = True) -> dict[str, Hparam] | None:
+    """What `build_model(name, ...)` accepts: each hparam's name, annotation, default and doc, as its factory
+    (or class) declares them, and for a layer method (`backbone=True`) the backbone's; None when the factory
+    takes any keyword (**kwargs)."""
+    from methods.backbones import BACKBONE_HPARAMS, build_backbone  # imported here: it imports torch
 
     entry = get_method(name)
-    params = inspect.signature(entry.obj).parameters
-    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values()):
-        return None
-    own = {n for n, p in params.items() if p.default is not inspect.Parameter.empty}
-    own -= {"dim", "causal", "size"}
-    return own | set(BACKBONE_HPARAMS) if entry.card.kind == "layer" else own
+    own = _declared(entry.obj, skip=("dim", "causal", "size"))
+    if own is None or not backbone or entry.card.kind != "layer":
+        return own
+    return {**own, **{k: v for k, v in _declared(build_backbone).items() if k in BACKBONE_HPARAMS and k not in own}}
+
+
+def accepted_hparams(name: str) -> set[str] | None:
+    """The hparams `build_model(name, ...)` takes, or None when its factory takes any (**kwargs)."""
+    hparams = hparams_of(name)
+    return None if hparams is None else set(hparams)
 
 
 def hparam_annotations(name: str) -> dict[str, str]:
-    """The annotation (as written, e.g. "int" or "float | None") of every hparam `name`'s factory takes."""
-    from methods.backbones import build_backbone
-
-    entry = get_method(name)
-    sources = [entry.obj] + ([build_backbone] if entry.card.kind == "layer" else [])
-    out: dict[str, str] = {}
-    for fn in sources:
-        for pname, p in inspect.signature(fn).parameters.items():
-            if p.annotation is not inspect.Parameter.empty and p.default is not inspect.Parameter.empty:
-                out.setdefault(pname, p.annotation if isinstance(p.annotation, str) else p.annotation.__name__)
-    return out
+    """The annotation (as written, e.g. "int" or "float | None") of every annotated hparam `name` takes."""
+    return {k: h.annotation for k, h in (hparams_of(name) or {}).items() if h.annotation}
 
 
 def check_hparams(name: str, hparams: dict[str, Any]) -> None:
@@ -128,7 +177,7 @@ def check_hparams(name: str, hparams: dict[str, Any]) -> None:
 
 def build_model(method: str, task: TaskSpec, **hparams: Any):
     """Build the network for `task`: a model method builds it itself, a layer method goes into a backbone."""
-    from methods import backbones  # imported here: torch is not needed to list methods
+    from methods import backbones, kernelbank  # imported here: torch is not needed to list methods
 
     entry = get_method(method)
     card: MethodCard = entry.card
@@ -144,7 +193,5 @@ def build_model(method: str, task: TaskSpec, **hparams: Any):
         backbone_hp = {k: hparams.pop(k) for k in backbones.BACKBONE_HPARAMS if k in hparams}
         model = backbones.build_backbone(entry.obj, task, layer_hparams=hparams, **backbone_hp)
     model.task = task
-    from methods import kernelbank
-
     kernelbank.link(model)  # its continuous-kernel layers evaluate their kernel nets in one batched call
     return model

@@ -54,10 +54,14 @@ class ChannelLayerNorm(nn.LayerNorm):
         return super().forward(x.transpose(1, -1)).transpose(1, -1)
 
 
+def batch_norm(dim: int, channels: int) -> nn.Module:
+    return nn.BatchNorm2d(channels) if dim == 2 else nn.BatchNorm1d(channels)
+
+
 def _norm(kind: str, dim: int, channels: int) -> nn.Module:
     if kind == "layer":  # CKCNN's LayerNorm, made causal (see ChannelLayerNorm)
         return ChannelLayerNorm(channels)
-    return nn.BatchNorm2d(channels) if dim == 2 else nn.BatchNorm1d(channels)
+    return batch_norm(dim, channels)
 
 
 def _layer_and_norm(make_layer: Callable, cin: int, cout: int, norm: str, dim: int) -> list[nn.Module]:
@@ -118,11 +122,11 @@ def build_backbone(
     layer_factory: Callable,
     task: TaskSpec,
     layer_hparams: dict[str, Any],
-    arch: str | None = None,
-    width: int | None = None,
-    depth: int | None = None,
-    dropout: float = 0.2,
-    dropout_in: float = 0.0,
+    arch: str | None = None,  # the backbone (ARCHS); None: flexnet3 on images, flextcn2 on sequences
+    width: int | None = None,  # channels of the first block (the others: times the arch's factors); None: the arch's
+    depth: int | None = None,  # blocks, for the generic archs resnet and tcn; None: 2
+    dropout: float = 0.2,  # dropout in each block
+    dropout_in: float = 0.0,  # dropout on the input
 ) -> Backbone:
     arch = arch or DEFAULT_ARCH[task.dim]
     if arch not in ARCHS:

@@ -36,24 +36,44 @@ from torch import nn
 
 from bench.base import UserError
 from methods import register_method
+from methods.backbones import batch_norm
 from methods.dropout import Dropout
 from methods.flexconv import FlexConv
 from methods.kernelnets import ccnn_init_
 from methods.task import TaskSpec
 
 OMEGA_0 = 1000.0
+CARD = dict(
+    paper="Knigge, Romero, Gu, Gavves, Bekkers, Tomczak, Hoogendoorn, Sonke: Modelling Long Range Dependencies in "
+    "ND: From Task-Specific to a General Purpose CNN (ICLR)",
+    year=2023,
+    dims=(1, 2),
+    causal=True,
+    resolution_change=True,
+    learned_size=True,
+    kernel_size_unit="taps per dimension (cropped by the mask)",
+)
 
 
 class DepthwiseFlexConv(FlexConv):
     """FlexConv with one kernel per channel: a CCNN MAGNet with `channels` outputs, one bias per channel."""
 
     def __init__(
-        self, channels: int, *, dim: int, causal: bool, size, omega_0: float, learn_mean: bool, mask_init: float, **kw
-    ):
+        self, channels: int, *, dim: int, causal: bool, size, kernel_size: int | None = None,
+        omega_0: float = OMEGA_0,  # the MAGNet's frequency scale (CCNN's initialisation); every CCNN run sets its own
+        mask_init: float = 0.075, mask_threshold: float = 0.1,
+        mask_lr_factor: float = 1.0,  # the mask width's lr, times the base lr (CCNN's ratio never reaches it)
+        learn_mean: bool = False,  # learn the mask's mean too (CCNN keeps it fixed)
+        kernel_hidden: int = 32, kernel_layers: int = 3, kernel_wd: float = 0.0,
+    ):  # fmt: skip
         if omega_0 <= 0:
             raise UserError(f"omega_0 must be > 0, got {omega_0}")
         # a (channels, 1, ...) kernel: conv_with_kernel convolves each channel with its own
-        super().__init__(1, channels, dim=dim, causal=causal, size=size, kernel_net="magnet", mask_init=mask_init, **kw)
+        super().__init__(
+            1, channels, dim=dim, causal=causal, size=size, kernel_size=kernel_size, mask_init=mask_init,
+            mask_threshold=mask_threshold, mask_lr_factor=mask_lr_factor, kernel_hidden=kernel_hidden,
+            kernel_layers=kernel_layers, kernel_wd=kernel_wd,
+        )  # fmt: skip
         if not learn_mean:
             mean = self.mask_mean.detach().clone()
             del self.mask_mean
@@ -69,7 +89,14 @@ class DepthwiseFlexConv(FlexConv):
         return f"depthwise {self.cout}, grid={self.grid}, causal={self.causal}"
 
 
+@register_method(
+    "flexconv_sep",
+    description="CCNN's separable FlexConv: depthwise FlexConv (a MAGNet with C_in outputs) then pointwise mixing",
+    **CARD,
+)
 class SeparableFlexConv(nn.Module):
+    passes_kwargs_to = DepthwiseFlexConv  # where hparams_of finds the hparams **hp stands for
+
     def __init__(self, cin: int, cout: int, *, dim: int, causal: bool, size, **hp):
         super().__init__()
         self.depthwise = DepthwiseFlexConv(cin, dim=dim, causal=causal, size=size, **hp)
@@ -79,39 +106,6 @@ class SeparableFlexConv(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.pointwise(self.depthwise(x))
-
-
-CARD = dict(
-    paper="Knigge, Romero, Gu, Gavves, Bekkers, Tomczak, Hoogendoorn, Sonke: Modelling Long Range Dependencies in "
-    "ND: From Task-Specific to a General Purpose CNN (ICLR)",
-    year=2023,
-    dims=(1, 2),
-    causal=True,
-    resolution_change=True,
-    learned_size=True,
-    kernel_size_unit="taps per dimension (cropped by the mask)",
-)
-
-
-@register_method(
-    "flexconv_sep",
-    description="CCNN's separable FlexConv: depthwise FlexConv (a MAGNet with C_in outputs) then pointwise mixing",
-    **CARD,
-)
-def flexconv_sep(
-    cin, cout, *, dim, causal, size,
-    kernel_size: int | None = None, omega_0: float = OMEGA_0, mask_init: float = 0.075, mask_threshold: float = 0.1,
-    mask_lr_factor: float = 1.0, learn_mean: bool = False, kernel_hidden: int = 32, kernel_layers: int = 3,
-    kernel_wd: float = 0.0,
-) -> SeparableFlexConv:  # fmt: skip
-    return SeparableFlexConv(cin, cout, dim=dim, causal=causal, size=size, kernel_size=kernel_size, omega_0=omega_0,
-                             mask_init=mask_init, mask_threshold=mask_threshold, mask_lr_factor=mask_lr_factor,
-                             learn_mean=learn_mean, kernel_hidden=kernel_hidden, kernel_layers=kernel_layers,
-                             kernel_wd=kernel_wd)  # fmt: skip
-
-
-def _batch_norm(dim: int, channels: int) -> nn.Module:
-    return nn.BatchNorm2d(channels) if dim == 2 else nn.BatchNorm1d(channels)
 
 
 def _linear(dim: int, cin: int, cout: int) -> nn.Module:
@@ -127,35 +121,10 @@ class CCNNBlock(nn.Module):
     def __init__(self, conv: nn.Module, width: int, dim: int, dropout: float):
         super().__init__()
         drop = nn.Dropout2d(dropout) if dim == 2 else nn.Dropout1d(dropout)
-        self.body = nn.Sequential(_batch_norm(dim, width), conv, nn.GELU(), drop, _linear(dim, width, width), nn.GELU())
+        self.body = nn.Sequential(batch_norm(dim, width), conv, nn.GELU(), drop, _linear(dim, width, width), nn.GELU())
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return x + self.body(x)
-
-
-class CCNN(nn.Module):
-    def __init__(self, task: TaskSpec, blocks: int, width: int, dropout: float, dropout_in: float, layer_hp: dict):
-        super().__init__()
-        if blocks < 1 or width < 1 or not 0 <= dropout < 1 or not 0 <= dropout_in < 1:
-            raise UserError(
-                f"ccnn needs blocks, width >= 1 and dropouts in [0, 1); got {blocks}, {width}, {dropout}, {dropout_in}"
-            )
-        dim = task.dim
-
-        def conv(cin: int, cout: int) -> SeparableFlexConv:
-            return flexconv_sep(cin, cout, dim=dim, causal=task.causal, size=task.size, **layer_hp)
-
-        self.dropout_in = Dropout(dropout_in)
-        self.stem = nn.Sequential(conv(task.in_channels, width), _batch_norm(dim, width), nn.GELU())
-        self.blocks = nn.Sequential(*(CCNNBlock(conv(width, width), width, dim, dropout) for _ in range(blocks)))
-        self.out_norm = _batch_norm(dim, width)
-        self.head = nn.Linear(width, task.num_classes)
-        nn.init.kaiming_normal_(self.head.weight)
-        nn.init.zeros_(self.head.bias)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        h = self.out_norm(self.blocks(self.stem(self.dropout_in(x))))
-        return self.head(h.flatten(2).mean(-1))
 
 
 @register_method(
@@ -165,15 +134,35 @@ class CCNN(nn.Module):
     references=("CCNN-4,140",),
     **CARD,
 )
-def ccnn(
-    task: TaskSpec,
-    blocks: int = 4, width: int = 140, kernel_hidden: int = 32, dropout: float = 0.0, dropout_in: float = 0.0,
-    kernel_size: int | None = None, omega_0: float = OMEGA_0, mask_init: float = 0.075, mask_threshold: float = 0.1,
-    mask_lr_factor: float = 1.0, learn_mean: bool = False, kernel_layers: int = 3, kernel_wd: float = 0.0,
-) -> CCNN:  # fmt: skip
-    layer_hp = dict(
-        kernel_size=kernel_size, omega_0=omega_0, mask_init=mask_init, mask_threshold=mask_threshold,
-        mask_lr_factor=mask_lr_factor, learn_mean=learn_mean, kernel_hidden=kernel_hidden,
-        kernel_layers=kernel_layers, kernel_wd=kernel_wd,
-    )  # fmt: skip
-    return CCNN(task, blocks, width, dropout, dropout_in, layer_hp)
+class CCNN(nn.Module):
+    passes_kwargs_to = SeparableFlexConv  # **layer_hp: the hparams of every flexconv_sep layer
+
+    def __init__(
+        self, task: TaskSpec,
+        blocks: int = 4,  # residual blocks
+        width: int = 140,  # channels
+        dropout: float = 0.0,  # channel dropout in each block
+        dropout_in: float = 0.0,  # dropout on the input
+        **layer_hp,
+    ):  # fmt: skip
+        super().__init__()
+        if blocks < 1 or width < 1 or not 0 <= dropout < 1 or not 0 <= dropout_in < 1:
+            raise UserError(
+                f"ccnn needs blocks, width >= 1 and dropouts in [0, 1); got {blocks}, {width}, {dropout}, {dropout_in}"
+            )
+        dim = task.dim
+
+        def conv(cin: int, cout: int) -> SeparableFlexConv:
+            return SeparableFlexConv(cin, cout, dim=dim, causal=task.causal, size=task.size, **layer_hp)
+
+        self.dropout_in = Dropout(dropout_in)
+        self.stem = nn.Sequential(conv(task.in_channels, width), batch_norm(dim, width), nn.GELU())
+        self.blocks = nn.Sequential(*(CCNNBlock(conv(width, width), width, dim, dropout) for _ in range(blocks)))
+        self.out_norm = batch_norm(dim, width)
+        self.head = nn.Linear(width, task.num_classes)
+        nn.init.kaiming_normal_(self.head.weight)
+        nn.init.zeros_(self.head.bias)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = self.out_norm(self.blocks(self.stem(self.dropout_in(x))))
+        return self.head(h.flatten(2).mean(-1))

@@ -61,25 +61,11 @@ def horizon(size, dim: int, causal: bool, kernel_size: int | None) -> tuple[int,
 
 class CKConv(nn.Module):
     def __init__(
-        self,
-        cin: int,
-        cout: int,
-        *,
-        dim: int,
-        causal: bool,
-        size,
-        kernel_net: str = "siren",
-        kernel_size: int | None = None,
-        kernel_hidden: int = 32,
-        kernel_layers: int = 3,
-        omega_0: float = 30.0,
-        input_scale: float | None = None,
-        init_spatial: float = 1.0,
-        antialias: float = 0.0,
-        kernel_wd: float = 0.0,
-        weight_norm: bool = False,
-        weight_dropout: float = 0.0,
-    ):
+        self, cin: int, cout: int, *, dim: int, causal: bool, size, kernel_net: str = "siren",
+        kernel_size: int | None = None, kernel_hidden: int = 32, kernel_layers: int = 3, omega_0: float = 30.0,
+        input_scale: float | None = None, init_spatial: float = 1.0, antialias: float = 0.0, kernel_wd: float = 0.0,
+        weight_norm: bool = False, weight_dropout: float = 0.0,
+    ):  # fmt: skip
         super().__init__()
         if causal and dim != 1:
             raise UserError("a causal continuous-kernel convolution is 1D only")
@@ -244,11 +230,14 @@ CARD = dict(
 )
 def ckconv(
     cin, cout, *, dim, causal, size,
-    kernel_size: int | None = None, omega_0: float = 30.0, kernel_hidden: int = 32, kernel_layers: int = 3,
-    kernel_wd: float = 0.0, weight_norm: bool = False, weight_dropout: float = 0.0,
+    kernel_size: int | None = None,  # side of the kernel's grid; None: the task's horizon (`horizon`)
+    omega_0: float = 30.0,  # the SIREN's first-layer frequency factor
+    kernel_hidden: int = 32,  # hidden units of the kernel net
+    kernel_layers: int = 3,  # layers of the kernel net
+    kernel_wd: float = 0.0,  # weight decay on the sampled kernel (a loss term)
+    weight_norm: bool = False,  # True: the CKConv repo's kernel net (its paper's numbers); False: the FlexConv repo's
+    weight_dropout: float = 0.0,  # dropout on the sampled kernel in training (CKConv's 1M CKCNN on sCIFAR10: 0.1)
 ):  # fmt: skip
-    # weight_norm=True: the CKConv repo's kernel net (its paper's numbers); False: the FlexConv repo's.
-    # weight_dropout: dropout on the sampled kernel in training (the CKConv paper's 1M CKCNN on sCIFAR10: 0.1)
     return CKConv(
         cin, cout, dim=dim, causal=causal, size=size, kernel_net="siren", kernel_size=kernel_size,
         kernel_hidden=kernel_hidden, kernel_layers=kernel_layers, omega_0=omega_0, kernel_wd=kernel_wd,
@@ -263,8 +252,12 @@ def ckconv(
 )
 def ckconv_magnet(
     cin, cout, *, dim, causal, size,
-    kernel_size: int | None = None, input_scale: float = 25.6, kernel_hidden: int = 32, kernel_layers: int = 3,
-    antialias: float = 0.0, kernel_wd: float = 0.0,
+    kernel_size: int | None = None,  # side of the kernel's grid; None: the task's horizon (`horizon`)
+    input_scale: float = 25.6,  # the MFN kernel net's input scale
+    kernel_hidden: int = 32,  # hidden units of the kernel net
+    kernel_layers: int = 3,  # layers of the kernel net
+    antialias: float = 0.0,  # weight of the anti-aliasing penalty on the kernel net's frequencies (0: off)
+    kernel_wd: float = 0.0,  # weight decay on the sampled kernel (a loss term)
 ):  # fmt: skip
     # without a mask the Gabor envelopes start anywhere on the grid: init_spatial = 1 (FlexConv repo)
     return CKConv(

@@ -36,7 +36,10 @@ class Conv(nn.Module):
 
 
 @register_method("conv", description="fixed k x k convolution (k=3 default)", paper="baseline")
-def conv(cin, cout, *, dim, causal, size, kernel_size: int = 3):
+def conv(
+    cin, cout, *, dim, causal, size,
+    kernel_size: int = 3,  # taps per side
+):  # fmt: skip
     return Conv(cin, cout, kernel_size, dim, causal)
 
 

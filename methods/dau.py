@@ -43,19 +43,30 @@ def tent(x: torch.Tensor) -> torch.Tensor:
     return torch.relu(1.0 - x.abs())
 
 
+@register_method(
+    "dau",
+    description="DAU: displaced aggregation units, each filter a few normalised Gaussian blobs (fixed sigma) with "
+    "learned 2D displacements and weights; built as one dense kernel (blur + bilinear shift)",
+    paper="Tabernik, Kristan, Leonardis: Spatially-Adaptive Filter Units for Compact and Efficient Deep Neural "
+    "Networks (IJCV 2020; CVPR 2018)",
+    year=2020,
+    dims=(1, 2),
+    causal=False,
+    learned_size=True,
+    kernel_size_unit="taps per dimension: span of the unit centres + the blurred unit's support 2*ceil(3*sigma)+1, "
+    "mean over (out, in) pairs",
+)
 class DAUConv(nn.Module):
     def __init__(
-        self,
-        cin: int,
-        cout: int,
-        dim: int,
-        units: int = 4,
-        max_kernel_size: int = 9,
-        sigma: float = 0.5,
-        learn_sigma: bool = False,
-        mu_lr_factor: float = 1.0,
-    ):
+        self, cin: int, cout: int, *, dim: int, causal: bool = False, size=None,
+        units: int | None = None,  # units per filter; None: 2 x 2 in 2D (all the authors' examples), 4 in 1D
+        max_kernel_size: int = 9,  # side K of the dense kernel (odd): the units' centres stay within it
+        sigma: float = 0.5,  # the units' Gaussian sigma
+        learn_sigma: bool = False,  # learn sigma (per filter) instead of keeping it fixed
+        mu_lr_factor: float = 1.0,  # learning rate of the displacements, times the base lr
+    ):  # fmt: skip
         super().__init__()
+        units = 4 if units is None else units
         if units < 1 or max_kernel_size < 3 or max_kernel_size % 2 == 0 or sigma <= 0:
             raise UserError(
                 f"dau needs units >= 1, an odd max_kernel_size >= 3 and sigma > 0; got {units}, {max_kernel_size}, {sigma}"
@@ -124,25 +135,3 @@ class DAUConv(nn.Module):
 
     def extra_repr(self) -> str:
         return f"{self.mu.shape[1]}, {self.mu.shape[0]}, units={self.units}, K={self.K}, blur half-width={self.h}"
-
-
-@register_method(
-    "dau",
-    description="DAU: displaced aggregation units, each filter a few normalised Gaussian blobs (fixed sigma) with "
-    "learned 2D displacements and weights; built as one dense kernel (blur + bilinear shift)",
-    paper="Tabernik, Kristan, Leonardis: Spatially-Adaptive Filter Units for Compact and Efficient Deep Neural "
-    "Networks (IJCV 2020; CVPR 2018)",
-    year=2020,
-    dims=(1, 2),
-    causal=False,
-    learned_size=True,
-    kernel_size_unit="taps per dimension: span of the unit centres + the blurred unit's support 2*ceil(3*sigma)+1, "
-    "mean over (out, in) pairs",
-)
-def dau(
-    cin, cout, *, dim, causal, size,
-    units: int | None = None, max_kernel_size: int = 9, sigma: float = 0.5, learn_sigma: bool = False,
-    mu_lr_factor: float = 1.0,
-):  # fmt: skip
-    # None: 2 x 2 units in 2D (every example of the authors), 4 along the line in 1D
-    return DAUConv(cin, cout, dim, 4 if units is None else units, max_kernel_size, sigma, learn_sigma, mu_lr_factor)

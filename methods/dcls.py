@@ -28,17 +28,23 @@ SIG_INIT = 0.23
 POSITION_INIT_STD = 0.5
 
 
+@register_method(
+    "dcls",
+    description="DCLS: kernel elements at learned real positions (Gaussian interpolation, learned width) in an S x S grid",
+    paper="Khalfaoui-Hassani, Pellegrini, Masquelier: Dilated Convolution with Learnable Spacings (ICLR)",
+    year=2023,
+    dims=(1, 2),
+    causal=True,
+    learned_size=True,
+    kernel_size_unit="taps: per dimension, mean over channel pairs of (max - min of the element positions) + 1",
+)
 class DclsConv(nn.Module):
     def __init__(
-        self,
-        cin: int,
-        cout: int,
-        dim: int,
-        causal: bool,
-        kernel_count: int | None = None,
-        dilated_size: int = 7,
-        position_lr_factor: float = 1.0,
-    ):
+        self, cin: int, cout: int, *, dim: int, causal: bool, size=None,
+        kernel_count: int | None = None,  # kernel elements m per channel pair; None: 3^dim, a 3-tap conv's weights
+        dilated_size: int = 7,  # side S of the grid the elements move on (odd when centred): the largest kernel
+        position_lr_factor: float = 1.0,  # learning rate of the positions and widths, times the base lr
+    ):  # fmt: skip
         super().__init__()
         m = 3**dim if kernel_count is None else kernel_count
         if m < 1 or dilated_size < 1 or (not causal and dilated_size % 2 == 0):
@@ -84,27 +90,3 @@ class DclsConv(nn.Module):
         p = self.positions.detach()
         span = (p.amax(-1) - p.amin(-1) + 1).mean(dim=(1, 2))
         return float(span[0]) if self.dim == 1 else span.tolist()
-
-
-@register_method(
-    "dcls",
-    description="DCLS: kernel elements at learned real positions (Gaussian interpolation, learned width) in an S x S grid",
-    paper="Khalfaoui-Hassani, Pellegrini, Masquelier: Dilated Convolution with Learnable Spacings (ICLR)",
-    year=2023,
-    dims=(1, 2),
-    causal=True,
-    learned_size=True,
-    kernel_size_unit="taps: per dimension, mean over channel pairs of (max - min of the element positions) + 1",
-)
-def dcls(
-    cin,
-    cout,
-    *,
-    dim,
-    causal,
-    size,
-    kernel_count: int | None = None,
-    dilated_size: int = 7,
-    position_lr_factor: float = 1.0,
-):
-    return DclsConv(cin, cout, dim, causal, kernel_count, dilated_size, position_lr_factor)

@@ -19,17 +19,24 @@ from methods.functional import conv_with_kernel
 from methods.njet import _constant, gaussian_derivatives, jet_orders
 
 
+@register_method(
+    "dcn_sigma",
+    description="DCN-sigma^ji layer: order-2 Gaussian N-jet, one learned sigma per channel pair in a fixed 7x7 window"
+    " (the layer, not the neural-ODE model)",
+    paper="Tomen, Pintea, van Gemert: Deep Continuous Networks (ICML)",
+    year=2021,
+    dims=(1, 2),
+    causal=True,
+    learned_size=True,
+    kernel_size_unit="taps: mean over channel pairs of min(4*sigma+1, support), the +-2 sigma width inside the fixed window",
+)
 class DCNSigmaConv(nn.Module):
     def __init__(
-        self,
-        cin: int,
-        cout: int,
-        dim: int,
-        causal: bool,
-        order: int = 2,
-        support: int = 7,
-        sigma_lr_factor: float = 1.0,
-    ):
+        self, cin: int, cout: int, *, dim: int, causal: bool, size=None,
+        order: int = 2,  # highest derivative order of the basis
+        support: int = 7,  # side of the fixed window the kernel is sampled on (odd)
+        sigma_lr_factor: float = 1.0,  # learning rate of sigma, times the base lr
+    ):  # fmt: skip
         super().__init__()
         if support < 1 or support % 2 == 0 or order < 0:
             raise ValueError(f"dcn_sigma needs an odd support >= 1 and order >= 0; got {support}, {order}")
@@ -90,18 +97,3 @@ class DCNSigmaConv(nn.Module):
     def kernel_sizes(self) -> float:
         """Mean over channel pairs of each filter's +-2 sigma width, 4 sigma + 1 taps, clipped to the window."""
         return float((4 * self.sigma().detach() + 1).clamp(max=self.support).mean())
-
-
-@register_method(
-    "dcn_sigma",
-    description="DCN-sigma^ji layer: order-2 Gaussian N-jet, one learned sigma per channel pair in a fixed 7x7 window"
-    " (the layer, not the neural-ODE model)",
-    paper="Tomen, Pintea, van Gemert: Deep Continuous Networks (ICML)",
-    year=2021,
-    dims=(1, 2),
-    causal=True,
-    learned_size=True,
-    kernel_size_unit="taps: mean over channel pairs of min(4*sigma+1, support), the +-2 sigma width inside the fixed window",
-)
-def dcn_sigma(cin, cout, *, dim, causal, size, order: int = 2, support: int = 7, sigma_lr_factor: float = 1.0):
-    return DCNSigmaConv(cin, cout, dim, causal, order, support, sigma_lr_factor)

@@ -56,8 +56,23 @@ def deform_conv2d_sampled(x, offset, weight, bias, padding: tuple[int, int], mas
     return y if bias is None else y + bias.view(1, -1, 1, 1)
 
 
+@register_method(
+    "deformable",
+    description="deformable conv v2: 3x3 taps moved by input-predicted offsets and modulated (torchvision op)",
+    paper="Zhu, Hu, Lin, Dai: Deformable ConvNets v2 (CVPR)",
+    year=2019,
+    dims=(1, 2),
+    causal=False,
+    deterministic_cuda=False,
+    learned_size=True,
+    kernel_size_unit="pixels: mean offset length |dp| over taps and positions on the last eval batch (0 = plain conv)",
+)
 class DeformableConv(nn.Module):
-    def __init__(self, cin: int, cout: int, dim: int, kernel_size: int = 3, offset_lr_factor: float = 0.1):
+    def __init__(
+        self, cin: int, cout: int, *, dim: int, causal: bool = False, size=None,
+        kernel_size: int = 3,  # taps per side (odd)
+        offset_lr_factor: float = 0.1,  # learning rate of the offset branch, times the base lr
+    ):  # fmt: skip
         super().__init__()
         if kernel_size < 1 or kernel_size % 2 == 0:
             raise ValueError(f"deformable needs an odd kernel_size, got {kernel_size}")
@@ -96,18 +111,3 @@ class DeformableConv(nn.Module):
     def kernel_sizes(self) -> float:
         """Mean length |dp| of the taps' offsets, in pixels (steps), on the last batch seen in eval mode; 0 before any."""
         return 0.0 if self._mean_offset is None else float(self._mean_offset)
-
-
-@register_method(
-    "deformable",
-    description="deformable conv v2: 3x3 taps moved by input-predicted offsets and modulated (torchvision op)",
-    paper="Zhu, Hu, Lin, Dai: Deformable ConvNets v2 (CVPR)",
-    year=2019,
-    dims=(1, 2),
-    causal=False,
-    deterministic_cuda=False,
-    learned_size=True,
-    kernel_size_unit="pixels: mean offset length |dp| over taps and positions on the last eval batch (0 = plain conv)",
-)
-def deformable(cin, cout, *, dim, causal, size, kernel_size: int = 3, offset_lr_factor: float = 0.1):
-    return DeformableConv(cin, cout, dim, kernel_size, offset_lr_factor)

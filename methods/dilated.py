@@ -15,5 +15,9 @@ from methods.conv import Conv
     causal=True,
     kernel_size_unit="taps: the span dilation*(k-1)+1",
 )
-def dilated(cin, cout, *, dim, causal, size, kernel_size: int = 3, dilation: int = 2):
+def dilated(
+    cin, cout, *, dim, causal, size,
+    kernel_size: int = 3,  # taps per side
+    dilation: int = 2,  # spacing between the taps
+):  # fmt: skip
     return Conv(cin, cout, kernel_size, dim, causal, dilation=dilation)

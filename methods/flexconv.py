@@ -30,9 +30,7 @@ to the present); the mask exponent uses 1/sigma, not 1/(sigma^2 + eps).
 
 from __future__ import annotations
 
-import inspect
 import math
-from collections.abc import Callable
 
 import torch
 from torch import nn
@@ -42,32 +40,70 @@ from methods import hooks, kernelbank, register_method
 from methods.ckconv import GAUSS_STDDEVS, CKConv
 from methods.functional import bucketed_crop
 
+CARD = dict(
+    paper="Romero, Bruintjes, Tomczak, Bekkers, Hoogendoorn, van Gemert: FlexConv: Continuous Kernel "
+    "Convolutions with Differentiable Kernel Sizes (ICLR)",
+    year=2022,
+    dims=(1, 2),
+    causal=True,
+    resolution_change=True,
+    deterministic_cuda=True,
+    learned_size=True,
+    kernel_size_unit="taps per dimension (cropped)",
+)
+# model names in results/reference/flexconv.csv that are FlexConv with MAGNet
+MAGNET_REFERENCES = (
+    "FlexNet-3", "FlexNet-3 (wd 1e-5)", "FlexNet-5", "FlexNet-5 (gabor)", "FlexNet-5 (wd 1e-5)", "FlexNet-7",
+    "FlexNet-7 (gabor)", "FlexNet-7 (gabor) 16 px", "FlexNet-7 (gabor) 20 px", "FlexNet-7 (gabor+mask)",
+    "FlexNet-7 (gabor+mask) 16 px", "FlexNet-7 (gabor+mask) 20 px", "FlexNet-7 (no regularisation)",
+    "FlexNet-7 (wd 1e-5)", "FlexNet-7 16 px", "FlexNet-7 20 px", "FlexTCN (as quoted by SMPConv)", "FlexTCN-4",
+    "FlexTCN-6",
+)  # fmt: skip
 
+
+@register_method(
+    "flexconv",
+    description="FlexConv: MAGNet kernel x learned Gaussian mask, cropped (anti-aliasing term off by default)",
+    references=MAGNET_REFERENCES,
+    **CARD,
+)
 class FlexConv(CKConv):
+    """FlexConv with a MAGNet kernel net; FlexConvGabor, FlexConvFourier and FlexConvSiren: the paper's others."""
+
     variable_shape = True  # the crop follows the mask (bench/run/fastpath.py); bucket_shapes() bounds it
+    kernel_net = "magnet"
 
     def __init__(
-        self,
-        cin: int,
-        cout: int,
-        *,
-        dim: int,
-        causal: bool,
-        size,
-        kernel_net: str = "magnet",
-        mask_init: float = 0.075,
-        mask_threshold: float = 0.1,
-        mask_lr_factor: float = 0.1,
-        antialias_mask: bool = False,
-        **kwargs,
-    ):
+        self, cin: int, cout: int, *, dim: int, causal: bool, size,
+        kernel_size: int | None = None,  # side of the kernel's grid; None: the task's horizon (methods/ckconv.py)
+        mask_init: float = 0.075,  # the mask's width sigma_0 at init
+        mask_threshold: float = 0.1,  # the kernel is cropped where the mask falls below this
+        mask_lr_factor: float = 0.1,  # learning rate of the mask's mean and width, times the base lr
+        input_scale: float = 25.6,  # the MFN kernel net's input scale
+        kernel_hidden: int = 32,  # hidden units of the kernel net
+        kernel_layers: int = 3,  # layers of the kernel net
+        antialias: float = 0.0,  # weight of the anti-aliasing penalty on the kernel net's frequencies (0: off)
+        antialias_mask: bool = False,  # add the mask's frequency to that penalty
+        kernel_wd: float = 0.0,  # weight decay on the sampled kernel (a loss term)
+    ):  # fmt: skip
+        if antialias_mask and not antialias:
+            raise UserError("antialias_mask adds the mask to the anti-aliasing term: set antialias > 0 too")
+        super().__init__(
+            cin, cout, dim=dim, causal=causal, size=size, kernel_net=self.kernel_net, kernel_size=kernel_size,
+            kernel_hidden=kernel_hidden, kernel_layers=kernel_layers, input_scale=input_scale, antialias=antialias,
+            kernel_wd=kernel_wd, init_spatial=self.init_spatial(mask_init, mask_threshold),
+        )  # fmt: skip
+        self.add_mask(mask_init, mask_threshold, mask_lr_factor, antialias_mask)
+
+    @staticmethod
+    def init_spatial(mask_init: float, mask_threshold: float) -> float:
+        """The kernel net's content starts within 1.667 sigma_0 of the centre (FlexConv repo)."""
         if not mask_init > 0 or not 0 < mask_threshold < 1:
             raise UserError(f"need mask_init > 0 and 0 < mask_threshold < 1, got {mask_init}, {mask_threshold}")
-        # the kernel net's content starts within 1.667 sigma_0 of the centre (FlexConv repo)
-        init_spatial = min(1.0, 1.667 * mask_init)
-        super().__init__(
-            cin, cout, dim=dim, causal=causal, size=size, kernel_net=kernel_net, init_spatial=init_spatial, **kwargs
-        )
+        return min(1.0, 1.667 * mask_init)
+
+    def add_mask(self, mask_init: float, mask_threshold: float, mask_lr_factor: float, antialias_mask: bool) -> None:
+        dim, causal = self.dim, self.causal
         self.mask_mean = nn.Parameter(torch.full((dim,), 1.0 if causal else 0.0))
         self.mask_width = nn.Parameter(torch.full((dim,), float(mask_init)))
         self.root_factor = math.sqrt(-2.0 * math.log(mask_threshold))
@@ -187,68 +223,41 @@ class FlexConv(CKConv):
         return [p for p in (self.mask_mean, self.mask_width) if isinstance(p, nn.Parameter)]
 
 
-CARD = dict(
-    paper="Romero, Bruintjes, Tomczak, Bekkers, Hoogendoorn, van Gemert: FlexConv: Continuous Kernel "
-    "Convolutions with Differentiable Kernel Sizes (ICLR)",
-    year=2022,
-    dims=(1, 2),
-    causal=True,
-    resolution_change=True,
-    deterministic_cuda=True,
-    learned_size=True,
-    kernel_size_unit="taps per dimension (cropped)",
+@register_method(
+    "flexconv_gabor", description="FlexConv with an isotropic MFN-Gabor kernel net (paper's ablation)", **CARD
 )
-# model names in results/reference/flexconv.csv that are FlexConv with MAGNet
-MAGNET_REFERENCES = (
-    "FlexNet-3", "FlexNet-3 (wd 1e-5)", "FlexNet-5", "FlexNet-5 (gabor)", "FlexNet-5 (wd 1e-5)", "FlexNet-7",
-    "FlexNet-7 (gabor)", "FlexNet-7 (gabor) 16 px", "FlexNet-7 (gabor) 20 px", "FlexNet-7 (gabor+mask)",
-    "FlexNet-7 (gabor+mask) 16 px", "FlexNet-7 (gabor+mask) 20 px", "FlexNet-7 (no regularisation)",
-    "FlexNet-7 (wd 1e-5)", "FlexNet-7 16 px", "FlexNet-7 20 px", "FlexTCN (as quoted by SMPConv)", "FlexTCN-4",
-    "FlexTCN-6",
+class FlexConvGabor(FlexConv):
+    kernel_net = "gabor"
+
+
+@register_method("flexconv_fourier", description="FlexConv with an MFN-Fourier kernel net (paper's ablation)", **CARD)
+class FlexConvFourier(FlexConv):
+    kernel_net = "fourier"
+
+    def __init__(
+        self, cin: int, cout: int, *,
+        input_scale: float = 256.0,  # the FlexConv repo never passes its 25.6 to FourierNet (methods/kernelnets.py)
+        **kw,
+    ):  # fmt: skip
+        super().__init__(cin, cout, input_scale=input_scale, **kw)
+
+
+@register_method(
+    "flexconv_siren", description="FlexConv with a SIREN kernel net (paper's ablation)",
+    references=("FlexNet-7 (FlexConv SIREN)",), **CARD,
 )  # fmt: skip
+class FlexConvSiren(FlexConv):
+    kernel_net = "siren"
 
-
-# The hparams every FlexConv variant takes (annotation as written, default), and those of the MFN kernel nets
-COMMON = {"kernel_size": ("int | None", None), "mask_init": ("float", 0.075), "mask_threshold": ("float", 0.1),
-          "mask_lr_factor": ("float", 0.1)}  # fmt: skip
-NET = {"kernel_hidden": ("int", 32), "kernel_layers": ("int", 3)}
-MFN = {"input_scale": ("float", 25.6), **NET, "antialias": ("float", 0.0), "antialias_mask": ("bool", False)}
-# name, kernel net, its hparams, description, reference rows
-VARIANTS = (
-    ("flexconv", "magnet", MFN, "FlexConv: MAGNet kernel x learned Gaussian mask, cropped (anti-aliasing term off by "
-     "default)", MAGNET_REFERENCES),
-    ("flexconv_gabor", "gabor", MFN, "FlexConv with an isotropic MFN-Gabor kernel net (paper's ablation)", ()),
-    # input_scale 256: the repo never passes its 25.6 to FourierNet (see methods/kernelnets.py)
-    ("flexconv_fourier", "fourier", {**MFN, "input_scale": ("float", 256.0)},
-     "FlexConv with an MFN-Fourier kernel net (paper's ablation)", ()),
-    ("flexconv_siren", "siren", {"omega_0": ("float", 30.0), **NET},
-     "FlexConv with a SIREN kernel net (paper's ablation)", ("FlexNet-7 (FlexConv SIREN)",)),
-)  # fmt: skip
-
-
-def variant(name: str, kernel_net: str, own: dict) -> Callable:
-    """One layer factory for a FlexConv variant, with the signature (names, annotations, defaults) of its
-    hparams, which is what the registry reads: one definition serves every kernel net."""
-    hparams = {**COMMON, **own, "kernel_wd": ("float", 0.0)}
-
-    def factory(cin, cout, *, dim, causal, size, **hp) -> FlexConv:
-        unknown = sorted(set(hp) - set(hparams))
-        if unknown:
-            raise TypeError(f"{name}() got unexpected keyword argument(s) {', '.join(unknown)}")
-        if hp.get("antialias_mask") and not hp.get("antialias"):
-            raise UserError("antialias_mask adds the mask to the anti-aliasing term: set antialias > 0 too")
-        values = {k: hp.get(k, default) for k, (_, default) in hparams.items()}
-        return FlexConv(cin, cout, dim=dim, causal=causal, size=size, kernel_net=kernel_net, **values)
-
-    P = inspect.Parameter
-    fixed = [P("cin", P.POSITIONAL_OR_KEYWORD), P("cout", P.POSITIONAL_OR_KEYWORD),
-             *(P(k, P.KEYWORD_ONLY) for k in ("dim", "causal", "size"))]  # fmt: skip
-    factory.__signature__ = inspect.Signature(
-        [*fixed, *(P(k, P.KEYWORD_ONLY, default=d, annotation=a) for k, (a, d) in hparams.items())]
-    )
-    factory.__name__ = factory.__qualname__ = name
-    return factory
-
-
-for _name, _net, _own, _description, _refs in VARIANTS:
-    register_method(_name, description=_description, references=_refs, **CARD)(variant(_name, _net, _own))
+    def __init__(
+        self, cin: int, cout: int, *, dim: int, causal: bool, size, kernel_size: int | None = None,
+        mask_init: float = 0.075, mask_threshold: float = 0.1, mask_lr_factor: float = 0.1,
+        omega_0: float = 30.0,  # the SIREN's first-layer frequency factor
+        kernel_hidden: int = 32, kernel_layers: int = 3, kernel_wd: float = 0.0,
+    ):  # fmt: skip
+        CKConv.__init__(  # not FlexConv's: a SIREN takes omega_0, no input scale and no anti-aliasing
+            self, cin, cout, dim=dim, causal=causal, size=size, kernel_net=self.kernel_net, kernel_size=kernel_size,
+            kernel_hidden=kernel_hidden, kernel_layers=kernel_layers, omega_0=omega_0, kernel_wd=kernel_wd,
+            init_spatial=self.init_spatial(mask_init, mask_threshold),
+        )  # fmt: skip
+        self.add_mask(mask_init, mask_threshold, mask_lr_factor, False)

@@ -155,6 +155,22 @@ def own_groups(module: nn.Module, base_lr: float) -> list[dict]:
     return []
 
 
+def size_parameters(model: nn.Module) -> tuple[set[int], str]:
+    """ids of the trainable parameters that set kernel sizes/shapes/positions, and the rule used: a module's
+    size_parameters() hook, else the parameters of its own optimizer groups (its param_groups hook)."""
+    found: set[int] = set()
+    rules: set[str] = set()
+    for module in model.modules():
+        if callable(getattr(module, "size_parameters", None)):
+            found.update(id(p) for p in module.size_parameters())
+            rules.add("size_parameters hooks")
+        elif callable(getattr(module, "param_groups", None)):
+            found.update(id(p) for group in own_groups(module, 1.0) for p in group["params"])
+            rules.add("param_groups hooks")
+    trainable = {id(p) for p in model.parameters() if p.requires_grad}
+    return found & trainable, " + ".join(sorted(rules)) or "no size parameters"
+
+
 def param_groups(model: nn.Module, base_lr: float, weight_decay: float) -> list[dict]:
     groups, claimed = [], set()
     for module in model.modules():

@@ -38,6 +38,10 @@ def positive(name: str, **values: int) -> None:
             raise UserError(f"{name}: {key} must be a positive integer, got {value!r}")
 
 
+CARD = dict(kind="model", paper=PAPER, year=2024, causal=False, references=())
+
+
+@register_method("logreg", description="logistic regression: one linear layer on the flattened input", **CARD)
 class LogReg(nn.Module):
     def __init__(self, task: TaskSpec):
         super().__init__()
@@ -47,9 +51,14 @@ class LogReg(nn.Module):
         return self.linear(x.flatten(1))
 
 
+@register_method("mlp", description="MLP: two hidden layers of 100, the second residual (MNIST-1D paper)", **CARD)
 class MLP(nn.Module):
-    def __init__(self, task: TaskSpec, hidden: int):
+    def __init__(
+        self, task: TaskSpec,
+        hidden: int = 100,  # units of each hidden layer
+    ):  # fmt: skip
         super().__init__()
+        positive("mlp", hidden=hidden)
         self.first = nn.Linear(flat_size(task), hidden)
         self.second = nn.Linear(hidden, hidden)
         self.head = nn.Linear(hidden, task.num_classes)
@@ -60,9 +69,19 @@ class MLP(nn.Module):
         return self.head(h)
 
 
+@register_method(
+    "cnn1d_mnist1d",
+    description="MNIST-1D paper's CNN: 3 strided convs of 25 channels (kernels 5/3/3), linear on the flattened features",
+    dims=(1,),
+    **CARD,
+)
 class StridedCNN(nn.Module):
-    def __init__(self, task: TaskSpec, channels: int):
+    def __init__(
+        self, task: TaskSpec,
+        channels: int = 25,  # channels of each conv
+    ):  # fmt: skip
         super().__init__()
+        positive("cnn1d_mnist1d", channels=channels)
         cin = task.in_channels
         self.convs = nn.ModuleList(
             [nn.Conv1d(cin, channels, 5, stride=2, padding=1), nn.Conv1d(channels, channels, 3, stride=2, padding=1),
@@ -81,48 +100,22 @@ class StridedCNN(nn.Module):
         return self.head(x.flatten(1))
 
 
-class BiGRU(nn.Module):
-    def __init__(self, task: TaskSpec, hidden: int):
-        super().__init__()
-        self.gru = nn.GRU(task.in_channels, hidden, batch_first=True, bidirectional=True)
-        self.head = nn.Linear(2 * hidden * task.size, task.num_classes)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        out, _ = self.gru(x.transpose(1, 2))  # (B, L, C) in, (B, L, 2 hidden) out
-        return self.head(out.flatten(1))
-
-
-CARD = dict(kind="model", paper=PAPER, year=2024, causal=False, references=())
-
-
-@register_method("logreg", description="logistic regression: one linear layer on the flattened input", **CARD)
-def logreg(task: TaskSpec) -> LogReg:
-    return LogReg(task)
-
-
-@register_method("mlp", description="MLP: two hidden layers of 100, the second residual (MNIST-1D paper)", **CARD)
-def mlp(task: TaskSpec, hidden: int = 100) -> MLP:
-    positive("mlp", hidden=hidden)
-    return MLP(task, hidden)
-
-
-@register_method(
-    "cnn1d_mnist1d",
-    description="MNIST-1D paper's CNN: 3 strided convs of 25 channels (kernels 5/3/3), linear on the flattened features",
-    dims=(1,),
-    **CARD,
-)
-def cnn1d_mnist1d(task: TaskSpec, channels: int = 25) -> StridedCNN:
-    positive("cnn1d_mnist1d", channels=channels)
-    return StridedCNN(task, channels)
-
-
 @register_method(
     "gru",
     description="MNIST-1D paper's GRU: bidirectional, hidden size 6, linear on the outputs of all steps",
     dims=(1,),
     **CARD,
 )
-def gru(task: TaskSpec, hidden: int = 6) -> BiGRU:
-    positive("gru", hidden=hidden)
-    return BiGRU(task, hidden)
+class BiGRU(nn.Module):
+    def __init__(
+        self, task: TaskSpec,
+        hidden: int = 6,  # the GRU's hidden size per direction
+    ):  # fmt: skip
+        super().__init__()
+        positive("gru", hidden=hidden)
+        self.gru = nn.GRU(task.in_channels, hidden, batch_first=True, bidirectional=True)
+        self.head = nn.Linear(2 * hidden * task.size, task.num_classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out, _ = self.gru(x.transpose(1, 2))  # (B, L, C) in, (B, L, 2 hidden) out
+        return self.head(out.flatten(1))

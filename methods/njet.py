@@ -70,24 +70,31 @@ def support_half_width(sigma: float, k: float) -> int:
     return math.ceil(k * sigma + 0.5)
 
 
+@register_method(
+    "njet",
+    description="N-Jet: scale-normalised Gaussian derivatives up to order N, one learned scale per layer",
+    paper="Pintea, Tomen, Goes, Loog, van Gemert: Resolution learning in deep CNNs using scale-space theory (IEEE TIP)",
+    year=2021,
+    dims=(1, 2),
+    causal=True,
+    resolution_change=True,
+    learned_size=True,
+    kernel_size_unit="taps: support side 2*ceil(k*sigma+0.5)+1 per dimension, capped at the input size",
+)
 class NJetConv(nn.Module):
     """One N-Jet layer: a learned combination of Gaussian derivatives at one learned scale."""
 
     variable_shape = True  # its support follows sigma (bench/run/fastpath.py: not compiled by default)
+    learn_sigma = True  # False: the scale is a (saved) buffer, the basis fixed: RFNN (Jacobsen et al. 2016)
 
     def __init__(
-        self,
-        cin: int,
-        cout: int,
-        dim: int,
-        causal: bool,
-        order: int = 4,
-        k: float = 2.0,
-        init_sigma: float = 1.0,
-        sigma_lr_factor: float = 0.1,
-        sigma_reg: float = 0.0,
-        learn_sigma: bool = True,
-    ):
+        self, cin: int, cout: int, *, dim: int, causal: bool, size=None,
+        order: int = 4,  # highest derivative order N of the basis
+        k: float = 2.0,  # the support's half-width is ceil(k sigma + 0.5)
+        init_sigma: float = 1.0,  # the scale at init
+        sigma_lr_factor: float = 0.1,  # learning rate of the scale, times the base lr
+        sigma_reg: float = 0.0,  # weight of the penalty on the scale (0: off)
+    ):  # fmt: skip
         super().__init__()
         if order < 0 or k <= 0 or init_sigma <= 0:
             raise ValueError(f"N-Jet needs order >= 0, k > 0 and init_sigma > 0; got {order}, {k}, {init_sigma}")
@@ -96,8 +103,7 @@ class NJetConv(nn.Module):
         # would pull it towards sigma = 1; FlexConv treats its mask parameters the same way
         self.size_lr_factor, self.sigma_reg = sigma_lr_factor, sigma_reg
         self.orders = jet_orders(order, dim)
-        # learn_sigma=False: the scale is a (saved) buffer, the basis fixed: RFNN (Jacobsen et al. 2016)
-        self.learn_sigma, self.init_sigma = bool(learn_sigma), float(init_sigma)
+        self.init_sigma = float(init_sigma)
         log2_sigma = torch.tensor(math.log2(init_sigma))
         if self.learn_sigma:
             self.log2_sigma = nn.Parameter(log2_sigma)
@@ -231,33 +237,6 @@ class NJetConv(nn.Module):
 
 
 @register_method(
-    "njet",
-    description="N-Jet: scale-normalised Gaussian derivatives up to order N, one learned scale per layer",
-    paper="Pintea, Tomen, Goes, Loog, van Gemert: Resolution learning in deep CNNs using scale-space theory (IEEE TIP)",
-    year=2021,
-    dims=(1, 2),
-    causal=True,
-    resolution_change=True,
-    learned_size=True,
-    kernel_size_unit="taps: support side 2*ceil(k*sigma+0.5)+1 per dimension, capped at the input size",
-)
-def njet(
-    cin,
-    cout,
-    *,
-    dim,
-    causal,
-    size,
-    order: int = 4,
-    k: float = 2.0,
-    init_sigma: float = 1.0,
-    sigma_lr_factor: float = 0.1,
-    sigma_reg: float = 0.0,
-):
-    return NJetConv(cin, cout, dim, causal, order, k, init_sigma, sigma_lr_factor, sigma_reg)
-
-
-@register_method(
     "rfnn",
     description="RFNN: structured receptive fields, a fixed basis of scale-normalised Gaussian derivatives up to "
     "order N at a fixed scale, learned weights over it (N-Jet with the scale frozen)",
@@ -269,8 +248,16 @@ def njet(
     learned_size=False,
     kernel_size_unit="taps: fixed support side 2*ceil(k*sigma+0.5)+1 per dimension, capped at the input size",
 )
-def rfnn(cin, cout, *, dim, causal, size, order: int = 3, k: float = 3.0, sigma: float = 1.5):
-    """Defaults: the first layer of the paper's MNIST net, order 3 at sigma 1.5 on 11 x 11 (k = 3 gives
-    the side 2 ceil(3 * 1.5 + 0.5) + 1 = 11). The paper's ImageNet net stacks several scales (sigma,
-    2 sigma, ...) per layer; here one scale per layer, as its MNIST net."""
-    return NJetConv(cin, cout, dim, causal, order, k, sigma, learn_sigma=False)
+class RFNNConv(NJetConv):
+    """N-Jet with the scale frozen. Defaults: the first layer of the paper's MNIST net, order 3 at sigma 1.5
+    on 11 x 11 (k = 3 gives the side 2 ceil(3 * 1.5 + 0.5) + 1 = 11). The paper's ImageNet net stacks several
+    scales (sigma, 2 sigma, ...) per layer; here one scale per layer, as its MNIST net.
+    """
+
+    learn_sigma = False
+
+    def __init__(
+        self, cin, cout, *, dim, causal, size=None, order: int = 3, k: float = 3.0,
+        sigma: float = 1.5,  # the fixed scale
+    ):  # fmt: skip
+        super().__init__(cin, cout, dim=dim, causal=causal, order=order, k=k, init_sigma=sigma)

@@ -49,7 +49,7 @@ class BasicBlock(nn.Module):
 
 
 class CifarResNet(nn.Module):
-    def __init__(self, task: TaskSpec, depth: int, width: int = 16):
+    def __init__(self, task: TaskSpec, depth: int, width: int):  # width's default: the registered build()
         super().__init__()
         if (depth - 2) % 6 or depth < 8:
             raise ValueError(f"a CIFAR ResNet has 6n + 2 layers, got depth {depth}")
@@ -73,7 +73,10 @@ class CifarResNet(nn.Module):
 
 
 def _register(depth: int) -> None:
-    def build(task: TaskSpec, width: int = 16) -> CifarResNet:
+    def build(
+        task: TaskSpec,
+        width: int = 16,  # channels of the first stage (then 2x, 4x)
+    ) -> CifarResNet:  # fmt: skip
         return CifarResNet(task, depth, width)
 
     build.__name__ = build.__qualname__ = f"resnet{depth}"

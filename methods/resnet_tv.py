@@ -50,12 +50,18 @@ CARD = dict(
 @register_method(
     "resnet10", description="torchvision ResNet-10 (BasicBlock [1,1,1,1]), 3x3 stride-1 stem, no max pool", **CARD
 )
-def resnet10(task: TaskSpec, width: int = 64) -> ResNet:
+def resnet10(
+    task: TaskSpec,
+    width: int = 64,  # channels of the first stage (then 2x, 4x, 8x)
+) -> ResNet:  # fmt: skip
     return small_image_resnet(task, [1, 1, 1, 1], width)
 
 
 @register_method(
     "resnet18", description="torchvision ResNet-18 (BasicBlock [2,2,2,2]), 3x3 stride-1 stem, no max pool", **CARD
 )
-def resnet18(task: TaskSpec, width: int = 64) -> ResNet:
+def resnet18(
+    task: TaskSpec,
+    width: int = 64,  # channels of the first stage (then 2x, 4x, 8x)
+) -> ResNet:  # fmt: skip
     return small_image_resnet(task, [2, 2, 2, 2], width)

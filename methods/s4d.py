@@ -43,21 +43,28 @@ from methods.ckconv import horizon
 from methods.functional import conv_with_kernel
 
 
+@register_method(
+    "s4d",
+    description="S4D: diagonal state-space kernel (S4D-Lin init) per channel after a pointwise mixing, "
+    "as an explicit long convolution; images: per-axis outer product (S4ND)",
+    paper="Gu, Gupta, Goel, Re: On the Parameterization and Initialization of Diagonal State Space Models (NeurIPS)",
+    year=2022,
+    dims=(1, 2),
+    causal=True,
+    learned_size=True,
+    kernel_size_unit="taps per dimension: e-folding length 1/(dt |Re A|) of the slowest mode (2x + 1 centred), "
+    "capped at the kernel, mean over channels",
+    references=("S4D (example.py, 200K)",),
+)
 class S4DConv(nn.Module):
     def __init__(
-        self,
-        cin: int,
-        cout: int,
-        *,
-        dim: int,
-        causal: bool,
-        size,
-        state_size: int = 64,
-        dt_min: float = 0.001,
-        dt_max: float = 0.1,
-        ssm_lr: float = 1e-3,
-        kernel_size: int | None = None,
-    ):
+        self, cin: int, cout: int, *, dim: int, causal: bool, size,
+        state_size: int = 64,  # N, the state size per SSM (N/2 complex modes and their conjugates)
+        dt_min: float = 0.001,  # the smallest step Delta at init (log-uniform in [dt_min, dt_max])
+        dt_max: float = 0.1,  # the largest step Delta at init
+        ssm_lr: float = 1e-3,  # learning rate of Delta and A (the group's lr: min(ssm_lr, lr)), without weight decay
+        kernel_size: int | None = None,  # side of the kernel's grid; None: the task's horizon (methods/ckconv.py)
+    ):  # fmt: skip
         super().__init__()
         if causal and dim != 1:
             raise UserError("a causal S4D is 1D only")
@@ -153,25 +160,3 @@ class S4DConv(nn.Module):
 
     def extra_repr(self) -> str:
         return f"{self.mix.in_channels}, {self.D.numel()}, modes={self.A_imag.shape[-1]}, grid={self.grid}, causal={self.causal}"
-
-
-@register_method(
-    "s4d",
-    description="S4D: diagonal state-space kernel (S4D-Lin init) per channel after a pointwise mixing, "
-    "as an explicit long convolution; images: per-axis outer product (S4ND)",
-    paper="Gu, Gupta, Goel, Re: On the Parameterization and Initialization of Diagonal State Space Models (NeurIPS)",
-    year=2022,
-    dims=(1, 2),
-    causal=True,
-    learned_size=True,
-    kernel_size_unit="taps per dimension: e-folding length 1/(dt |Re A|) of the slowest mode (2x + 1 centred), "
-    "capped at the kernel, mean over channels",
-    references=("S4D (example.py, 200K)",),
-)
-def s4d(
-    cin, cout, *, dim, causal, size,
-    state_size: int = 64, dt_min: float = 0.001, dt_max: float = 0.1, ssm_lr: float = 1e-3,
-    kernel_size: int | None = None,
-):  # fmt: skip
-    return S4DConv(cin, cout, dim=dim, causal=causal, size=size, state_size=state_size, dt_min=dt_min, dt_max=dt_max,
-                   ssm_lr=ssm_lr, kernel_size=kernel_size)  # fmt: skip

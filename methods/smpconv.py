@@ -43,6 +43,7 @@ from torch import nn
 
 from bench.base import UserError
 from methods import kernelbank, register_method
+from methods.backbones import batch_norm
 from methods.ckconv import horizon
 from methods.functional import conv_with_kernel
 
@@ -53,28 +54,34 @@ DEFAULTS = {  # per task dim: points, position std, small kernel
 }
 
 
-def _batch_norm(dim: int, channels: int) -> nn.Module:
-    return nn.BatchNorm2d(channels) if dim == 2 else nn.BatchNorm1d(channels)
-
-
+@register_method(
+    "smpconv",
+    description="SMPConv: weights at learned moving points with learned radii, interpolated onto the grid, "
+    "plus a small dense kernel (each branch with its BatchNorm)",
+    paper="Kim, Park: SMPConv: Self-moving Point Representations for Continuous Convolution (CVPR)",
+    year=2023,
+    dims=(1, 2),
+    causal=True,
+    learned_size=True,
+    kernel_size_unit="taps per dimension: extent of the points' supports (position -+ radius), mean over output channels",
+    references=("SMPConv",),
+)
 class SMPConv(nn.Module):
     def __init__(
-        self,
-        cin: int,
-        cout: int,
-        *,
-        dim: int,
-        causal: bool,
-        size,
-        n_points: int,
-        radius: float | None,
-        coord_std: float,
-        small_kernel_size: int,
-        radius_lr_factor: float = 0.1,
-        bias: bool = False,
-        kernel_size: int | None = None,
-    ):
+        self, cin: int, cout: int, *, dim: int, causal: bool, size,
+        n_points: int | None = None,  # moving points per output channel; None: 30 on sequences, 16 on images
+        radius: float | None = None,  # the points' radius at init; None: one grid spacing
+        coord_std: float | None = None,  # std of the points' positions at init; None: 0.1 on sequences, 0.05 on images
+        small_kernel_size: int | None = None,  # the small dense kernel's side (0: none); None: 5 (sequences), 3 (images)
+        radius_lr_factor: float = 0.1,  # learning rate of the radii, times the base lr
+        bias: bool = False,  # a bias on the output
+        kernel_size: int | None = None,  # side of the grid the points are interpolated onto; None: the task's horizon
+    ):  # fmt: skip
         super().__init__()
+        own = DEFAULTS[dim]  # None: the repository's value for this dim
+        n_points = own["n_points"] if n_points is None else n_points
+        coord_std = own["coord_std"] if coord_std is None else coord_std
+        small_kernel_size = own["small_kernel_size"] if small_kernel_size is None else small_kernel_size
         if causal and dim != 1:
             raise UserError("a causal SMPConv is 1D only")
         if n_points < 1 or coord_std <= 0 or (radius is not None and radius <= 0) or radius_lr_factor < 0:
@@ -100,7 +107,7 @@ class SMPConv(nn.Module):
         if small_kernel_size:
             small = torch.randn(cout, cin, *(small_kernel_size,) * dim) * 0.02
             self.small_weight = nn.Parameter(small)
-            self.norm, self.small_norm = _batch_norm(dim, cout), _batch_norm(dim, cout)
+            self.norm, self.small_norm = batch_norm(dim, cout), batch_norm(dim, cout)
         self.normalises_output = self.small_weight is not None
 
     def _axes(self) -> list[torch.Tensor]:
@@ -174,32 +181,3 @@ class SMPConv(nn.Module):
     def extra_repr(self) -> str:
         small = self.small_weight.shape[-1] if self.small_weight is not None else 0
         return f"{self.cin}, {self.cout}, points={self.positions.shape[1]}, grid={self.grid}, small={small}, causal={self.causal}"
-
-
-@register_method(
-    "smpconv",
-    description="SMPConv: weights at learned moving points with learned radii, interpolated onto the grid, "
-    "plus a small dense kernel (each branch with its BatchNorm)",
-    paper="Kim, Park: SMPConv: Self-moving Point Representations for Continuous Convolution (CVPR)",
-    year=2023,
-    dims=(1, 2),
-    causal=True,
-    learned_size=True,
-    kernel_size_unit="taps per dimension: extent of the points' supports (position -+ radius), mean over output channels",
-    references=("SMPConv",),
-)
-def smpconv(
-    cin, cout, *, dim, causal, size,
-    n_points: int | None = None, radius: float | None = None, coord_std: float | None = None,
-    small_kernel_size: int | None = None, radius_lr_factor: float = 0.1, bias: bool = False,
-    kernel_size: int | None = None,
-):  # fmt: skip
-    # None: the repository's value for this dim (DEFAULTS; the radius: one grid spacing)
-    own = DEFAULTS[dim]
-    return SMPConv(
-        cin, cout, dim=dim, causal=causal, size=size,
-        n_points=own["n_points"] if n_points is None else n_points, radius=radius,
-        coord_std=own["coord_std"] if coord_std is None else coord_std,
-        small_kernel_size=own["small_kernel_size"] if small_kernel_size is None else small_kernel_size,
-        radius_lr_factor=radius_lr_factor, bias=bias, kernel_size=kernel_size,
-    )  # fmt: skip

@@ -36,21 +36,28 @@ from methods import hooks, register_method
 from methods.functional import conv_with_kernel
 
 
+@register_method(
+    "srf_gauss",
+    description="Shelhamer et al.'s blur + conv composition: a learned per-channel Gaussian blur (support follows "
+    "sigma; covariance=full: anisotropic, rotated) then a free-form 3x3 conv; not Jacobsen's RFNN (that is rfnn)",
+    paper="Shelhamer, Wang, Darrell: Blurring the Line Between Structure and Learning to Optimize and Adapt Receptive Fields (arXiv)",
+    year=2019,
+    dims=(1, 2),
+    causal=True,
+    learned_size=True,
+    kernel_size_unit="taps: per dimension, mean over input channels of the composed support 2*ceil(2*sigma)+1 + k-1",
+)
 class GaussianBlurConv(nn.Module):
     variable_shape = True  # its support follows sigma (bench/run/fastpath.py: not compiled by default)
 
     def __init__(
-        self,
-        cin: int,
-        cout: int,
-        dim: int,
-        causal: bool,
-        kernel_size: int = 3,
-        init_sigma: float = 1.0,
-        sigma_lr_factor: float = 0.1,
-        covariance: str = "spherical",
-        max_half_width: int = 4,
-    ):
+        self, cin: int, cout: int, *, dim: int, causal: bool, size=None,
+        kernel_size: int = 3,  # side of the free-form filter
+        init_sigma: float = 1.0,  # the Gaussians' sigma at init
+        sigma_lr_factor: float = 0.1,  # learning rate of the blur's scale parameters, times the base lr
+        covariance: str = "spherical",  # "spherical" (sigma^2 I, a separable blur) or "full" (2D, non-causal only)
+        max_half_width: int = 4,  # with covariance="full", the half-width of the blur's fixed grid
+    ):  # fmt: skip
         super().__init__()
         if init_sigma <= 0:
             raise ValueError(f"init_sigma must be > 0, got {init_sigma}")
@@ -147,23 +154,3 @@ class GaussianBlurConv(nn.Module):
             return [float((2 * half[:, d] + self.kernel_size).mean()) for d in range(2)]
         sides = [float((2 * self.half_widths(n) + self.kernel_size).float().mean()) for n in sizes]
         return sides[0] if self.dim == 1 else sides
-
-
-@register_method(
-    "srf_gauss",
-    description="Shelhamer et al.'s blur + conv composition: a learned per-channel Gaussian blur (support follows "
-    "sigma; covariance=full: anisotropic, rotated) then a free-form 3x3 conv; not Jacobsen's RFNN (that is rfnn)",
-    paper="Shelhamer, Wang, Darrell: Blurring the Line Between Structure and Learning to Optimize and Adapt Receptive Fields (arXiv)",
-    year=2019,
-    dims=(1, 2),
-    causal=True,
-    learned_size=True,
-    kernel_size_unit="taps: per dimension, mean over input channels of the composed support 2*ceil(2*sigma)+1 + k-1",
-)
-def srf_gauss(
-    cin, cout, *, dim, causal, size, kernel_size: int = 3, init_sigma: float = 1.0, sigma_lr_factor: float = 0.1,
-    covariance: str = "spherical", max_half_width: int = 4,
-):  # fmt: skip
-    return GaussianBlurConv(
-        cin, cout, dim, causal, kernel_size, init_sigma, sigma_lr_factor, covariance, max_half_width
-    )

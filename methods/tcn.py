@@ -54,9 +54,27 @@ class TemporalBlock(nn.Module):
         return torch.relu(h + self.shortcut(x))
 
 
+@register_method(
+    "tcn",
+    kind="model",
+    description="TCN: weight-normed causal dilated convs (dilation 2^i, kernel 7), levels enough to cover the sequence",
+    paper="Bai, Kolter, Koltun: An Empirical Evaluation of Generic Convolutional and Recurrent Networks for Sequence Modeling (arXiv)",
+    year=2018,
+    dims=(1,),
+    causal=True,
+    noncausal=True,
+    kernel_size_unit="fixed 7 taps, dilated",
+)
 class TCN(nn.Module):
-    def __init__(self, task: TaskSpec, width: int, levels: int, kernel_size: int, dropout: float):
+    def __init__(
+        self, task: TaskSpec,
+        width: int = 25,  # channels of every level
+        levels: int | None = None,  # residual levels, dilation 2^i; None: enough to cover the sequence
+        kernel_size: int = 7,  # taps of each dilated conv
+        dropout: float = 0.05,  # dropout after each conv
+    ):  # fmt: skip
         super().__init__()
+        levels = levels_to_cover(task.size, kernel_size) if levels is None else levels
         if width < 1 or levels < 1 or kernel_size < 2 or not 0 <= dropout < 1:
             raise ValueError(
                 f"tcn needs width, levels >= 1, kernel_size >= 2 and dropout in [0, 1); got {width}, {levels}, {kernel_size}, {dropout}"
@@ -71,19 +89,3 @@ class TCN(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.head(self.features(x)[..., -1])
-
-
-@register_method(
-    "tcn",
-    kind="model",
-    description="TCN: weight-normed causal dilated convs (dilation 2^i, kernel 7), levels enough to cover the sequence",
-    paper="Bai, Kolter, Koltun: An Empirical Evaluation of Generic Convolutional and Recurrent Networks for Sequence Modeling (arXiv)",
-    year=2018,
-    dims=(1,),
-    causal=True,
-    noncausal=True,
-    kernel_size_unit="fixed 7 taps, dilated",
-)
-def tcn(task: TaskSpec, width: int = 25, levels: int | None = None, kernel_size: int = 7, dropout: float = 0.05) -> TCN:
-    levels = levels_to_cover(task.size, kernel_size) if levels is None else levels
-    return TCN(task, width, levels, kernel_size, dropout)

@@ -41,7 +41,7 @@ def blur_and_shift_reference(layer: DAUConv, x: torch.Tensor) -> torch.Tensor:
 @pytest.mark.parametrize("sigma,K", [(0.5, 9), (1.2, 7)])
 def test_dense_kernel_equals_blur_then_bilinear_shifts(sigma, K):
     torch.manual_seed(0)
-    layer = DAUConv(3, 2, 2, units=4, max_kernel_size=K, sigma=sigma)
+    layer = DAUConv(3, 2, dim=2, units=4, max_kernel_size=K, sigma=sigma)
     with torch.no_grad():  # displacements off the grid, of both signs and up to the clip
         layer.mu.uniform_(-layer.mu_bound, layer.mu_bound)
         layer.bias.normal_()
@@ -50,7 +50,7 @@ def test_dense_kernel_equals_blur_then_bilinear_shifts(sigma, K):
 
 
 def test_units_are_normalised_blobs_and_grow_the_receptive_field():
-    layer = DAUConv(1, 1, 2, units=4, max_kernel_size=13, sigma=0.5)
+    layer = DAUConv(1, 1, dim=2, units=4, max_kernel_size=13, sigma=0.5)
     with torch.no_grad():
         layer.weight.fill_(1.0)
         layer.mu.copy_(torch.tensor([[[[-1.5, -1.5], [-1.5, 1.5], [1.5, -1.5], [1.5, 1.5]]]]))

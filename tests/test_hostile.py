@@ -16,6 +16,7 @@ from bench.cli import main
 from bench.run import checkpoint, store
 from bench.run.config import RunConfig, TrainConfig
 from bench.run.runner import DataCache, _status_of, run_grid, run_one
+from methods import get_method
 
 from conftest import start_cli
 
@@ -69,7 +70,7 @@ def test_a_plugin_that_exits_at_import_is_named(tmp_path, capsys):
 
 
 def test_a_factory_refuses_an_unsupported_task_when_called_directly():
-    from methods.deformable import deformable
+    deformable = get_method("deformable").obj
 
     with pytest.raises(UserError, match="is not causal"):
         deformable(3, 3, dim=1, causal=True, size=10)

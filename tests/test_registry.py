@@ -139,3 +139,60 @@ def test_loader_options_is_what_the_grid_and_get_dataset_accept(plugin_datasets)
     assert strict.defaults == {"length": 40, "num_samples": 5000, "drop_rate": 0.0} and not strict.takes("sr")
     assert [datasets.shape_text(n) for n in ("cifar10", "digits", "sc_raw")] == [
         "3 x 32 x 32 (resolution)", "1 x 8 x 8", "1 x 16000 (option sr)"]  # fmt: skip
+
+
+def test_hparams_of_reads_a_registered_class_its_comments_and_the_kwargs_it_passes_on():
+    """One declaration: a layer class's __init__ gives names, annotations, defaults and (the comment ending the
+    line) docs; a subclass that passes **kwargs on adds its parent's; a plain factory still works."""
+    from torch import nn
+
+    class Base(nn.Module):
+        def __init__(
+            self, cin, cout, *, dim, causal, size,
+            k: int = 3,  # taps per side
+            scale: float | None = None,  # a factor
+        ):  # fmt: skip
+            super().__init__()
+            self.conv = nn.Conv1d(cin, cout, k, padding=k // 2)
+
+        def forward(self, x):
+            return self.conv(x)
+
+    class Wider(Base):
+        def __init__(self, cin, cout, *, k: int = 5, **kw):  # its k: no comment, Base's doc stands
+            super().__init__(cin, cout, k=k, **kw)
+
+    def any_hparams(cin, cout, *, dim, causal, size, **hp):
+        return Base(cin, cout, dim=dim, causal=causal, size=size, **hp)
+
+    try:
+        assert methods.register_method("t_base", dims=(1,))(Base) is Base  # the class itself comes back
+        methods.register_method("t_wider", dims=(1,))(Wider)
+        methods.register_method("t_any", dims=(1,))(any_hparams)
+        assert methods.hparams_of("t_base", backbone=False) == {
+            "k": methods.Hparam("k", "int", 3, "taps per side"),
+            "scale": methods.Hparam("scale", "float | None", None, "a factor"),
+        }
+        wider = methods.hparams_of("t_wider")
+        assert (wider["k"].default, wider["k"].doc, wider["scale"].doc) == (5, "taps per side", "a factor")
+        assert set(wider) == {"k", "scale", "arch", "width", "depth", "dropout", "dropout_in"}
+        assert methods.hparams_of("t_any") is None and methods.accepted_hparams("t_any") is None
+        model = methods.build_model("t_wider", methods.TaskSpec(1, 2, 3, 16), width=4)
+        assert any(isinstance(m, Wider) and m.conv.kernel_size == (5,) for m in model.modules())
+        with pytest.raises(UserError, match="does not take hyperparameter"):
+            methods.build_model("t_base", methods.TaskSpec(1, 2, 3, 16), sigma=1.0)
+    finally:
+        for name in ("t_base", "t_wider", "t_any"):
+            methods.METHODS.unregister(name)
+
+
+def test_builtin_hparams_are_declared_once_with_docs():
+    """FlexConv's variants: each declares its own set (SIREN: no input scale), Fourier its own default; ccnn's
+    layer hparams come from the layer that declares them; every hparam of every method has a doc."""
+    siren, fourier = methods.hparams_of("flexconv_siren"), methods.hparams_of("flexconv_fourier")
+    assert "omega_0" in siren and "input_scale" not in siren and "antialias" not in siren
+    assert fourier["input_scale"].default == 256.0 and methods.hparams_of("flexconv")["input_scale"].default == 25.6
+    ccnn = methods.hparams_of("ccnn")
+    assert ccnn["mask_lr_factor"].default == 1.0 and ccnn["blocks"].default == 4 and "CCNN" in ccnn["learn_mean"].doc
+    assert "arch" not in ccnn  # a model method: no backbone
+    assert [(n, k) for n in methods.list_methods() for k, h in methods.hparams_of(n).items() if not h.doc] == []

@@ -22,7 +22,7 @@ def test_rfnn_is_njet_with_the_scale_frozen():
     rf = layer("rfnn", 3, 5, 2, False, 20)
     assert "log2_sigma" in dict(rf.named_buffers()) and "log2_sigma" not in dict(rf.named_parameters())
     assert rf.kernel_sizes() == [11.0, 11.0]  # order 3 at sigma 1.5, k = 3: the MNIST net's 11 x 11
-    nj = NJetConv(3, 5, 2, False, order=3, k=3.0, init_sigma=1.5)
+    nj = NJetConv(3, 5, dim=2, causal=False, order=3, k=3.0, init_sigma=1.5)
     nj.load_state_dict(rf.state_dict())
     x = torch.randn(2, 3, 20, 20)
     torch.testing.assert_close(rf(x), nj(x))  # the same basis and weights: the same layer
@@ -44,8 +44,8 @@ def test_rfnn_support_scales_with_resolution():
 
 def test_full_covariance_at_a_spherical_sigma_is_the_spherical_blur():
     torch.manual_seed(0)
-    sph = GaussianBlurConv(3, 4, 2, False, init_sigma=1.3)
-    full = GaussianBlurConv(3, 4, 2, False, init_sigma=1.3, covariance="full", max_half_width=6)
+    sph = GaussianBlurConv(3, 4, dim=2, causal=False, init_sigma=1.3)
+    full = GaussianBlurConv(3, 4, dim=2, causal=False, init_sigma=1.3, covariance="full", max_half_width=6)
     full.free_form.load_state_dict(sph.free_form.state_dict())
     x = torch.randn(2, 3, 15, 13)
     torch.testing.assert_close(full(x), sph(x), rtol=1e-5, atol=1e-6)
@@ -54,7 +54,7 @@ def test_full_covariance_at_a_spherical_sigma_is_the_spherical_blur():
 
 def test_full_covariance_is_anisotropic_rotated_and_learned():
     torch.manual_seed(0)
-    full = GaussianBlurConv(2, 2, 2, False, covariance="full", max_half_width=12)
+    full = GaussianBlurConv(2, 2, dim=2, causal=False, covariance="full", max_half_width=12)
     with torch.no_grad():  # L = [[e^a, 0], [c, e^b]]: Sigma = [[e^2a, c e^a], [c e^a, c^2 + e^2b]]
         full.chol.copy_(torch.tensor([[math.log(2.0), math.log(0.8), 1.5], [0.0, 0.0, 0.0]]))
     cov = full.covariances()
@@ -75,6 +75,6 @@ def test_full_covariance_is_refused_where_it_does_not_apply():
     from bench.base import UserError
 
     with pytest.raises(UserError):
-        GaussianBlurConv(1, 1, 1, False, covariance="full")
+        GaussianBlurConv(1, 1, dim=1, causal=False, covariance="full")
     with pytest.raises(UserError):
-        GaussianBlurConv(1, 1, 2, False, covariance="diagonal")
+        GaussianBlurConv(1, 1, dim=2, causal=False, covariance="diagonal")

@@ -14,7 +14,6 @@ Written to results/tables/<table>.{md,tex,csv}.
 
 from __future__ import annotations
 
-import inspect
 import json
 import math
 from collections import defaultdict
@@ -48,8 +47,7 @@ def method_defaults(method: str) -> dict[str, Any] | None:
         entry = methods.get_method(method)
     except Exception:  # a plugin method the report was not given with --plugin
         return None
-    params = inspect.signature(entry.obj).parameters.values()
-    own = {p.name: p.default for p in params if p.default is not inspect.Parameter.empty}
+    own = {k: h.default for k, h in (methods.hparams_of(method, backbone=False) or {}).items()}
     return {**own, **entry.card.defaults}
 
 

@@ -37,6 +37,8 @@ import torch
 from torch import nn
 from torch.utils import flop_counter
 
+from methods.hooks import size_parameters
+
 aten = torch.ops.aten
 
 # -- extra FLOP formulas -------------------------------------------------------------------------
@@ -165,22 +167,6 @@ def count_flops(model: nn.Module, sample: torch.Tensor, backward: bool = False) 
 
 
 # -- parameters ----------------------------------------------------------------------------------
-
-
-def size_parameters(model: nn.Module) -> tuple[set[int], str]:
-    """ids of the trainable parameters that set kernel sizes/shapes/positions, and the rule used."""
-    found: set[int] = set()
-    rules: set[str] = set()
-    for module in model.modules():
-        hook = getattr(module, "size_parameters", None)
-        if callable(hook):
-            found.update(id(p) for p in hook())
-            rules.add("size_parameters hooks")
-        elif callable(getattr(module, "param_groups", None)):
-            found.update(id(p) for group in module.param_groups(1.0) for p in group["params"])
-            rules.add("param_groups hooks")
-    trainable = {id(p) for p in model.parameters() if p.requires_grad}
-    return found & trainable, " + ".join(sorted(rules)) or "no size parameters"
 
 
 def parameter_counts(model: nn.Module) -> dict:
