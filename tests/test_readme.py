@@ -39,3 +39,22 @@ def test_readme_dataset_example_runs_as_written(tmp_path):
     assert {(r["dataset"], r["method"], r["status"]) for r in records} == {("my_sines", "conv", "ok"),
                                                                             ("my_sines", "flexconv", "ok")}  # fmt: skip
     assert {r["task"]["size"] for r in records} == {64} and {r["task"]["num_classes"] for r in records} == {4}
+
+
+def test_readme_paper_example_is_found_by_the_catalogue(tmp_path, monkeypatch):
+    import sys
+
+    import bench.papers
+    from bench.cli import main
+
+    readme = (REPO / "README.md").read_text()
+    block = re.search(r"<!-- paper-example:start -->\n```python\n(.*?)```\n<!-- paper-example:end -->", readme, re.S)
+    assert block, "the README lost its paper example"
+    (tmp_path / "mypaper.py").write_text(block.group(1))
+    monkeypatch.setattr(bench.papers, "__path__", [*bench.papers.__path__, str(tmp_path)])
+    try:
+        assert bench.papers.get_suite("mypaper").datasets == ("cifar10",)
+        assert "mypaper-t1" in {t.key for t in bench.papers.all_tables()}
+        assert main(["--suite", "mypaper", "--dry-run", "--seeds", "0"]) == 0  # its grid builds: 2 runs
+    finally:
+        sys.modules.pop("bench.papers.mypaper", None)
