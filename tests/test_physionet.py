@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import re
 
 import numpy as np
 import pytest
@@ -131,3 +132,20 @@ def test_a_run_on_physionet_selects_on_validation_auc(tmp_path):
     assert r["metric"] == "auc" and r["higher_is_better"]
     assert 0 <= r["test_auc"] <= 1 and r["val_auc"] == max(h["val"] for h in r["history"])
     assert "test_correct" not in r
+
+
+def test_the_ckconv_physionet_suite_lands_in_its_paper_table_beside_the_published_auc(tmp_path):
+    from bench.cli import main
+
+    fake_physionet(tmp_path / "data", n=60)
+    out = tmp_path / "out"
+    args = ["--suite", "ckconv-physionet", "--epochs", "1", "--seeds", "0", "--data-root", str(tmp_path / "data"),
+            "--out", str(out), "--quiet", "--device", "cpu"]  # fmt: skip
+    assert main(args) == 0
+    table = (out / "tables" / "ckconv-physionet.md").read_text()
+    paper = next(line for line in table.splitlines() if line.startswith("| CKCNN (100k) |"))
+    row = next(line for line in table.splitlines() if line.startswith("| CKCNN (100k) [epochs=1] |"))  # marked
+    assert "0.895" in paper and "0.895" in row  # the published AUC beside ours
+    ours = re.search(r"\| (?:\*\*)?([01]\.\d{3}) \(1\)", row)  # three decimals, one run (bold: the best)
+    assert ours and 0 <= float(ours.group(1)) <= 1
+    assert "test AUC, at the checkpoint with the best validation AUC" in table

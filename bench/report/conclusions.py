@@ -20,6 +20,7 @@ from pathlib import Path
 import pandas as pd
 
 from bench.report import stats, summary
+from bench.report.tables import higher_is_better
 
 BEGIN, END = "<!-- conclusions:begin -->", "<!-- conclusions:end -->"
 BEST = re.compile(r"^- \*\*(?P<col>[^*]+)\*\*: could be the best \(no row significantly above\): (?P<rows>.+?)\.\s*$")
@@ -39,7 +40,7 @@ def claims(agg: pd.DataFrame, include_reference: bool = False) -> dict:
         labels = {i: summary.row_label(agg.at[i, "method"], agg.at[i, "variant"]) for i in marks}
         best = sorted((labels[i] for i, m in marks.items() if m in ("best", "tied")),
                       key=lambda r: -float(agg.loc[[i for i in labels if labels[i] == r][0], "mean"]))  # fmt: skip
-        if metric == "mse":
+        if not higher_is_better(metric):
             best.reverse()
         sep = [[t["above"], t["below"], round(t["diff"], 4), round(t["t"], 3), t["df"], t["p_holm"], t["n"]]
                for t in tests if t["significant"]]  # fmt: skip

@@ -29,13 +29,14 @@ from bench.base import UserError
 from bench.papers import CROSSRES_METRICS, PaperTable, Row, all_tables, get_suite
 from bench.report.reference import Reference, load_reference
 from bench.report.style import legend, method_styles, point_style, pyplot, save
-from bench.report.tables import fmt_params, grouped_header, latex_table, markdown_table, tex, write_table
+from bench.report.tables import METRIC_AXIS, fmt_params, grouped_header, latex_table, markdown_table, tex, write_table
 from bench.report.trials import trial_label
 from bench.run.grid import build_grid
 
 METRIC_NAMES = {"accuracy": "acc. (%)", "top5": "top-5 (%)", "source": "Source", "ootb": "OOTB", "delta": "Δ",
-                "finetuned": "Fine-tuned", "mse": "MSE"}  # fmt: skip
+                "finetuned": "Fine-tuned", "mse": "MSE", "auc": "AUC"}  # fmt: skip
 LOWER_IS_BETTER = {"mse"}
+DIGITS = {"auc": 3}  # decimals of our cells where 2 would hide what the papers print (AUC 0.895); default 2
 
 
 # -- which runs, which rows ----------------------------------------------------------------------
@@ -214,13 +215,14 @@ def build(table: PaperTable, records: list[dict], refs: dict) -> Built:
 # -- formatting ------------------------------------------------------------------------------------
 
 
-def fmt_ours(cell: Cell | None) -> str:
+def fmt_ours(cell: Cell | None, metric: str = "accuracy") -> str:
     if cell is None or (not cell.values and not cell.failed):
         return "–"
     if not cell.values:
         return f"failed ({cell.failed})"
-    spread = "" if math.isnan(cell.std) else f" ± {cell.std:.2f}"
-    return f"{cell.mean:.2f}{spread} ({cell.n})"
+    digits = DIGITS.get(metric, 2)
+    spread = "" if math.isnan(cell.std) else f" ± {cell.std:.{digits}f}"
+    return f"{cell.mean:.{digits}f}{spread} ({cell.n})"
 
 
 def fmt_paper(ref: Reference | None) -> str:
@@ -269,12 +271,12 @@ def frame(built: Built) -> tuple[pd.DataFrame, pd.DataFrame]:
         paper = {r: (ref.value if (ref := built.ref(r, col, metric)) and built.base[r] == r else math.nan)
                  for r in built.rows}  # fmt: skip
         for r in built.rows:
-            text.loc[r, (col, name, "Ours")] = fmt_ours(built.cells.get((r, col, metric)))
+            text.loc[r, (col, name, "Ours")] = fmt_ours(built.cells.get((r, col, metric)), metric)
             if with_paper:
                 ref = built.ref(r, col, metric)
                 text.loc[r, (col, name, "Paper")] = fmt_paper(ref)
                 diff = ours[r] - ref.value if ref is not None and not math.isnan(ours[r]) else math.nan
-                text.loc[r, (col, name, "Diff")] = "–" if math.isnan(diff) else f"{diff:+.2f}"
+                text.loc[r, (col, name, "Diff")] = "–" if math.isnan(diff) else f"{diff:+.{DIGITS.get(metric, 2)}f}"
         for r in best_rows(ours, metric):
             bold.loc[r, (col, name, "Ours")] = True
         for r in best_rows(paper, metric) if with_paper else ():
@@ -284,17 +286,19 @@ def frame(built: Built) -> tuple[pd.DataFrame, pd.DataFrame]:
 
 def notes(built: Built) -> list[str]:
     table = built.table
-    what = "test accuracy (%)" if not table.crossres else "test accuracy (%) at the source and the target resolution"
+    metric = {"auc": "AUC"}.get(table.metrics[0], "accuracy")  # the crossres metrics are accuracies
+    what = f"test {metric}" + (" (%)" if metric == "accuracy" else "")
+    what += " at the source and the target resolution" if table.crossres else ""
     paper = "Paper: as published (results/reference/, with its source); Diff = ours − paper; " if built.refs else ""
     run_rows = {r for r, _, _ in built.cells}  # rows with runs of ours
     paper_rows = {r for r in run_rows if PAPER_PROTOCOL in r}
-    selected = "the checkpoint with the best validation accuracy (a split carved from the training data)"
+    selected = f"the checkpoint with the best validation {metric} (a split carved from the training data)"
     if paper_rows and paper_rows == run_rows:
-        selected = "the papers' protocol: trained on all the training data, the best test accuracy over epochs"
+        selected = f"the papers' protocol: trained on all the training data, the best test {metric} over epochs"
     elif paper_rows:
         selected += (
             "; rows marked [paper protocol]: the papers' own protocol, trained on all the training data, "
-            "the best test accuracy over epochs (the dataset's own validation split where it has one)"
+            f"the best test {metric} over epochs (the dataset's own validation split where it has one)"
         )
     suites = ", ".join(f"`{s}`" for s in table.suites)
     lines = [
@@ -395,7 +399,7 @@ def accuracy_vs_params(records: list[dict], plots: Path) -> list[Path]:
         built = build(table, records, refs)
         if not built.cells or table.crossres:
             continue
-        cols = list(dict.fromkeys(c for c, _ in built.columns))
+        cols, metric = list(dict.fromkeys(c for c, _ in built.columns)), table.metrics[0]
         paper = {r.label: r.method for r in table.rows}
         method_of = {row: paper.get(built.base.get(row) or "", row.split(" [")[0]) for row in built.rows}
         styles = method_styles(built.rows, method_of)  # one look per row: rows are often one method's variants
@@ -403,8 +407,8 @@ def accuracy_vs_params(records: list[dict], plots: Path) -> list[Path]:
         handles = {}
         for ax, col in zip(axes[0], cols):
             for row in built.rows:
-                cell, params = built.cells.get((row, col, "accuracy")), built.params.get(row)
-                ref = built.ref(row, col, "accuracy")
+                cell, params = built.cells.get((row, col, metric)), built.params.get(row)
+                ref = built.ref(row, col, metric)
                 ref = ref if ref and ref.params and built.base.get(row) == row else None
                 if not (cell and cell.values and params):
                     continue
@@ -416,7 +420,7 @@ def accuracy_vs_params(records: list[dict], plots: Path) -> list[Path]:
                     ax.plot(ref.params, ref.value, "s", mfc="none", color="0.35", ms=5)
             ax.set_xscale("log")
             ax.set_xlabel("trainable parameters")
-            ax.set_ylabel("test accuracy (%)")
+            ax.set_ylabel(METRIC_AXIS.get(metric, metric))
             ax.set_title(col)
             ax.grid(alpha=0.3)
         handles["published (joined to ours)"] = axes[0][0].plot([], [], "s", mfc="none", color="0.35")[0]

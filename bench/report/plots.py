@@ -22,11 +22,12 @@ import numpy as np
 from bench.report import stats
 from bench.report.style import learns_size, legend, method_styles, point_style, pyplot, save, slug
 from bench.report.summary import REFERENCE_METHODS, row_label
+from bench.report.tables import METRIC_AXIS, METRIC_DIFF, higher_is_better
 from bench.run.kernels import decode
 
 
 def _metric_label(metric: str) -> str:
-    return "test accuracy (%)" if metric == "accuracy" else "test MSE (lower is better)"
+    return METRIC_AXIS.get(metric, f"test {metric}")
 
 
 def _chance(part) -> float | None:
@@ -61,7 +62,7 @@ def seeds_per_dataset(agg, plots: Path, styles: dict) -> list[Path]:
     fig, axes = pyplot.subplots(1, len(datasets), figsize=(4.2 * len(datasets), 0.24 * rows + 1.6), squeeze=False)
     for ax, ds in zip(axes[0], datasets):
         part = agg[agg["dataset"] == ds]
-        higher = part["metric"].iloc[0] != "mse"
+        higher = higher_is_better(part["metric"].iloc[0])
         part = part.sort_values("mean", ascending=higher)
         for y, (_, r) in enumerate(part.iterrows()):
             st = styles[r["method"]]
@@ -335,7 +336,7 @@ def paired_differences(agg, plots: Path, styles: dict, baseline: str = "conv") -
         if base.empty:
             continue
         b = base.iloc[0]
-        sign = 1.0 if b["metric"] != "mse" else -1.0
+        sign = 1.0 if higher_is_better(b["metric"]) else -1.0
         rows = []
         for _, r in part.iterrows():
             if r.name == b.name or r["method"] in REFERENCE_METHODS:
@@ -376,7 +377,7 @@ def paired_differences(agg, plots: Path, styles: dict, baseline: str = "conv") -
         ax.set_xlim(-lim, lim)
         ax.axvline(0, color="0.4", lw=1)
         ax.set_yticks(range(len(rows)), [r[4] for r in rows], fontsize=7)
-        what = "accuracy (points)" if metric == "accuracy" else "MSE (lower is better: baseline minus row)"
+        what = METRIC_DIFF.get(metric, metric)
         ax.set_xlabel(f"row minus {baseline}, {what}", fontsize=8)
         ax.set_title(ds, fontsize=9)
         ax.grid(axis="x", alpha=0.3)

@@ -23,7 +23,7 @@ import pandas as pd
 
 import datasets
 from bench.report import stats
-from bench.report.tables import fmt_params
+from bench.report.tables import METRIC_SHORT, fmt_params, higher_is_better
 from bench.report.trials import trial_label
 
 MARKS = {"smoke": "smoke", "budget": "budget", "matched-params": "params-matched", "matched-flops": "flops-matched"}
@@ -184,7 +184,7 @@ def column_tests(agg: pd.DataFrame, include_reference: bool = False) -> dict:
         groups = {labels[i]: part.at[i, "by_seed"] for i in part.index}
         correct = {labels[i]: part.at[i, "correct"] for i in part.index if part.at[i, "correct"]}
         family = [labels[i] for i in part.index if in_family(part.at[i, "method"], include_reference)]
-        marks, tests = stats.compare_paired(groups, higher_is_better=metric != "mse", family=family,
+        marks, tests = stats.compare_paired(groups, higher_is_better=higher_is_better(metric), family=family,
                                             correct=correct)  # fmt: skip
         out[(dataset, metric)] = ({i: marks[labels[i]] for i in part.index if labels[i] in marks}, tests)
     return out
@@ -201,7 +201,7 @@ def row_label(method: str, variant: str) -> str:
 
 
 def column_label(dataset: str, metric: str) -> str:
-    return f"{dataset} ({'acc %' if metric == 'accuracy' else 'MSE'})"
+    return f"{dataset} ({METRIC_SHORT.get(metric, metric)})"
 
 
 def wide_table(agg: pd.DataFrame, include_reference: bool = False) -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -218,7 +218,7 @@ def wide_table(agg: pd.DataFrame, include_reference: bool = False) -> tuple[pd.D
     cells.insert(0, "params", [fmt_params(a, b) for a, b in zip(lo.reindex(cells.index), hi.reindex(cells.index))])
     marks.insert(0, "params", "")
     per_seed = {col: dict(zip(part["row"], part["by_seed"])) for col, part in agg.groupby("col")}
-    higher = {col: part["metric"].iloc[0] != "mse" for col, part in agg.groupby("col")}
+    higher = {col: higher_is_better(part["metric"].iloc[0]) for col, part in agg.groupby("col")}
     family = [r for r, m in zip(agg["row"], agg["method"]) if in_family(m, include_reference)]
     ranked = stats.rank_intervals({c: {r: v for r, v in rows.items() if r in family} for c, rows in per_seed.items()},
                                   higher)  # fmt: skip

@@ -11,6 +11,18 @@ from pathlib import Path
 
 import pandas as pd
 
+from methods.task import HIGHER_IS_BETTER
+
+# how a column, an axis and a difference name each metric (methods/task.py lists the metrics)
+METRIC_SHORT = {"accuracy": "acc %", "mse": "MSE", "auc": "AUC"}
+METRIC_AXIS = {"accuracy": "test accuracy (%)", "mse": "test MSE (lower is better)", "auc": "test AUC"}
+METRIC_DIFF = {"accuracy": "accuracy (points)", "mse": "MSE (lower is better: baseline minus row)", "auc": "AUC"}
+
+
+def higher_is_better(metric: str) -> bool:
+    return HIGHER_IS_BETTER.get(metric, True)
+
+
 TIE = "≈"  # no row of the comparison family is significantly above it
 LATEX_SPECIALS = {"\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#", "_": r"\_",
                   "{": r"\{", "}": r"\}", "~": r"\textasciitilde{}", "^": r"\textasciicircum{}"}  # fmt: skip

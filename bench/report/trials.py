@@ -10,6 +10,8 @@ import math
 
 import pandas as pd
 
+from bench.report.tables import higher_is_better
+
 
 def trial_value(config, key: str):
     """The value a run (a RunConfig or its dict) has for a searched `section.name` key."""
@@ -63,7 +65,7 @@ def select(trials: pd.DataFrame) -> pd.DataFrame:
              .reset_index())  # fmt: skip
     stats["selected"] = False
     for _, part in stats.groupby(["method", "dataset", "group", "space"]):
-        higher = part["metric"].iloc[0] != "mse"
+        higher = higher_is_better(part["metric"].iloc[0])
         eligible = part[(part["failed"] == 0) & (part["n"] > 0)]  # a failed or diverged seed rules a trial out
         if eligible.empty:
             continue
