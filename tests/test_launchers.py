@@ -258,3 +258,23 @@ def test_runs_sharing_a_gpu_say_so_and_the_cost_table_adds_them_up(tmp_path):
     cost = pd.read_csv(tmp_path / "cost.csv")
     assert (cost["aggregate_throughput"] == 2 * cost["throughput"]).all()
     assert "samples/s, all runs on the GPU" in (tmp_path / "cost.md").read_text()
+
+
+def test_after_an_interrupt_a_run_whose_file_was_written_counts_even_without_its_message(tmp_path):
+    """A worker stopped between writing its run file and saying so: the file is the truth (the summary counts the
+    run, not as cut off); a run begun after the driver stopped reading ('start' left in the queue) too."""
+    import queue as queue_module
+
+    from bench.run.runner import Summary
+
+    a, b, c = (RunConfig("conv", "digits", seed=s) for s in range(3))
+    by_id = {cfg.run_id: cfg for cfg in (a, b, c)}
+    since = time.time() - 1
+    for cfg in (a, b):
+        store.write_run(tmp_path, {"run_id": cfg.run_id, "config": cfg.to_dict(), "method": "conv",
+                                   "dataset": "digits", "seed": cfg.seed, "status": "ok"})  # fmt: skip
+    results = queue_module.Queue()
+    results.put(("start", 1, b.run_id))  # b: its start and its file, no 'done'
+    summary = Summary(interrupted=True, cut_off=[a.label, c.label])
+    pool._drain(results, summary, {0: a.run_id, 2: c.run_id}, by_id, tmp_path, since)
+    assert summary.counts["ok"] == 2 and summary.cut_off == [c.label]  # c: no file, still cut off

@@ -209,7 +209,7 @@ def run_pool(runs: list, ctx: LaunchContext, slots: list[str], threads: int, nam
         bar.close()
         _stop(procs, tasks, graceful=not summary.interrupted)
         if summary.interrupted:  # count the runs that finished before the workers stopped
-            _drain(results, summary, current, by_id)
+            _drain(results, summary, current, by_id, ctx.out, since)
     return summary
 
 
@@ -228,17 +228,28 @@ def _stop(procs, tasks, graceful: bool) -> None:
             proc.join()
 
 
-def _drain(results, summary, current: dict, by_id: dict) -> None:
-    """After an interrupt: the runs whose 'done' message arrived late still count, and are not cut off."""
+def _drain(results, summary, current: dict, by_id: dict, out, since: float) -> None:
+    """After an interrupt: the runs whose 'done' message arrived late still count, and are not cut off; so does a
+    run whose worker wrote its file and was stopped before it could say so (the file is the truth)."""
+    counted = set()
+
+    def count(run_id: str, status: str) -> None:
+        counted.add(run_id)
+        if status != "elsewhere":
+            summary.counts[status] += 1
+        label = by_id[run_id].label
+        if label in summary.cut_off:
+            summary.cut_off.remove(label)
+
     while True:
         try:
             kind, slot, payload = results.get(timeout=0.1)
         except (queue.Empty, OSError, ValueError):
-            return
-        if kind == "done":
-            run_id, status, _ = payload
-            if status != "elsewhere":
-                summary.counts[status] += 1
-            label = by_id[run_id].label
-            if label in summary.cut_off:
-                summary.cut_off.remove(label)
+            break
+        if kind == "start":  # a run begun after the driver stopped reading
+            current[slot] = payload
+        elif kind == "done":
+            count(payload[0], payload[1])
+    for run_id in set(current.values()) - counted:  # in progress at the interrupt: finished after all?
+        if store.written_since(out, run_id, since):
+            count(run_id, store.status_of(out, run_id) or "failed")
