@@ -8,6 +8,7 @@ import pytest
 import torch
 
 import methods
+from bench.base import UserError
 from methods import hooks
 from methods.njet import NJetConv
 from methods.srf import GaussianBlurConv
@@ -72,9 +73,80 @@ def test_full_covariance_is_anisotropic_rotated_and_learned():
 
 
 def test_full_covariance_is_refused_where_it_does_not_apply():
-    from bench.base import UserError
-
     with pytest.raises(UserError):
         GaussianBlurConv(1, 1, dim=1, causal=False, covariance="full")
     with pytest.raises(UserError):
         GaussianBlurConv(1, 1, dim=2, causal=False, covariance="diagonal")
+
+
+def explicit_derivatives(sigma: float, h: int) -> torch.Tensor:
+    """sigma^n d^n G / dx^n, n = 0..3, of the Gaussian normalised on -h..h, written out by hand: (4, 2h + 1)."""
+    x = torch.arange(-h, h + 1, dtype=torch.float64)
+    g = torch.exp(-(x**2) / (2 * sigma**2))
+    g = g / g.sum()
+    u = x / sigma
+    return torch.stack([g, -u * g, (u**2 - 1) * g, (-(u**3) + 3 * u) * g])
+
+
+@pytest.mark.parametrize("causal", [False, True])
+def test_rfnn_with_several_scales_is_a_conv_with_the_combined_multiscale_basis(causal):
+    torch.manual_seed(0)
+    sigma0, k, scales = 0.5, 2.0, 3  # sigma 0.5, 1, 2: half-widths 2, 3, 5
+    dim = 1 if causal else 2
+    rf = layer("rfnn", 3, 4, dim, causal, 24, order=3, k=k, sigma=sigma0, scales=scales)
+    F = 4 if dim == 1 else 10
+    assert rf.alpha.shape == (4, 3, scales * F)  # frozen basis of 3 * F filters, learned weights over it
+    assert sorted(rf.state_dict()) == ["alpha", "bias", "log2_sigma"]
+    top = math.ceil(k * sigma0 * 2 ** (scales - 1) + 0.5)
+    basis = []
+    for i in range(scales):
+        h = math.ceil(k * sigma0 * 2**i + 0.5)
+        d = torch.nn.functional.pad(explicit_derivatives(sigma0 * 2**i, h), (top - h, top - h))
+        if dim == 1:
+            basis += list(d)
+        else:  # (i, j) with i + j <= 3, by total order, i (the first axis) descending
+            basis += [d[a][:, None] * d[t - a][None, :] for t in range(4) for a in range(t, -1, -1)]
+    basis = torch.stack(basis)  # (scales * F, K...)
+    kernel = torch.einsum("ocf,f...->oc...", rf.alpha.double(), basis).float()
+    x = torch.randn(2, 3, *([24] * dim))
+    if causal:
+        expected = torch.nn.functional.conv1d(torch.nn.functional.pad(x, (2 * top, 0)), kernel, rf.bias)
+    else:
+        expected = torch.nn.functional.conv2d(x, kernel, rf.bias, padding=top)
+    torch.testing.assert_close(rf(x), expected, rtol=1e-4, atol=1e-5)
+    assert rf.kernel_sizes() == (2 * top + 1.0 if dim == 1 else [2 * top + 1.0] * 2)
+    # one scale per layer (the default) keeps the one-scale basis
+    one = layer("rfnn", 3, 4, dim, causal, 24, order=3, k=k, sigma=sigma0)
+    assert one.alpha.shape == (4, 3, F) and one.kernel_sizes() == (5.0 if dim == 1 else [5.0, 5.0])
+    with pytest.raises(UserError):
+        layer("rfnn", 1, 1, dim, causal, 24, scales=0)
+
+
+def test_rfnn_several_scales_in_a_model_train_save_and_reload():
+    """The multi-scale basis goes through the network's batched kernel sampling, changes resolution, and reloads."""
+    import io
+
+    from methods import TaskSpec
+
+    task = TaskSpec(dim=2, in_channels=3, num_classes=4, size=(12, 14))
+    torch.manual_seed(0)
+    model = methods.build_model("rfnn", task, width=4, dropout=0.0, scales=2, sigma=0.5, k=2.0)
+    x = torch.randn(2, 3, 12, 14)
+    out = model(x)
+    assert out.shape == (2, 4)
+    out.sum().backward()
+    assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in model.parameters() if p.requires_grad)
+    sizes = hooks.kernel_sizes(model)
+    assert sizes and all(s == [7.0, 7.0] for s in sizes.values())  # sigma 1 at k 2: half-width 3
+    buf = io.BytesIO()
+    torch.save(model.state_dict(), buf)
+    buf.seek(0)
+    torch.manual_seed(1)
+    fresh = methods.build_model("rfnn", task, width=4, dropout=0.0, scales=2, sigma=0.5, k=2.0)
+    fresh.load_state_dict(torch.load(buf, weights_only=True))
+    model.eval(), fresh.eval()
+    with torch.no_grad():
+        assert torch.equal(fresh(x), model(x))
+    assert hooks.change_resolution(model, 2.0) > 0
+    assert model(torch.randn(2, 3, 24, 28)).shape == (2, 4)
+    assert all(s == [11.0, 11.0] for s in hooks.kernel_sizes(model).values())  # sigma 2 at k 2: half-width 5
