@@ -16,6 +16,7 @@ import math
 import torch
 from torch import nn
 
+from bench.base import UserError
 from methods import hooks, kernelbank, register_method
 from methods.functional import conv_with_kernel
 
@@ -86,6 +87,7 @@ class NJetConv(nn.Module):
 
     variable_shape = True  # its support follows sigma (bench/run/fastpath.py: not compiled by default)
     learn_sigma = True  # False: the scale is a (saved) buffer, the basis fixed: RFNN (Jacobsen et al. 2016)
+    scales = 1  # scales per layer, sigma * 2^i for i < scales (RFNN's several fixed scales; N-Jet has one)
 
     def __init__(
         self, cin: int, cout: int, *, dim: int, causal: bool, size=None,
@@ -109,7 +111,7 @@ class NJetConv(nn.Module):
             self.log2_sigma = nn.Parameter(log2_sigma)
         else:
             self.register_buffer("log2_sigma", log2_sigma)
-        self.alpha = nn.Parameter(torch.empty(cout, cin, len(self.orders)))
+        self.alpha = nn.Parameter(torch.empty(cout, cin, self.scales * len(self.orders)))
         self.bias = nn.Parameter(torch.zeros(cout))
         self.resolution_ratio = 1.0  # set by change_resolution; multiplies sigma
         self._input_size: tuple[int, ...] | None = None  # last input's spatial size, for the cap
@@ -117,7 +119,8 @@ class NJetConv(nn.Module):
         # energy per (out, in) pair equals that of nn.Conv's default init, 1 / (3 cin): the layer
         # then starts at a conv's output scale and Adam's steps are the same size relative to it.
         with torch.no_grad():
-            energy = self.basis([support_half_width(init_sigma, k)] * dim).square().sum()
+            top = init_sigma * 2 ** (self.scales - 1)  # the largest scale's
+            energy = self.basis([support_half_width(top, k)] * dim).square().sum()
             nn.init.normal_(self.alpha, 0.0, math.sqrt(1.0 / (3 * cin * energy.item())))
 
     def sigma(self) -> torch.Tensor:
@@ -126,8 +129,10 @@ class NJetConv(nn.Module):
     def host_tensors(self) -> list[torch.Tensor]:
         return [self.sigma()]  # the support's input, copied once per step (methods/hooks.py)
 
-    def half_widths(self, input_size: tuple[int, ...] | None) -> list[int]:
+    def half_widths(self, input_size: tuple[int, ...] | None, scale: int | None = None) -> list[int]:
+        """The support's half-width per dimension at scale `scale` (sigma * 2^scale; None: the largest)."""
         (sigma,) = hooks.host_values(self)
+        sigma = sigma * 2 ** (self.scales - 1 if scale is None else scale)
         # a non-finite sigma: a diverged run, which the protocol stops at the epoch's end
         h = support_half_width(sigma, self.k) if math.isfinite(sigma) else 1
         # a half-width of n - 1 already reaches every input from every output
@@ -135,7 +140,10 @@ class NJetConv(nn.Module):
 
     def basis(self, half_widths: list[int]) -> torch.Tensor:
         """The basis filters B_f, shape (F, K) in 1D or (F, Kh, Kw) in 2D."""
-        sigma = self.sigma()
+        return self.basis_at(self.sigma(), half_widths)
+
+    def basis_at(self, sigma: torch.Tensor, half_widths: list[int]) -> torch.Tensor:
+        """The basis filters of one scale sigma on the grid of `half_widths`."""
         per_axis = [gaussian_derivatives(sigma, h, self.order) for h in half_widths]  # (N + 1, K_d) each
         if self.dim == 1:
             return per_axis[0]
@@ -239,25 +247,58 @@ class NJetConv(nn.Module):
 @register_method(
     "rfnn",
     description="RFNN: structured receptive fields, a fixed basis of scale-normalised Gaussian derivatives up to "
-    "order N at a fixed scale, learned weights over it (N-Jet with the scale frozen)",
+    "order N at one or several fixed scales (sigma * 2^i), learned weights over it (N-Jet with the scale frozen)",
     paper="Jacobsen, van Gemert, Lou, Smeulders: Structured Receptive Fields in CNNs (CVPR)",
     year=2016,
     dims=(1, 2),
     causal=True,
     resolution_change=True,
     learned_size=False,
-    kernel_size_unit="taps: fixed support side 2*ceil(k*sigma+0.5)+1 per dimension, capped at the input size",
+    kernel_size_unit="taps: fixed support side 2*ceil(k*sigma_max+0.5)+1 per dimension (sigma_max the largest "
+    "scale), capped at the input size",
 )
 class RFNNConv(NJetConv):
     """N-Jet with the scale frozen. Defaults: the first layer of the paper's MNIST net, order 3 at sigma 1.5
-    on 11 x 11 (k = 3 gives the side 2 ceil(3 * 1.5 + 0.5) + 1 = 11). The paper's ImageNet net stacks several
-    scales (sigma, 2 sigma, ...) per layer; here one scale per layer, as its MNIST net.
+    on 11 x 11 (k = 3 gives the side 2 ceil(3 * 1.5 + 0.5) + 1 = 11), one scale per layer.
+
+    With `scales` = S > 1 the basis is the paper's multi-scale dictionary (its ImageNet net): the same
+    Gaussian derivatives at sigma, 2 sigma, ..., 2^(S-1) sigma, each on its own support ceil(k sigma_i + 0.5)
+    (the Gaussian normalised there), zero-padded to the largest scale's support, S * F filters in all; the
+    kernel is W[o, c] = sum_{i, f} alpha[o, c, i F + f] B_{i, f}, alpha learned, the basis frozen. Order 3 at
+    sigma = 1, 2, 4, 8 gives 4 * 10 = 40 filters in 2D.
     """
 
     learn_sigma = False
 
     def __init__(
         self, cin, cout, *, dim, causal, size=None, order: int = 3, k: float = 3.0,
-        sigma: float = 1.5,  # the fixed scale
+        sigma: float = 1.5,  # the fixed scale (the smallest of them with scales > 1)
+        scales: int = 1,  # fixed scales per layer, sigma * 2^i for i < scales (the paper's ImageNet net: 4 at order 3)
     ):  # fmt: skip
+        if int(scales) != scales or scales < 1:
+            raise UserError(f"rfnn needs scales >= 1 (an integer), got {scales}")
+        self.scales = int(scales)  # set first: N-Jet's __init__ sizes alpha and its init from it
         super().__init__(cin, cout, dim=dim, causal=causal, order=order, k=k, init_sigma=sigma)
+
+    def basis(self, half_widths: list[int]) -> torch.Tensor:
+        """The S * F basis filters on the grid of `half_widths` (the largest scale's support), scale-major."""
+        if self.scales == 1:
+            return super().basis(half_widths)
+        sigma, parts = self.sigma(), []
+        for i in range(self.scales):
+            # each scale on its own support, cut where the grid is (the input size's cap)
+            own = [min(h, top) for h, top in zip(self.half_widths(None, scale=i), half_widths)]
+            b = self.basis_at(sigma * 2**i, own)
+            pads = [p for h, top in zip(reversed(own), reversed(half_widths)) for p in (top - h, top - h)]
+            parts.append(torch.nn.functional.pad(b, pads))
+        return torch.cat(parts)
+
+    def batch_key(self):
+        return super().batch_key() if self.scales == 1 else (*super().batch_key(), self.scales)
+
+    @staticmethod
+    def sample_together(layers: list[RFNNConv]) -> list[torch.Tensor]:
+        """N-Jet's batched sampling for one scale per layer; with several, each layer samples its own."""
+        if layers[0].scales == 1:
+            return NJetConv.sample_together(layers)
+        return [layer.sample_kernel() for layer in layers]
