@@ -50,6 +50,18 @@ def test_ckconv_variants_are_the_commands_one_run_each(suite, option, official):
     assert len({c.run_id for c in build_grid(get_suite(suite), seeds=(0, 1)).runs}) == 2 * len(runs)
 
 
+def test_ckconv_crossrate_pairs_train_at_one_rate_and_test_at_another():
+    runs = build_grid(get_suite("ckconv-crossrate"), seeds=(0,)).runs
+    pairs = {(c.dataset, c.data["sr"], c.crossres["target"]): c for c in runs}
+    expected = {(d, a, b) for d in ("char_trajectories", "sc_raw") for a, b in ((1, 2), (1, 4), (1, 8), (2, 1), (4, 1),
+                                                                                 (8, 1))}  # fmt: skip
+    assert set(pairs) == expected and len(runs) == len(expected)
+    for (dataset, sr, _), cfg in pairs.items():  # each trained under the command of its training rate
+        official = dict(zip(KEYS, (CT_SR if dataset == "char_trajectories" else SC_SR)[sr]))
+        assert math.isclose(cfg.model["omega_0"], official["omega_0"]) and cfg.crossres["finetune_epochs"] == 0
+    assert [t for t in pairs[("char_trajectories", 2, 1)].tags if t.startswith("variant:")] == ["variant:CT 1/2→1"]
+
+
 def test_variants_expand_under_the_users_settings_and_leave_plain_suites_alone():
     variants = (Variant("A", {"drop_rate": 0.3}, {"dropout": 0.3}), Variant("B", {"drop_rate": 0.5}))
     plain = Suite("t", "t", methods=("conv", "ckconv"), datasets=("mnist1d",), seeds=(0, 1), data={"mnist1d": {"length": 40}},
@@ -114,3 +126,13 @@ def test_a_ct_variant_run_on_fake_files_lands_in_its_column(tmp_path):
     assert list(ours["column"]) == ["CT 50 %"] and list(ours["row"]) == ["CKCNN (100k) [budget 0.005]"]
     assert ours["ours_mean"].iloc[0] == pytest.approx(record["test_accuracy"])
     assert "| CT 50 % acc. (%) Ours |" in (tmp_path / "tables" / "ckconv-missing.md").read_text()
+
+    grid = build_grid(get_suite("ckconv-crossrate"), datasets_sel=["char_trajectories"], seeds=(0,), budget=0.005)
+    (cfg,) = [c for c in grid.runs if "variant:CT 1/2→1" in c.tags]
+    record = execute(cfg, "cpu", DataCache(tmp_path), progress=False)
+    assert record["status"] == "ok" and "error" not in record["crossres"], record.get("error")
+    build_paper_tables([record], tmp_path / "tables")
+    table = pd.read_csv(tmp_path / "tables" / "ckconv-crossrate.csv")
+    ours = table[table["ours_n"] > 0].set_index("metric")
+    assert set(table["column"]) == {"CT 1/2→1"}  # the variant's label, no second arrow
+    assert ours["ours_mean"]["ootb"] == pytest.approx(record["crossres"]["ootb"])

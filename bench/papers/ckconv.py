@@ -58,6 +58,7 @@ CKCNN_PHYSIONET = {"dropout": 0.1, "dropout_in": 0.1, "kernel_wd": 1e-4, "omega_
 # omega_0 21.4496 at sr_train 1, 2 and 4, 12.5894 at 8. SC raw at every sr_train: its ckconv-seq settings
 CT_TRAIN = {"batch_size": 32}
 CKCONV_CT = {"dropout": 0.1, "dropout_in": 0.0, "kernel_wd": 0.0, "omega_0": 21.44961185481323}
+CT_OMEGA_SR8 = 12.589391905289371  # sr_train 8
 RATES = {1: "1", 2: "1/2", 4: "1/4", 8: "1/8"}  # sr (keep every sr-th step) -> the sampling rate
 
 
@@ -71,6 +72,15 @@ def drop_variants(short: str, model_by_rate: dict[float, dict]) -> tuple[Variant
     """30, 50 and 70 % of the steps dropped (drop_rate), each rate with its command's model settings."""
     return tuple(Variant(f"{short} {round(rate * 100)} %", {"drop_rate": rate}, model)
                  for rate, model in model_by_rate.items())  # fmt: skip
+
+
+def crossrate_variants(short: str, omega_by_sr: dict[int, float]) -> tuple[Variant, ...]:
+    """Zero-shot pairs (the paper's own pairs are not verified): trained at rate 1, tested at 1/2, 1/4, 1/8; trained
+    at 1/2, 1/4, 1/8, tested at 1; each with the command of its training rate (sr_train)."""
+    pairs = [(1, sr) for sr in (2, 4, 8)] + [(sr, 1) for sr in (2, 4, 8)]
+    return tuple(Variant(f"{short} {RATES[a]}→{RATES[b]}", {"sr": a}, {"omega_0": omega_by_sr[a]} if a in omega_by_sr
+                         else {}, check_settings({"target": b, "finetune_epochs": 0}))
+                 for a, b in pairs)  # fmt: skip
 
 
 # the missing-data commands: dropout, input dropout, kernel weight decay, kernel dropout and omega_0 per rate
@@ -158,10 +168,28 @@ SUITES = (
         model_by_dataset=ROBUSTNESS_MODELS,
         model_by_method={"ckconv": CKCNN_ORIGINAL},
         variants={
-            "char_trajectories": rate_variants("CT", {8: 12.589391905289371}),
+            "char_trajectories": rate_variants("CT", {8: CT_OMEGA_SR8}),
             "sc_raw": rate_variants("SC raw", {}),
         },
         tags=("suite:ckconv-sr",),
+    ),
+    # the sampling-rate change (experiments.md 2a): trained at one rate, tested zero-shot at another (crossres)
+    Suite(
+        name="ckconv-crossrate",
+        description="CKConv paper: CKCNN (100k) on CharacterTrajectories and SC raw trained at one sampling rate and "
+        "tested zero-shot at another (1 → 1/2, 1/4, 1/8 and back; GPU; CT a manual download)",
+        methods=("ckconv",),
+        datasets=("char_trajectories", "sc_raw"),
+        seeds=(0, 1, 2),
+        train=SEQ_TRAIN,
+        train_by_dataset=ROBUSTNESS_TRAIN,
+        model_by_dataset=ROBUSTNESS_MODELS,
+        model_by_method={"ckconv": CKCNN_ORIGINAL},
+        variants={
+            "char_trajectories": crossrate_variants("CT", {8: CT_OMEGA_SR8}),
+            "sc_raw": crossrate_variants("SC raw", {}),
+        },
+        tags=("suite:ckconv-crossrate",),
     ),
     # CKConv's missing-data runs (experiments.md 2b): 30, 50, 70 % of the steps dropped, each with its own settings
     Suite(
@@ -211,6 +239,9 @@ TABLES = (
     PaperTable("ckconv-sr", "CKConv: CharacterTrajectories and SC raw trained and tested at sampling rate 1, 1/2, 1/4, "
                "1/8 (no published number verified)", "ckconv-sr", ROBUSTNESS_COLUMNS,
                (Row("CKCNN (100k)", "ckconv", CKCNN_ORIGINAL),)),
+    PaperTable("ckconv-crossrate", "CKConv: CharacterTrajectories and SC raw trained at one sampling rate, tested "
+               "zero-shot at another (no published number verified)", "ckconv-crossrate", ROBUSTNESS_COLUMNS,
+               (Row("CKCNN (100k)", "ckconv", CKCNN_ORIGINAL),), CROSSRES_METRICS),
     PaperTable("ckconv-missing", "CKConv: CharacterTrajectories and SC raw with 30, 50, 70 % of the steps dropped "
                "(published: the Neural CDE paper's baselines on CT; CKCNN's own not verified)", "ckconv-missing",
                ROBUSTNESS_COLUMNS, (Row("CKCNN (100k)", "ckconv", CKCNN_ORIGINAL),)),
