@@ -46,6 +46,7 @@ def test_ckconv_variants_are_the_commands_one_run_each(suite, option, official):
             assert all(math.isclose(hp[k], v) for k, v in zip(KEYS, expected)), (dataset, value, hp)
             assert cfg.model["width"] == 30 and cfg.model["weight_norm"] is True
             assert cfg.train.batch_size == 32 and cfg.train.epochs == (300 if dataset == "sc_raw" else 200)
+            assert (cfg.train.lr, cfg.train.patience, cfg.train.stop_patience) == (1e-3, 21, 100)  # plateau 20
             assert sum(t.startswith("variant:") for t in cfg.tags) == 1
     assert len({c.run_id for c in build_grid(get_suite(suite), seeds=(0, 1)).runs}) == 2 * len(runs)
 
