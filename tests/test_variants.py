@@ -98,6 +98,18 @@ def test_each_variant_is_its_own_column_in_the_suites_order():
             )
 
 
+def test_the_summary_gives_each_variant_a_column_not_a_row():
+    from bench.report.summary import aggregate, runs_frame
+
+    runs = build_grid(get_suite("missing-mnist1d"), methods_sel=["conv", "njet"], seeds=(0, 1)).runs
+    records = [{**_record(c, 90 - 100 * c.data.get("drop_rate", 0.0) + c.seed), "run_id": c.run_id} for c in runs]
+    agg = aggregate(runs_frame(records))
+    assert sorted(agg["dataset"]) == sorted(["MNIST-1D 0 %", "MNIST-1D 30 %", "MNIST-1D 50 %", "MNIST-1D 70 %"] * 2)
+    assert set(agg["variant"]) == {""}  # one row per method: the rate is the column, not a setting of the row
+    conv = agg[agg["method"] == "conv"].set_index("dataset")["mean"]
+    assert conv["MNIST-1D 70 %"] == pytest.approx(20.5) and conv["MNIST-1D 0 %"] == pytest.approx(90.5)
+
+
 def test_ckconv_missing_table_stands_beside_neural_cdes_numbers_unmarked():
     table = next(t for t in all_tables() if t.key == "ckconv-missing")
     runs = build_grid(get_suite("ckconv-missing"), seeds=(0,)).runs

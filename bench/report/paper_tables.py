@@ -32,6 +32,7 @@ from bench.report.style import legend, method_styles, point_style, pyplot, save
 from bench.report.tables import METRIC_AXIS, fmt_params, grouped_header, latex_table, markdown_table, tex, write_table
 from bench.report.trials import trial_label
 from bench.run.grid import build_grid
+from bench.run.suite import variant_of
 
 METRIC_NAMES = {"accuracy": "acc. (%)", "top5": "top-5 (%)", "source": "Source", "ootb": "OOTB", "delta": "Δ",
                 "finetuned": "Fine-tuned", "mse": "MSE", "auc": "AUC"}  # fmt: skip
@@ -73,7 +74,7 @@ def deviations(record: dict, row: Row | None, suite_name: str) -> list[str]:
                           seeds=(record["seed"],), budget=cfg.get("budget", 1.0))  # fmt: skip
     except UserError:
         return ["not checked: method or dataset not loaded"]
-    variant = variant_of(record)
+    variant = variant_of(record.get("tags", []))
     runs = [c for c in grid.runs if variant is None or f"variant:{variant}" in c.tags]  # the record's variant
     if not runs:
         return ["not in the suite"]
@@ -162,15 +163,10 @@ def value_of(record: dict, metric: str) -> float | None:
     return math.nan if value is not None or "error" in source else None
 
 
-def variant_of(record: dict) -> str | None:
-    """The label of the suite variant the run is (its tag `variant:<label>`), or None."""
-    return next((t.split(":", 1)[1] for t in record.get("tags", []) if t.startswith("variant:")), None)
-
-
 def column_of(table: PaperTable, record: dict) -> str:
     """The run's column: its variant's label (which says its rates), else the dataset's, with the cross-resolution
     pair appended."""
-    variant = variant_of(record)
+    variant = variant_of(record.get("tags", []))
     if variant is not None:
         return variant
     label = table.columns[record["dataset"]]

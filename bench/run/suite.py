@@ -34,6 +34,11 @@ class Variant:
         return f"variant:{self.label}"
 
 
+def variant_of(tags) -> str | None:
+    """The label of the variant a run is (its tag `variant:<label>`), or None."""
+    return next((t.split(":", 1)[1] for t in tags if t.startswith("variant:")), None)
+
+
 @dataclass(frozen=True)
 class Suite:
     name: str
