@@ -178,8 +178,10 @@ def cmd_run(args, signals: list) -> int:
     if args.dry_run:
         for cfg in grid.runs:
             trial = "".join(f" {key}={trial_value(cfg, key)}" for key in cfg.search)
+            variant = "".join(f"  {t}" for t in cfg.tags if t.startswith("variant:"))  # a suite's data variant
             print(f"{cfg.run_id}  {cfg.method:<18} {cfg.dataset:<12} seed {cfg.seed}  model={cfg.model} "
-                  f"epochs={max(1, round(cfg.train.epochs * cfg.budget))}" + (f"  trial:{trial}" if trial else ""))  # fmt: skip
+                  f"epochs={max(1, round(cfg.train.epochs * cfg.budget))}" + (f"  trial:{trial}" if trial else "")
+                  + variant)  # fmt: skip
         print(f"{len(grid.runs)} runs, {len(grid.unsupported)} unsupported method/dataset pairs")
         return 0
     writable_folder(args.out, "--out")  # before anything trains: a result that cannot be written is lost

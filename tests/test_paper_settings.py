@@ -216,7 +216,8 @@ def test_flextcn4_is_the_model_of_table_1s_pmnist_and_table_2s_mfcc_numbers():
 
 
 @pytest.mark.parametrize("suite", ["flexconv-seq", "flexconv-sc", "ckconv-seq", "ckcnn-1m", "flextcn4",
-                                   "flexconv-cifar", "flexconv-crossres", "flexconv-other"])  # fmt: skip
+                                   "flexconv-cifar", "flexconv-crossres", "flexconv-other", "ckconv-sr",
+                                   "ckconv-crossrate", "ckconv-missing"])  # fmt: skip
 def test_every_flexconv_and_ckconv_suite_builds_its_models(suite):
     """Each setting above reaches a model that can be built (no setting dropped or refused on the way)."""
     from bench.run.grid import check_models

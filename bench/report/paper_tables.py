@@ -32,6 +32,7 @@ from bench.report.style import legend, method_styles, point_style, pyplot, save
 from bench.report.tables import METRIC_AXIS, fmt_params, grouped_header, latex_table, markdown_table, tex, write_table
 from bench.report.trials import trial_label
 from bench.run.grid import build_grid
+from bench.run.suite import variant_of
 
 METRIC_NAMES = {"accuracy": "acc. (%)", "top5": "top-5 (%)", "source": "Source", "ootb": "OOTB", "delta": "Δ",
                 "finetuned": "Fine-tuned", "mse": "MSE", "auc": "AUC"}  # fmt: skip
@@ -73,9 +74,11 @@ def deviations(record: dict, row: Row | None, suite_name: str) -> list[str]:
                           seeds=(record["seed"],), budget=cfg.get("budget", 1.0))  # fmt: skip
     except UserError:
         return ["not checked: method or dataset not loaded"]
-    if not grid.runs:
+    variant = variant_of(record.get("tags", []))
+    runs = [c for c in grid.runs if variant is None or f"variant:{variant}" in c.tags]  # the record's variant
+    if not runs:
         return ["not in the suite"]
-    expected = grid.runs[0].to_dict()
+    expected = runs[0].to_dict()
     searched = cfg.get("search") or {}
     cfg = {k: v for k, v in cfg.items() if k != "search"}
     if "selection" in cfg.get("train", {}):  # the protocol is its own mark ("paper protocol"), not a deviation
@@ -161,6 +164,11 @@ def value_of(record: dict, metric: str) -> float | None:
 
 
 def column_of(table: PaperTable, record: dict) -> str:
+    """The run's column: its variant's label (which says its rates), else the dataset's, with the cross-resolution
+    pair appended."""
+    variant = variant_of(record.get("tags", []))
+    if variant is not None:
+        return variant
     label = table.columns[record["dataset"]]
     if table.crossres:
         cr = record["crossres"]
@@ -206,9 +214,18 @@ def build(table: PaperTable, records: list[dict], refs: dict) -> Built:
         ordered.append(label)
         ordered += sorted(k for k, v in base.items() if v == label and k != label)
     ordered += sorted(extra)
-    col_order = list(table.columns.values())
-    columns_sorted = sorted(columns, key=lambda c: (next((i for i, p in enumerate(col_order) if c[0].startswith(p)), 99),
-                                                    c[0], table.metrics.index(c[1]) if c[1] in table.metrics else 99))  # fmt: skip
+    col_order: list[str] = []  # per dataset: its variants in the suites' order, then its own name
+    for dataset, name in table.columns.items():
+        col_order += [v.label for s in table.suites for v in get_suite(s).variants.get(dataset, ())] + [name]
+    variants = set(col_order) - set(table.columns.values())
+
+    def rank(label: str) -> int:
+        if label in variants:
+            return col_order.index(label)
+        return next((i for i, p in enumerate(col_order) if label.startswith(p)), 99)
+
+    columns_sorted = sorted(columns, key=lambda c: (rank(c[0]), c[0],
+                                                    table.metrics.index(c[1]) if c[1] in table.metrics else 99))  # fmt: skip
     return Built(table, ordered, base, columns_sorted, dict(cells), dict(params), own_refs)
 
 

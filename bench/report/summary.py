@@ -25,6 +25,7 @@ import datasets
 from bench.report import stats
 from bench.report.tables import METRIC_SHORT, fmt_params, higher_is_better
 from bench.report.trials import trial_label
+from bench.run.suite import variant_of
 
 MARKS = {"smoke": "smoke", "budget": "budget", "matched-params": "params-matched", "matched-flops": "flops-matched"}
 SETTING_SECTIONS = ("model", "data", "train", "crossres")
@@ -75,7 +76,9 @@ def runs_frame(records: list[dict]) -> pd.DataFrame:
         m = r.get("metric", "accuracy")
         marks = [MARKS[t] for t in r.get("tags", []) if t in MARKS]
         rows.append({
-            "run_id": r["run_id"], "method": r["method"], "dataset": r["dataset"], "seed": r["seed"],
+            # a suite's data variant (drop rate, sampling rate) is a column of its own, named by its label
+            "run_id": r["run_id"], "method": r["method"], "dataset": variant_of(r.get("tags", [])) or r["dataset"],
+            "seed": r["seed"],
             "status": r["status"], "error": r.get("error"), "metric": m, "marks": "+".join(marks),
             "trial": trial_label(r),
             "settings": json.dumps(settings_of(r.get("config") or {}), sort_keys=True),

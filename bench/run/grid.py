@@ -15,7 +15,7 @@ import datasets
 import methods
 from bench.base import UserError
 from bench.run.config import RunConfig, TrainConfig, coerce_annotated, with_train
-from bench.run.suite import Suite
+from bench.run.suite import Suite, Variant
 
 
 @dataclass
@@ -125,7 +125,9 @@ def build_grid(
         raise UserError("the selection is empty: no method or no dataset chosen")
     spaces = {m: {**suite.tune.get("*", {}), **suite.tune.get(m, {}), **(tune or {})} for m in method_names}
     trials = max(math.prod(len(v) for v in space.values()) for space in spaces.values())
-    size = len(method_names) * len(dataset_names) * len(seeds or suite.seeds) * trials
+    # each dataset once per variant of it (bench/run/suite.py Variant), or once
+    pairs = [(d, v) for d in dataset_names for v in suite.variants.get(d) or (None,)]
+    size = len(method_names) * len(pairs) * len(seeds or suite.seeds) * trials
     if size > MAX_RUNS:
         raise UserError(f"the grid would have {size:,} runs (more than {MAX_RUNS:,}); choose fewer methods, "
                         "datasets or seeds")  # fmt: skip
@@ -133,13 +135,18 @@ def build_grid(
     user_data = _apply_user("data", overrides["data"], dataset_names, lambda d, k: datasets.loader_options(d).takes(k),
                             lambda d: datasets.loader_options(d).annotations)  # fmt: skip
     base_train = with_train(TrainConfig(), **suite.train)
-    tags = tuple(suite.tags) + (("budget",) if budget < 1 else ())
+    marked = ("budget",) if budget < 1 else ()
 
     grid = Grid()
-    for dname in dataset_names:
+    for dname, variant in pairs:
         card = datasets.get_entry(dname).card
         stub = card.task_for({})
-        data = {**suite.data.get(dname, {}), **user_data[dname]}
+        if variant is not None:
+            check_variant(dname, variant)
+        first = variant is None or variant is suite.variants[dname][0]  # unsupported pairs are listed once
+        data = {**suite.data.get(dname, {}), **(variant.data if variant else {}), **user_data[dname]}
+        crossres = dict(variant.crossres or suite.crossres) if variant else dict(suite.crossres)
+        tags = (*suite.tags, *((variant.tag,) if variant else ()), *marked)
         for seed in seeds or suite.seeds:
             for mname in method_names:
                 only = suite.datasets_by_method.get(mname)
@@ -147,25 +154,34 @@ def build_grid(
                     continue  # the paper ran this method on some datasets only; naming it with --methods overrides
                 reason = methods.skip_reason(mname, stub)
                 if reason:
-                    if seed == (seeds or suite.seeds)[0]:
+                    if seed == (seeds or suite.seeds)[0] and first:
                         grid.unsupported.append((mname, dname, reason))
                     continue
                 suite_hp = {**suite.model_by_dim.get(card.dim, {}), **suite.model_by_dataset.get(dname, {}),
                             **suite.model_by_method.get(mname, {}),
-                            **suite.model_by_method_dataset.get(mname, {}).get(dname, {})}  # fmt: skip
+                            **suite.model_by_method_dataset.get(mname, {}).get(dname, {}),
+                            **(variant.model if variant else {})}  # fmt: skip
                 hp = {k: v for k, v in suite_hp.items() if _method_takes(mname, k)}
                 hp.update(user_model[mname])
                 methods.check_hparams(mname, hp)
                 # the user's settings win over the suite's per-dataset and per-method ones
                 train = {**suite.train_by_dataset.get(dname, {}), **suite.train_by_method.get(mname, {}),
                          **overrides["train"], **({"epochs": epochs} if epochs is not None else {})}  # fmt: skip
-                base = RunConfig(mname, dname, seed, hp, data, with_train(base_train, **train), budget,
-                                 dict(suite.crossres), tags)  # fmt: skip
+                base = RunConfig(mname, dname, seed, hp, data, with_train(base_train, **train), budget, crossres,
+                                 tags)  # fmt: skip
                 if spaces[mname] and base.train.selection == "paper":
                     raise UserError("--tune selects on the validation split; the paper selection has none (its "
                                     "validation set is the test set): tune with --selection val")  # fmt: skip
                 grid.runs += trials_of(base, spaces[mname]) if spaces[mname] else [base]
     return grid
+
+
+def check_variant(dataset: str, variant: Variant) -> None:
+    """A variant's loader options are ones the dataset takes (a suite's typo fails before any run)."""
+    options = datasets.loader_options(dataset)
+    unknown = [k for k in variant.data if not options.takes(k)]
+    if unknown:
+        raise UserError(f"variant {variant.label!r}: dataset {dataset!r} has no option {', '.join(map(repr, unknown))}")
 
 
 def trials_of(base: RunConfig, space: dict[str, list]) -> list[RunConfig]:
