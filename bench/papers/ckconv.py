@@ -99,6 +99,15 @@ ROBUSTNESS_TRAIN = {"char_trajectories": CT_TRAIN, "sc_raw": SEQ_TRAIN_BY_DATASE
 # the offline missing-data protocol: MNIST-1D (40 steps) with none, 30, 50, 70 % of its steps dropped
 MNIST1D_DROPPED = (Variant("MNIST-1D 0 %"), *drop_variants("MNIST-1D", {0.3: {}, 0.5: {}, 0.7: {}}))
 
+
+def robustness_suite(name: str, description: str, variants: dict) -> Suite:
+    """A CKConv robustness suite: the 100k CKCNN on CharacterTrajectories and SC raw under the sequence protocol,
+    each dataset run as `variants` (rates or drop rates, each with its command's settings)."""
+    return Suite(name=name, description=description, methods=("ckconv",), datasets=("char_trajectories", "sc_raw"),
+                 seeds=(0, 1, 2), train=SEQ_TRAIN, train_by_dataset=ROBUSTNESS_TRAIN, model_by_dataset=ROBUSTNESS_MODELS,
+                 model_by_method={"ckconv": CKCNN_ORIGINAL}, variants=variants, tags=(f"suite:{name}",))  # fmt: skip
+
+
 SUITES = (
     Suite(
         name="ckconv-seq",
@@ -156,58 +165,34 @@ SUITES = (
         tags=("suite:crossrate-mnist1d",),
     ),
     # CKConv's sampling-rate runs (experiments.md 2a): trained and tested at one rate, sr 1, 2, 4, 8
-    Suite(
-        name="ckconv-sr",
-        description="CKConv paper: CKCNN (100k) on CharacterTrajectories and SC raw at sampling rates 1, 1/2, 1/4, "
+    robustness_suite(
+        "ckconv-sr",
+        "CKConv paper: CKCNN (100k) on CharacterTrajectories and SC raw at sampling rates 1, 1/2, 1/4, "
         "1/8 (GPU; CT a manual download)",
-        methods=("ckconv",),
-        datasets=("char_trajectories", "sc_raw"),
-        seeds=(0, 1, 2),
-        train=SEQ_TRAIN,
-        train_by_dataset=ROBUSTNESS_TRAIN,
-        model_by_dataset=ROBUSTNESS_MODELS,
-        model_by_method={"ckconv": CKCNN_ORIGINAL},
-        variants={
+        {
             "char_trajectories": rate_variants("CT", {8: CT_OMEGA_SR8}),
             "sc_raw": rate_variants("SC raw", {}),
         },
-        tags=("suite:ckconv-sr",),
     ),
     # the sampling-rate change (experiments.md 2a): trained at one rate, tested zero-shot at another (crossres)
-    Suite(
-        name="ckconv-crossrate",
-        description="CKConv paper: CKCNN (100k) on CharacterTrajectories and SC raw trained at one sampling rate and "
+    robustness_suite(
+        "ckconv-crossrate",
+        "CKConv paper: CKCNN (100k) on CharacterTrajectories and SC raw trained at one sampling rate and "
         "tested zero-shot at another (1 → 1/2, 1/4, 1/8 and back; GPU; CT a manual download)",
-        methods=("ckconv",),
-        datasets=("char_trajectories", "sc_raw"),
-        seeds=(0, 1, 2),
-        train=SEQ_TRAIN,
-        train_by_dataset=ROBUSTNESS_TRAIN,
-        model_by_dataset=ROBUSTNESS_MODELS,
-        model_by_method={"ckconv": CKCNN_ORIGINAL},
-        variants={
+        {
             "char_trajectories": crossrate_variants("CT", {8: CT_OMEGA_SR8}),
             "sc_raw": crossrate_variants("SC raw", {}),
         },
-        tags=("suite:ckconv-crossrate",),
     ),
     # CKConv's missing-data runs (experiments.md 2b): 30, 50, 70 % of the steps dropped, each with its own settings
-    Suite(
-        name="ckconv-missing",
-        description="CKConv paper: CKCNN (100k) on CharacterTrajectories and SC raw with 30, 50, 70 % of the steps "
+    robustness_suite(
+        "ckconv-missing",
+        "CKConv paper: CKCNN (100k) on CharacterTrajectories and SC raw with 30, 50, 70 % of the steps "
         "dropped (GPU; CT a manual download)",
-        methods=("ckconv",),
-        datasets=("char_trajectories", "sc_raw"),
-        seeds=(0, 1, 2),
-        train=SEQ_TRAIN,
-        train_by_dataset=ROBUSTNESS_TRAIN,
-        model_by_dataset=ROBUSTNESS_MODELS,
-        model_by_method={"ckconv": CKCNN_ORIGINAL},
-        variants={
+        {
             "char_trajectories": drop_variants("CT", CT_DROPPED),
             "sc_raw": drop_variants("SC raw", SC_RAW_DROPPED),
         },
-        tags=("suite:ckconv-missing",),
     ),
     # the missing-data protocol offline: the crossrate-mnist1d methods under the cpu suite's protocol and models
     Suite(
