@@ -80,6 +80,9 @@ class DatasetCard:
     def make(cls, **card: Any) -> DatasetCard:
         known = {f.name for f in fields(cls)}
         unknown = sorted(set(card) - known)
+        if "dim" in card or isinstance(card.get("shape"), str):  # the card's form before the shape became a tuple
+            raise ValueError("a dataset card's shape is a tuple, shape=(channels, length) or (channels, height, "
+                             "width), and its dim follows from it: drop dim= and write e.g. shape=(3, 32, 32)")  # fmt: skip
         if unknown:
             raise ValueError(f"unknown dataset-card field(s) {unknown}; valid: {sorted(known)}")
         if "shape" not in card:

@@ -196,3 +196,8 @@ def test_builtin_hparams_are_declared_once_with_docs():
     assert ccnn["mask_lr_factor"].default == 1.0 and ccnn["blocks"].default == 4 and "CCNN" in ccnn["learn_mean"].doc
     assert "arch" not in ccnn  # a model method: no backbone
     assert [(n, k) for n in methods.list_methods() for k, h in methods.hparams_of(n).items() if not h.doc] == []
+
+
+def test_the_old_card_form_says_how_to_write_the_new_one():
+    with pytest.raises(ValueError, match=r"drop dim= and write e.g. shape=\(3, 32, 32\)"):
+        datasets.register_dataset("t_old_form", dim=2, shape="3 x 32 x 32", classes=10)
