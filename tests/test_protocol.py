@@ -6,10 +6,13 @@ import pytest
 import torch
 
 import bench.run.protocol as protocol
+import methods
 from bench.base import UserError
 from bench.run.config import RunConfig, TrainConfig
 from bench.run.protocol import stalled
 from datasets import get_dataset
+from methods import hooks
+from methods.task import TaskSpec
 
 TINY = {"arch": "flexnet3", "width": 4, "dropout": 0.0}
 
@@ -93,3 +96,33 @@ def test_patience_and_decays_are_checked():
         TrainConfig(patience=-1).validate()
     with pytest.raises(UserError, match="lr_decays"):
         TrainConfig(lr_decays=-2).validate()
+
+
+def test_layers_groups_with_equal_settings_share_one_optimizer_group_and_train_the_same():
+    task = TaskSpec(2, 3, 10, (8, 8))
+    torch.manual_seed(0)
+    model = methods.build_model("s4d", task, arch="flexnet3", width=4, dropout=0.0)
+    twin = methods.build_model("s4d", task, arch="flexnet3", width=4, dropout=0.0)
+    twin.load_state_dict(model.state_dict())
+    tc = TrainConfig(lr=1e-2, weight_decay=0.1)
+    per_layer = hooks.param_groups(model, tc.lr, tc.weight_decay)
+    merged = protocol.make_optimizer(model, tc)
+    layers = sum(1 for m in model.modules() if hasattr(m, "ssm_parameters"))
+    assert layers > 2 and len(per_layer) == 1 + layers  # the rest, and one group per layer
+    assert len(merged.param_groups) == 2  # the rest, and the layers' SSM parameters
+    assert [id(p) for g in merged.param_groups for p in g["params"]] == [id(p) for g in per_layer for p in g["params"]]
+    unmerged = torch.optim.AdamW(hooks.param_groups(twin, tc.lr, tc.weight_decay), fused=True)
+    x, y = torch.randn(4, 3, 8, 8), torch.randint(0, 10, (4,))
+    for net, opt in ((model, merged), (twin, unmerged)):
+        for _ in range(3):
+            opt.zero_grad()
+            torch.nn.functional.cross_entropy(net(x), y).backward()
+            opt.step()
+    for a, b in zip(model.parameters(), twin.parameters()):
+        assert torch.equal(a, b)
+    # settings that differ keep their groups apart, whatever their values' types
+    a, b, c = (torch.nn.Parameter(torch.zeros(1)) for _ in range(3))
+    groups = hooks.merge_equal_groups([{"params": [a], "lr": 0.1, "betas": [0.9, 0.99]},
+                                       {"params": [b], "lr": 0.01, "betas": [0.9, 0.99]},
+                                       {"params": [c], "lr": 0.1, "betas": [0.9, 0.99]}])  # fmt: skip
+    assert [[id(p) for p in g["params"]] for g in groups] == [[id(a), id(c)], [id(b)]]

@@ -23,7 +23,10 @@ import torch
 
 from bench.run.store import atomic_write
 
-FORMAT = 2  # 1 (before plain data): pickled objects, numpy and Python RNG states as tuples; refused now
+# 1 (before plain data): pickled objects, numpy and Python RNG states as tuples; 2: one optimizer group per
+# layer; 3: layers' groups with equal settings merged (hooks.merge_equal_groups). Older ones are refused: the run
+# starts afresh, which changes no result.
+FORMAT = 3
 
 
 def _numpy_state() -> dict:

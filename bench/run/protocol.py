@@ -113,7 +113,7 @@ def lr_lambda(warmup_steps: int, total_steps: int, min_factor: float, decays: li
 def make_optimizer(model, tc) -> torch.optim.Optimizer:
     """AdamW over the modules' parameter groups; the fused kernel where the parameters allow it (4x
     faster steps on CPU), else the reference loop (complex parameters, a torch without it)."""
-    groups = hooks.param_groups(model, tc.lr, tc.weight_decay)
+    groups = hooks.merge_equal_groups(hooks.param_groups(model, tc.lr, tc.weight_decay))
     real = all(p.dtype.is_floating_point for g in groups for p in g["params"])
     try:
         return torch.optim.AdamW(groups, fused=real)
