@@ -124,7 +124,8 @@ class NJetConv(nn.Module):
             nn.init.normal_(self.alpha, 0.0, math.sqrt(1.0 / (3 * cin * energy.item())))
 
     def sigma(self) -> torch.Tensor:
-        return torch.exp2(self.log2_sigma) * self.resolution_ratio
+        sigma = torch.exp2(self.log2_sigma)
+        return sigma if self.resolution_ratio == 1.0 else sigma * self.resolution_ratio  # (x 1.0: an op, no change)
 
     def host_tensors(self) -> list[torch.Tensor]:
         return [self.sigma()]  # the support's input, copied once per step (methods/hooks.py)
@@ -196,14 +197,24 @@ class NJetConv(nn.Module):
             rows = per_axis[:, 0].index_select(1, rows_idx)
             cols = per_axis[:, 1].index_select(1, cols_idx)
             basis = rows[:, :, :, None] * cols[:, :, None, :]  # (B, F, K, K)
+        # W[o, c] = sum_f alpha[o, c, f] B_f: one batched product per run of consecutive layers with equal alpha
+        # shapes (a network's layers but its first and last, mostly), not one per layer
         out = []
-        for layer, hs, b in zip(layers, halves, basis.unbind(0)):
-            F = b.shape[0]
-            w = torch.mm(layer.alpha.reshape(-1, F), b.reshape(F, -1)).view(*layer.alpha.shape[:2], *b.shape[1:])
+        F, grid = basis.shape[1], basis.shape[2:]
+        start = 0
+        while start < len(layers):
+            end = start + 1
+            while end < len(layers) and layers[end].alpha.shape == layers[start].alpha.shape:
+                end += 1
+            shape = layers[start].alpha.shape[:2]
+            alpha = kernelbank.stack([layer.alpha for layer in layers[start:end]]).view(end - start, -1, F)
+            w = torch.bmm(alpha, basis[start:end].reshape(end - start, F, -1)).view(end - start, *shape, *grid)
+            out += w.unbind(0)
+            start = end
+        for i, hs in enumerate(halves):
             for d, hd in enumerate(hs):
                 if hd != top:
-                    w = w.narrow(2 + d, top - hd, 2 * hd + 1)
-            out.append(w)
+                    out[i] = out[i].narrow(2 + d, top - hd, 2 * hd + 1)
         return out
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
