@@ -1,22 +1,32 @@
 """`python -m bench.cost.ops_per_step`: aten ops and host reads in one training step of every method.
 
-On a GPU every aten op is at least one kernel launch, and every host read (`item`, `tolist`,
-`bool(tensor)`, a copy to the CPU) stalls the queue until the GPU catches up; a small model's
-step is bound by them, not by arithmetic (../shared/measurements/2026-12-04-h200/README.md). Both
-are counted here on the CPU, which sees the same ops, for one step of the protocol's update
-(forward, loss, regularisers, backward, AdamW step, post-step hooks), on the two networks of the
-FlexConv papers that every layer method plugs into: FlexNet-7 on 32 x 32 images and FlexTCN-6 on
-1024-step sequences. The step counted is the second one (the first fills the layers' caches).
+Every aten op costs the host a few microseconds of dispatch, most launch a kernel on a GPU, and every host
+read (`item`, `tolist`, `bool(tensor)`, a copy to the CPU) stalls the queue until the GPU catches up; a small
+model's eager step is bound by them, not by arithmetic (../shared/measurements/2026-12-04-h200/README.md).
+Both are counted here on the CPU, which sees the same ops, for one step of the protocol's update (forward,
+loss, regularisers, backward, AdamW step, post-step hooks), on the two networks of the FlexConv papers that
+every layer method plugs into: FlexNet-7 on 32 x 32 images and FlexTCN-6 on 1024-step sequences. The step
+counted is the second one (the first fills the layers' caches).
 
-Writes `results/perf/ops_per_step.csv` (one row per method and network; `--column` names the
-count's column, so a count before a change and one after sit side by side) and, if matplotlib is
-there, `ops_per_step.png`.
+Writes `results/perf/ops_per_step.csv`, one row per method and network, with for a count named by
+`--column` (so that counts before and after a change sit side by side):
+  ops_<col>           all aten ops of the step
+  launching_<col>     those that launch a kernel (not views such as `view`/`permute`/`detach`/`_conj`, not
+                      allocations, not profiler markers)
+  in_fft_<col>        those inside the FFT convolution's forward and backward
+  free_kernels_<col>  the plain 3 x 3 network's ops with this method's convolutions (each counted alone,
+                      forward and backward) in place of its own: what the step would cost if the method's
+                      kernels came for free, a floor for any change that keeps its convolutions (layers only)
+  host_reads_<col>    host reads, in the step and in the post-step hooks
+and, if matplotlib is there, `ops_per_step.png`.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import csv
+import functools
 import sys
 from collections import Counter
 from pathlib import Path
@@ -28,6 +38,7 @@ from torch.utils._python_dispatch import TorchDispatchMode
 import methods
 from bench.run.config import TrainConfig
 from bench.run.protocol import TrainStep, make_optimizer
+from methods import functional
 from methods.task import TaskSpec
 
 # network: (task, the backbone's hparams, batch size)
@@ -70,15 +81,33 @@ def _to_cpu(args, kwargs) -> bool:
     return isinstance(target, (str, torch.device)) and torch.device(target).type == "cpu"
 
 
+# aten ops that launch no kernel on a GPU though they are not views: allocations and the profiler's markers
+NO_KERNEL_OPS = {"empty", "empty_strided", "new_empty_strided", "_record_function_enter_new", "_record_function_exit"}
+
+
+@functools.cache
+def launches_kernel(func) -> bool:
+    """Whether an aten op does work on the device: not a view (its result aliases an input: `view`, `permute`,
+    `detach`, `_conj`, ...), not an allocation or a profiler marker."""
+    if func.overloadpacket.__name__ in NO_KERNEL_OPS:
+        return False
+    aliases = [r.alias_info for r in func._schema.returns]
+    return not any(a is not None and not a.is_write for a in aliases)
+
+
 class AtenOps(TorchDispatchMode):
-    """Counts the aten ops the dispatcher runs (each one a kernel launch on a GPU), by name."""
+    """Counts the aten ops the dispatcher runs, by name; those that launch a kernel on a GPU; and those run inside
+    the FFT convolution (`inside_fft` > 0), forward and backward."""
 
     def __init__(self):
         super().__init__()
         self.ops: Counter = Counter()
+        self.launching = self.in_fft = self.inside_fft = 0
 
     def __torch_dispatch__(self, func, types, args=(), kwargs=None):
         self.ops[func.overloadpacket.__name__] += 1
+        self.launching += launches_kernel(func)
+        self.in_fft += self.inside_fft > 0
         return func(*args, **(kwargs or {}))
 
     @property
@@ -105,7 +134,7 @@ def count(method: str, network: str) -> dict:
     backward, optimizer step) and in the post-step hooks (where one batched copy of the sizes may be)."""
     step, x, y = build(method, network)
     step(x, y)
-    with HostReads() as reads, AtenOps() as ops:
+    with HostReads() as reads, AtenOps() as ops, _watching_fft(ops), _recording_convolutions() as convolutions:
         step.update(x, y)
     with HostReads() as post_reads, AtenOps() as post_ops:
         step.hooks.post_step()
@@ -116,8 +145,84 @@ def count(method: str, network: str) -> dict:
         "step_reads": max(sum(reads.reads.values()), ops.host_reads),
         "post_step_reads": max(sum(post_reads.reads.values()), post_ops.host_reads),
         "read_kinds": " ".join(f"{k}:{v}" for k, v in sorted(kinds.items())),
+        "launching": ops.launching + post_ops.launching,
+        "in_fft": ops.in_fft,
+        "in_convolutions": sum(convolution_ops(*call) for call in convolutions),
         "by_op": ops.ops + post_ops.ops,
     }
+
+
+@functools.cache
+def backbone_ops(network: str) -> int:
+    """The plain 3x3 network's ops less those of its convolutions."""
+    plain = count("conv", network)
+    return plain["ops"] - plain["in_convolutions"]
+
+
+def free_kernels(method: str, network: str, counted: dict) -> int | None:
+    """The plain network with `method`'s convolutions in place of its own: what the step would cost if the
+    method's kernels came for free, a lower bound for any kernel parameterisation that keeps these convolutions.
+    None for a whole-model method (its network is not the plain one) or one that convolves no sampled kernel."""
+    if methods.get_method(method).card.kind != "layer" or not counted["in_convolutions"]:
+        return None
+    return backbone_ops(network) + counted["in_convolutions"]
+
+
+@contextlib.contextmanager
+def _recording_convolutions():
+    """The convolutions with a sampled kernel (functional.conv_direct / conv_fft) run meanwhile, as
+    (path, x's shape, whether x needs a gradient, the weight's shape, with a bias, causal)."""
+    calls: list = []
+    saved = functional.conv_direct, functional.conv_fft
+
+    def recording(path, name):
+        def run(x, weight, bias, causal):
+            calls.append((name, tuple(x.shape), x.requires_grad, tuple(weight.shape), bias is not None, causal))
+            return path(x, weight, bias, causal)
+
+        return run
+
+    functional.conv_direct, functional.conv_fft = recording(saved[0], "direct"), recording(saved[1], "fft")
+    try:
+        yield calls
+    finally:
+        functional.conv_direct, functional.conv_fft = saved
+
+
+@functools.cache
+def convolution_ops(path: str, x_shape, x_grad: bool, w_shape, bias: bool, causal: bool) -> int:
+    """Aten ops of one such convolution alone, forward and backward (the gradients of weight, bias and, where the
+    network needs it, the input)."""
+    x, w = torch.randn(x_shape, requires_grad=x_grad), torch.randn(w_shape, requires_grad=True)
+    b = torch.randn(w_shape[0], requires_grad=True) if bias else None
+    run = functional.conv_fft if path == "fft" else functional.conv_direct
+    with AtenOps() as ops:
+        out = run(x, w, b, causal)
+        torch.autograd.grad(out, [t for t in (x, w, b) if t is not None and t.requires_grad], torch.ones_like(out))
+    return sum(ops.ops.values()) - 1  # less the ones_like, which the counted step does not run
+
+
+@contextlib.contextmanager
+def _watching_fft(ops: AtenOps):
+    """Marks the ops run inside the FFT convolution's forward and backward (functional._FFTConv) for `ops`."""
+    cls = functional._FFTConv
+    saved = cls.__dict__["forward"], cls.__dict__["backward"]
+
+    def watched(fn):
+        def run(*args, **kwargs):
+            ops.inside_fft += 1
+            try:
+                return fn(*args, **kwargs)
+            finally:
+                ops.inside_fft -= 1
+
+        return staticmethod(run)
+
+    cls.forward, cls.backward = watched(saved[0].__func__), watched(saved[1].__func__)
+    try:
+        yield
+    finally:
+        cls.forward, cls.backward = saved
 
 
 def applicable(method: str, network: str, small: bool = False) -> bool:
@@ -145,10 +250,15 @@ def main(argv=None) -> int:
             c = count(m, network)
             row = rows.setdefault((m, network), {"method": m, "network": network})
             reads = c["step_reads"] + c["post_step_reads"]
+            floor = free_kernels(m, network, c)
+            floor = "" if floor is None else floor
             row.update({f"ops_{args.column}": c["ops"], f"host_reads_{args.column}": reads})
+            row.update({f"launching_{args.column}": c["launching"], f"in_fft_{args.column}": c["in_fft"],
+                        f"free_kernels_{args.column}": floor})  # fmt: skip
             print(
-                f"{network:<14} {m:<18} {c['ops']:>6} ops {c['step_reads']:>3} host reads in the step, "
-                f"{c['post_step_reads']} after it  {c['read_kinds']}"
+                f"{network:<14} {m:<18} {c['ops']:>6} ops ({c['launching']:>5} launch a kernel, {c['in_fft']:>4} in "
+                f"FFT convolutions, {floor or '-':>5} with free kernels) {c['step_reads']:>3} host reads in the "
+                f"step, {c['post_step_reads']} after it  {c['read_kinds']}"
             )
             if args.top:
                 print("    " + ", ".join(f"{k} {v}" for k, v in c["by_op"].most_common(args.top)))
