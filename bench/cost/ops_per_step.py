@@ -14,9 +14,9 @@ Writes `results/perf/ops_per_step.csv`, one row per method and network, with for
   launching_<col>     those that launch a kernel (not views such as `view`/`permute`/`detach`/`_conj`, not
                       allocations, not profiler markers)
   in_fft_<col>        those inside the FFT convolution's forward and backward
-  free_kernels_<col>  the plain 3 x 3 network's ops with this method's convolutions (each counted alone,
-                      forward and backward) in place of its own: what the step would cost if the method's
-                      kernels came for free, a floor for any change that keeps its convolutions (layers only)
+  free_kernels_<col>  the same step with every layer's kernel precomputed (the kernel bank's output given):
+                      what it would cost if sampling the kernels cost nothing, a floor for any change that
+                      keeps the rest of the layers and the network
   host_reads_<col>    host reads, in the step and in the post-step hooks
 and, if matplotlib is there, `ops_per_step.png`.
 """
@@ -38,7 +38,7 @@ from torch.utils._python_dispatch import TorchDispatchMode
 import methods
 from bench.run.config import TrainConfig
 from bench.run.protocol import TrainStep, make_optimizer
-from methods import functional
+from methods import functional, kernelbank
 from methods.task import TaskSpec
 
 # network: (task, the backbone's hparams, batch size)
@@ -134,7 +134,7 @@ def count(method: str, network: str) -> dict:
     backward, optimizer step) and in the post-step hooks (where one batched copy of the sizes may be)."""
     step, x, y = build(method, network)
     step(x, y)
-    with HostReads() as reads, AtenOps() as ops, _watching_fft(ops), _recording_convolutions() as convolutions:
+    with HostReads() as reads, AtenOps() as ops, _watching_fft(ops):
         step.update(x, y)
     with HostReads() as post_reads, AtenOps() as post_ops:
         step.hooks.post_step()
@@ -147,59 +147,52 @@ def count(method: str, network: str) -> dict:
         "read_kinds": " ".join(f"{k}:{v}" for k, v in sorted(kinds.items())),
         "launching": ops.launching + post_ops.launching,
         "in_fft": ops.in_fft,
-        "in_convolutions": sum(convolution_ops(*call) for call in convolutions),
         "by_op": ops.ops + post_ops.ops,
     }
 
 
-@functools.cache
-def backbone_ops(network: str) -> int:
-    """The plain 3x3 network's ops less those of its convolutions."""
-    plain = count("conv", network)
-    return plain["ops"] - plain["in_convolutions"]
+class _Given(torch.autograd.Function):
+    """A precomputed kernel in place of a sampled one: it asks for its gradient as a sampled kernel does (so the
+    convolution's backward runs in full) and passes it nowhere."""
+
+    @staticmethod
+    def forward(ctx, anchor: torch.Tensor, kernel: torch.Tensor) -> torch.Tensor:
+        return kernel.view_as(kernel)  # one view op per kernel, taken off the count
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor):
+        return None, None
 
 
-def free_kernels(method: str, network: str, counted: dict) -> int | None:
-    """The plain network with `method`'s convolutions in place of its own: what the step would cost if the
-    method's kernels came for free, a lower bound for any kernel parameterisation that keeps these convolutions.
-    None for a whole-model method (its network is not the plain one) or one that convolves no sampled kernel."""
-    if methods.get_method(method).card.kind != "layer" or not counted["in_convolutions"]:
+def free_kernels(method: str, network: str) -> int | None:
+    """Aten ops of the same step with every layer's kernel precomputed: what the step would cost if the kernels
+    cost nothing to sample, forward and backward. A floor for any kernel parameterisation that keeps the rest
+    of the layer (its convolutions, norms, mixing) and the network. None where some layer does not take its
+    kernel from a network's kernel bank (methods/kernelbank.py)."""
+    step, x, y = build(method, network)
+    step(x, y)
+    samplers = [m for m in step.model.modules() if callable(getattr(m, "sample_kernel", None))]
+    if not samplers or any(m.__dict__.get("_bank") is None for m in samplers):
         return None
-    return backbone_ops(network) + counted["in_convolutions"]
+    banks = {id(m.__dict__["_bank"]): m.__dict__["_bank"] for m in samplers}
+    with torch.no_grad():
+        given = {key: {i: k.detach() for i, k in bank._compute().items()} for key, bank in banks.items()}
+    anchor = torch.zeros((), requires_grad=True)
+    handed = [0]
 
+    def precomputed(bank):
+        handed[0] += len(given[id(bank)])
+        return {i: _Given.apply(anchor, k) for i, k in given[id(bank)].items()}
 
-@contextlib.contextmanager
-def _recording_convolutions():
-    """The convolutions with a sampled kernel (functional.conv_direct / conv_fft) run meanwhile, as
-    (path, x's shape, whether x needs a gradient, the weight's shape, with a bias, causal)."""
-    calls: list = []
-    saved = functional.conv_direct, functional.conv_fft
-
-    def recording(path, name):
-        def run(x, weight, bias, causal):
-            calls.append((name, tuple(x.shape), x.requires_grad, tuple(weight.shape), bias is not None, causal))
-            return path(x, weight, bias, causal)
-
-        return run
-
-    functional.conv_direct, functional.conv_fft = recording(saved[0], "direct"), recording(saved[1], "fft")
+    saved = kernelbank.KernelBank._compute
+    kernelbank.KernelBank._compute = precomputed
     try:
-        yield calls
+        with AtenOps() as ops:
+            step.update(x, y)
+            step.hooks.post_step()
     finally:
-        functional.conv_direct, functional.conv_fft = saved
-
-
-@functools.cache
-def convolution_ops(path: str, x_shape, x_grad: bool, w_shape, bias: bool, causal: bool) -> int:
-    """Aten ops of one such convolution alone, forward and backward (the gradients of weight, bias and, where the
-    network needs it, the input)."""
-    x, w = torch.randn(x_shape, requires_grad=x_grad), torch.randn(w_shape, requires_grad=True)
-    b = torch.randn(w_shape[0], requires_grad=True) if bias else None
-    run = functional.conv_fft if path == "fft" else functional.conv_direct
-    with AtenOps() as ops:
-        out = run(x, w, b, causal)
-        torch.autograd.grad(out, [t for t in (x, w, b) if t is not None and t.requires_grad], torch.ones_like(out))
-    return sum(ops.ops.values()) - 1  # less the ones_like, which the counted step does not run
+        kernelbank.KernelBank._compute = saved
+    return sum(ops.ops.values()) - handed[0]
 
 
 @contextlib.contextmanager
@@ -250,7 +243,7 @@ def main(argv=None) -> int:
             c = count(m, network)
             row = rows.setdefault((m, network), {"method": m, "network": network})
             reads = c["step_reads"] + c["post_step_reads"]
-            floor = free_kernels(m, network, c)
+            floor = free_kernels(m, network)
             floor = "" if floor is None else floor
             row.update({f"ops_{args.column}": c["ops"], f"host_reads_{args.column}": reads})
             row.update({f"launching_{args.column}": c["launching"], f"in_fft_{args.column}": c["in_fft"],
