@@ -193,7 +193,7 @@ def merge_equal_groups(groups: list[dict]) -> list[dict]:
 
     The optimizer's step is an elementwise update with each group's settings, so merging changes no number;
     but a fused or foreach AdamW runs two kernels per group: one group per layer (a network of 15 S4D
-    layers has 16) is 30 launches a step where 2 do.
+    layers has 16) is 32 launches a step where 4 do.
     """
     merged: dict[str, dict] = {}
     for group in groups:
